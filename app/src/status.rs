@@ -1,0 +1,56 @@
+//! System status: what the server reports at `GET /healthz` and on the status page.
+
+use std::collections::BTreeMap;
+
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// The server's state as the outside world sees it. Serialised as the `/healthz` JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SystemStatus {
+    /// Always `"ok"` while the server answers.
+    pub status: String,
+    /// Version of the workspace (`cemiface --version`).
+    pub version: String,
+    /// Compute device in use: `cpu` or `cuda:N`.
+    pub device: String,
+    /// Whether this binary was built with the `cuda` feature.
+    pub cuda_compiled: bool,
+    /// CPU threads used by the tensor kernels.
+    pub cpu_threads: usize,
+    /// Folder the pinned model assets are read from.
+    pub assets_dir: String,
+    /// Asset groups of `assets.lock`, by name.
+    pub assets: BTreeMap<String, AssetGroup>,
+}
+
+/// One asset group (e.g. `dlib-resnet`: weights + manifest).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssetGroup {
+    /// Every file present with its pinned sha256.
+    pub present: bool,
+    /// Package it is fetched from.
+    pub source: String,
+    /// Each file's state: `ok`, `missing` or `corrupt`.
+    pub files: BTreeMap<String, String>,
+}
+
+/// How the server produces a fresh status (the server provides it as Leptos context; the app
+/// itself holds no model or file-system code).
+#[cfg(feature = "ssr")]
+#[derive(Clone)]
+pub struct StatusSource(
+    pub  std::sync::Arc<
+        dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<SystemStatus, String>> + Send>>
+            + Send
+            + Sync,
+    >,
+);
+
+/// Re-checks the assets on the server and returns the status.
+#[server(endpoint = "system_status")]
+pub async fn get_system_status() -> Result<SystemStatus, ServerFnError> {
+    let source = use_context::<StatusSource>()
+        .ok_or_else(|| ServerFnError::new("the server provides no status source"))?;
+    (source.0)().await.map_err(ServerFnError::new)
+}

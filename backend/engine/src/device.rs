@@ -1,0 +1,131 @@
+//! Choice of the compute device: the CPU everywhere, CUDA where the binary was built with `cuda`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use candle_core::Device;
+
+use crate::{Error, Result};
+
+/// What the user asked for (`--device`): `auto`, `cpu`, `cuda` or `cuda:N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceRequest {
+    /// The first CUDA GPU when this build has CUDA and one is visible, else the CPU.
+    #[default]
+    Auto,
+    Cpu,
+    Cuda(usize),
+}
+
+impl FromStr for DeviceRequest {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "cpu" => Ok(Self::Cpu),
+            "cuda" | "gpu" => Ok(Self::Cuda(0)),
+            other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+                Some(Ok(i)) => Ok(Self::Cuda(i)),
+                _ => Err(Error::Device(format!(
+                    "unknown device `{s}`: use auto, cpu, cuda or cuda:N"
+                ))),
+            },
+        }
+    }
+}
+
+/// `true` when this binary was compiled with the `cuda` feature.
+pub const CUDA_COMPILED: bool = cfg!(feature = "cuda");
+
+/// A resolved device with a stable label for logs, APIs and run configs (`cpu`, `cuda:0`).
+#[derive(Debug, Clone)]
+pub struct ComputeDevice {
+    pub device: Device,
+    pub label: String,
+}
+
+impl fmt::Display for ComputeDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.label)
+    }
+}
+
+impl ComputeDevice {
+    /// Resolves a request; asking for CUDA on a CPU-only build is an error that says how to fix it.
+    pub fn select(request: DeviceRequest) -> Result<Self> {
+        match request {
+            DeviceRequest::Cpu => Ok(Self::cpu()),
+            DeviceRequest::Cuda(i) => Self::cuda(i),
+            DeviceRequest::Auto if CUDA_COMPILED => Self::cuda(0).or_else(|e| {
+                tracing::warn!("no usable CUDA device ({e}); falling back to the CPU");
+                Ok(Self::cpu())
+            }),
+            DeviceRequest::Auto => Ok(Self::cpu()),
+        }
+    }
+
+    /// The CPU.
+    pub fn cpu() -> Self {
+        Self {
+            device: Device::Cpu,
+            label: "cpu".into(),
+        }
+    }
+
+    fn cuda(ordinal: usize) -> Result<Self> {
+        if !CUDA_COMPILED {
+            return Err(Error::Device(format!(
+                "cuda:{ordinal} requested, but this binary was built without CUDA; \
+                 rebuild with `--features cuda` (needs nvcc) or use --device cpu"
+            )));
+        }
+        let device = Device::new_cuda(ordinal).map_err(|e| Error::Device(format!("cuda:{ordinal}: {e}")))?;
+        Ok(Self {
+            device,
+            label: format!("cuda:{ordinal}"),
+        })
+    }
+
+    /// Number of CPU threads the tensor kernels use (Candle's rayon pool: `RAYON_NUM_THREADS`).
+    pub fn cpu_threads() -> usize {
+        candle_core::utils::get_num_threads()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Tensor;
+
+    #[test]
+    fn requests_parse_and_bad_ones_say_what_is_accepted() {
+        assert_eq!("auto".parse::<DeviceRequest>().unwrap(), DeviceRequest::Auto);
+        assert_eq!("CPU".parse::<DeviceRequest>().unwrap(), DeviceRequest::Cpu);
+        assert_eq!("cuda".parse::<DeviceRequest>().unwrap(), DeviceRequest::Cuda(0));
+        assert_eq!("cuda:3".parse::<DeviceRequest>().unwrap(), DeviceRequest::Cuda(3));
+        let err = "tpu".parse::<DeviceRequest>().unwrap_err().to_string();
+        assert!(err.contains("auto, cpu, cuda or cuda:N"), "{err}");
+        assert!("cuda:x".parse::<DeviceRequest>().is_err());
+    }
+
+    #[test]
+    fn cpu_device_computes() {
+        let dev = ComputeDevice::select(DeviceRequest::Cpu).unwrap();
+        assert_eq!(dev.to_string(), "cpu");
+        let a = Tensor::new(&[[1f32, 2.], [3., 4.]], &dev.device).unwrap();
+        let b = a.matmul(&a.t().unwrap()).unwrap();
+        assert_eq!(b.to_vec2::<f32>().unwrap(), vec![vec![5., 11.], vec![11., 25.]]);
+        assert!(ComputeDevice::cpu_threads() >= 1);
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn cuda_on_a_cpu_build_is_a_clear_error_and_auto_is_cpu() {
+        let err = ComputeDevice::select(DeviceRequest::Cuda(0))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--features cuda"), "{err}");
+        assert_eq!(ComputeDevice::select(DeviceRequest::Auto).unwrap().label, "cpu");
+    }
+}

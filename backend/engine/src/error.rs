@@ -1,0 +1,37 @@
+//! The engine's error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong inside the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The pinned asset list (`assets.lock`) is malformed.
+    #[error("assets.lock line {line}: {message}")]
+    AssetsLock { line: usize, message: String },
+    /// The requested compute device is not usable.
+    #[error("device: {0}")]
+    Device(String),
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Result alias of the engine.
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,14 @@
+//! CemiFace-rs engine: all the science of "CemiFace: Center-based Semi-hard Synthetic Face Generation
+//! for Face Recognition" (NeurIPS 2024) and of DCFace, its code base, in Candle.
+//!
+//! This crate is deliberately free of any async runtime, web framework or UI code: the server and the
+//! CLI drive it, and it builds and tests alone (`cargo test --release -p cemiface-engine`).
+
+pub mod assets;
+pub mod device;
+pub mod error;
+
+pub use error::{Error, Result};
+
+/// Version of the engine (the workspace version).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,161 @@
+//! The `cemiface` command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use cemiface_engine::device::{ComputeDevice, DeviceRequest};
+use clap::{Args, Parser, Subcommand};
+
+use crate::serve;
+use crate::state::AppState;
+
+/// CemiFace-rs: center-based semi-hard synthetic face generation for face recognition.
+#[derive(Debug, Parser)]
+#[command(name = "cemiface", version, about)]
+pub struct Cli {
+    /// Log filter: a level (`info`, `debug`) or directives (`cemiface_server=debug,tower_http=debug`).
+    /// `RUST_LOG` overrides it.
+    #[arg(long, global = true, env = "CEMIFACE_LOG", default_value = "info")]
+    pub log_level: String,
+
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the web app: demo pages, admin panel, API and `/healthz`.
+    Serve(ServeArgs),
+    /// Check the pinned model assets (presence and sha256); exit code 1 if any is missing or corrupt.
+    Assets(AssetsArgs),
+}
+
+/// Options of `cemiface serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: LEPTOS_SITE_ADDR, else 127.0.0.1:3000]. Port 0 picks a free port.
+    #[arg(long, env = "CEMIFACE_ADDR")]
+    pub addr: Option<SocketAddr>,
+    /// Folder for runs, jobs and uploads (created if missing).
+    #[arg(long, env = "CEMIFACE_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub assets: AssetsDirArg,
+    /// Compute device: auto, cpu, cuda or cuda:N.
+    #[arg(long, env = "CEMIFACE_DEVICE", default_value = "auto")]
+    pub device: DeviceRequest,
+    /// Folder of the built site (wasm, JS, CSS, public files), as written by `cargo leptos build`.
+    #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
+    pub site_root: PathBuf,
+}
+
+/// The assets folder option, shared by every command that reads models.
+#[derive(Debug, Args)]
+pub struct AssetsDirArg {
+    /// Folder of the pinned model assets, as filled by `scripts/setup.sh`.
+    #[arg(long, env = "CEMIFACE_ASSETS_DIR", default_value = "assets")]
+    pub assets_dir: PathBuf,
+}
+
+/// Options of `cemiface assets`.
+#[derive(Debug, Args)]
+pub struct AssetsArgs {
+    #[command(flatten)]
+    pub assets: AssetsDirArg,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Entry point of the binary: parses arguments, runs the command, reports errors.
+pub fn main() -> ExitCode {
+    let mut args: Vec<String> = std::env::args().collect();
+    let mut cli = Cli::parse_from(&args);
+    if cli.command.is_none() {
+        args.push("serve".into());
+        cli = Cli::parse_from(&args);
+    }
+    if let Err(e) = crate::telemetry::init(&cli.log_level) {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(2);
+    }
+    let result = match cli.command.expect("set above") {
+        Command::Serve(a) => run_serve(a),
+        Command::Assets(a) => run_assets(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let device = ComputeDevice::select(args.device)?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create the data folder {}", args.data_dir.display()))?;
+    let mut leptos = leptos::prelude::get_configuration(None)
+        .context("reading the Leptos configuration from the environment")?
+        .leptos_options;
+    if leptos.output_name.is_empty() {
+        // Set at build time by cargo-leptos; plain `cargo build` leaves it empty.
+        leptos.output_name = "cemiface".into();
+    }
+    leptos.site_root = args.site_root.display().to_string().into();
+    let addr = args.addr.unwrap_or(leptos.site_addr);
+    let bundle = args
+        .site_root
+        .join("pkg")
+        .join(format!("{}.wasm", leptos.output_name));
+    if !bundle.exists() {
+        tracing::warn!(
+            "browser bundle {} not found: pages render but stay static; build it with \
+             `cargo leptos build --release` (scripts/serve.sh does)",
+            bundle.display()
+        );
+    }
+    let state = AppState::new(leptos, args.assets.assets_dir, args.data_dir, device);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let local = listener.local_addr()?;
+        tracing::info!(device = %state.inner.device, "listening on http://{local}");
+        serve::run(listener, state, serve::shutdown_signal()).await?;
+        tracing::info!("server stopped");
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_assets(args: AssetsArgs) -> anyhow::Result<ExitCode> {
+    let dir = &args.assets.assets_dir;
+    let groups = cemiface_engine::assets::check(dir, &cemiface_engine::assets::pinned())?;
+    let all_present = groups.values().all(|g| g.present);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&groups)?);
+    } else {
+        println!("assets in {}:", dir.display());
+        for (name, g) in &groups {
+            let state = if g.present { "installed" } else { "NOT INSTALLED" };
+            println!("  {name:<20} {state:<14} {}", g.source);
+            for (file, s) in g.files.iter().filter(|(_, s)| s.as_str() != "ok") {
+                println!("      {file}: {}", s.as_str());
+            }
+        }
+        if !all_present {
+            println!("run scripts/setup.sh to fetch and verify the missing assets");
+        }
+    }
+    Ok(if all_present {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

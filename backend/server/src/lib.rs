@@ -1,0 +1,9 @@
+//! CemiFace-rs backend: the axum web server (Leptos pages, `/healthz`), and the `cemiface` CLI that
+//! drives the engine.
+
+pub mod cli;
+pub mod error;
+pub mod health;
+pub mod serve;
+pub mod state;
+pub mod telemetry;

@@ -1,0 +1,52 @@
+//! Shared state of the web server.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::FromRef;
+use cemiface_engine::assets::{AssetFile, Verifier};
+use cemiface_engine::device::ComputeDevice;
+use leptos::prelude::LeptosOptions;
+
+/// Everything handlers need; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub leptos: LeptosOptions,
+    pub inner: Arc<Inner>,
+}
+
+/// The parts of [`AppState`] behind one `Arc`.
+pub struct Inner {
+    /// Folder of the pinned model assets (`assets/` by default).
+    pub assets_dir: PathBuf,
+    /// Folder for runs, jobs and uploads (`data/` by default).
+    pub data_dir: PathBuf,
+    /// The compute device models run on.
+    pub device: ComputeDevice,
+    /// The files of `assets.lock` this server expects.
+    pub assets: Vec<AssetFile>,
+    /// Remembers asset hashes so `/healthz` only re-hashes changed files.
+    pub verifier: Mutex<Verifier>,
+}
+
+impl AppState {
+    pub fn new(leptos: LeptosOptions, assets_dir: PathBuf, data_dir: PathBuf, device: ComputeDevice) -> Self {
+        let inner = Inner {
+            assets_dir,
+            data_dir,
+            device,
+            assets: cemiface_engine::assets::pinned(),
+            verifier: Mutex::new(Verifier::default()),
+        };
+        Self {
+            leptos,
+            inner: Arc::new(inner),
+        }
+    }
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos.clone()
+    }
+}

@@ -1,0 +1,135 @@
+//! The `cemiface` binary as a user runs it: serving, signals, errors, the assets check.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn cemiface() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cemiface"));
+    c.env_remove("RUST_LOG").env("CEMIFACE_LOG", "info");
+    c
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn serve_answers_healthz_and_stops_cleanly_on_sigterm() {
+    let dir = common::temp_dir("cli-serve");
+    let mut child = cemiface()
+        .args(["serve", "--addr", "127.0.0.1:0", "--device", "cpu"])
+        .arg("--assets-dir")
+        .arg(&dir)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--site-root")
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("server exited before listening").unwrap();
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    assert!(dir.join("data").is_dir(), "data dir not created");
+    let res = http_get(&addr, "/healthz");
+    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+    assert!(
+        res.contains(r#""status":"ok""#) && res.contains(r#""device":"cpu""#),
+        "{res}"
+    );
+
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server did not stop within 10 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status}");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(rest.iter().any(|l| l.contains("SIGTERM received")), "{rest:?}");
+    assert!(rest.iter().any(|l| l.contains("server stopped")), "{rest:?}");
+}
+
+#[test]
+fn asking_for_cuda_on_a_cpu_build_fails_with_a_clear_message() {
+    let out = cemiface()
+        .args(["serve", "--device", "cuda", "--addr", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("built without CUDA") && err.contains("--features cuda"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_flags_are_rejected_before_anything_starts() {
+    let out = cemiface().args(["serve", "--device", "tpu"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("auto, cpu, cuda or cuda:N"));
+    let out = cemiface()
+        .args(["serve", "--addr", "not-an-address"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn assets_command_lists_missing_assets_and_fails() {
+    let dir = common::temp_dir("cli-assets");
+    let out = cemiface()
+        .arg("assets")
+        .arg("--assets-dir")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("dlib-resnet") && text.contains("NOT INSTALLED"),
+        "{text}"
+    );
+    assert!(text.contains("scripts/setup.sh"), "{text}");
+
+    let out = cemiface()
+        .args(["assets", "--json"])
+        .arg("--assets-dir")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["dcgan-faces"]["files"]["gan-face-generate/weights.tar"],
+        "missing"
+    );
+}

@@ -1,0 +1,127 @@
+//! The HTTP surface, driven in-process through the router (no socket).
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use cemiface_engine::device::ComputeDevice;
+use cemiface_server::serve::router;
+use cemiface_server::state::AppState;
+use leptos::prelude::LeptosOptions;
+use serde_json::Value;
+use tower::ServiceExt;
+
+fn state(assets_dir: std::path::PathBuf) -> AppState {
+    let leptos = LeptosOptions::builder()
+        .output_name("cemiface")
+        .site_root("target/site")
+        .build();
+    let data = assets_dir.join("data");
+    AppState::new(leptos, assets_dir, data, ComputeDevice::cpu())
+}
+
+async fn get(state: &AppState, uri: &str) -> (StatusCode, String) {
+    let res = router(state.clone())
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = res.status();
+    let body = axum::body::to_bytes(res.into_body(), 1 << 22).await.unwrap();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn healthz_reports_version_device_and_each_asset_state() {
+    let dir = common::temp_dir("healthz");
+    let st = state(dir.clone());
+    let (code, body) = get(&st, "/healthz").await;
+    assert_eq!(code, StatusCode::OK);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["status"], "ok");
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(v["device"], "cpu");
+    assert_eq!(v["cuda_compiled"], false);
+    assert!(v["cpu_threads"].as_u64().unwrap() >= 1);
+    for group in [
+        "dlib-resnet",
+        "tiny-face-detector",
+        "face-landmark-68",
+        "dcgan-faces",
+        "test-photos",
+    ] {
+        assert_eq!(v["assets"][group]["present"], false, "{group} in an empty folder");
+    }
+    let recog = "face-api/face_recognition_model.bin";
+    assert_eq!(v["assets"]["dlib-resnet"]["files"][recog], "missing");
+
+    // A truncated download shows up as corrupt on the next request, with no restart.
+    std::fs::create_dir_all(dir.join("face-api")).unwrap();
+    std::fs::write(dir.join(recog), b"truncated").unwrap();
+    let (_, body) = get(&st, "/healthz").await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["assets"]["dlib-resnet"]["files"][recog], "corrupt");
+    assert_eq!(v["assets"]["dlib-resnet"]["present"], false);
+}
+
+#[tokio::test]
+async fn healthz_sees_the_installed_assets_when_setup_has_run() {
+    let installed = common::repo_root().join("assets");
+    if !installed.join("face-api/face_recognition_model.bin").exists() {
+        eprintln!("skipped: scripts/setup.sh has not fetched the assets");
+        return;
+    }
+    let (_, body) = get(&state(installed), "/healthz").await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    for (name, g) in v["assets"].as_object().unwrap() {
+        assert_eq!(g["present"], true, "asset group {name}: {g}");
+    }
+}
+
+#[tokio::test]
+async fn home_page_is_server_rendered_with_the_hydration_script() {
+    let st = state(common::temp_dir("home"));
+    let (code, html) = get(&st, "/").await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(html.contains("controlled difficulty"), "{html}");
+    assert!(
+        html.contains("/pkg/cemiface.js"),
+        "hydration script missing: {html}"
+    );
+    assert!(html.contains(r#"href="/status""#), "navigation missing");
+    assert!(html.contains("id=\"m-slider\""));
+}
+
+#[tokio::test]
+async fn status_page_renders_the_asset_table_on_the_server() {
+    let st = state(common::temp_dir("status-page"));
+    let (code, html) = get(&st, "/status").await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(html.contains("System status"));
+    assert!(
+        html.contains("dlib-resnet"),
+        "resource not resolved during SSR: {html}"
+    );
+    assert!(html.contains("scripts/setup.sh"));
+}
+
+#[tokio::test]
+async fn unknown_pages_are_404() {
+    let st = state(common::temp_dir("404"));
+    let (code, _) = get(&st, "/no-such-page").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_status_server_function_answers_with_the_healthz_data() {
+    let st = state(common::temp_dir("server-fn"));
+    let req = Request::post("/api/system_status")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::empty())
+        .unwrap();
+    let res = router(st).oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["device"], "cpu");
+    assert!(v["assets"]["dcgan-faces"].is_object());
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# README "test" command (and what CI runs): installs what is missing, builds everything in release
+# mode, checks the engine's dependency boundary, runs every Rust test (in release: Candle is ~25x
+# slower unoptimised) and the browser tests. Prints a timestamp per stage.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+export PATH="$ROOT/end2end/node_modules/.bin:$HOME/.cargo/bin:$PATH"  # binaryen's wasm-opt first
+export RUST_BACKTRACE=0 CARGO_TERM_COLOR=never PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+# Same value cargo-leptos bakes into the server, so `cargo test` reuses its release artifacts.
+export LEPTOS_OUTPUT_NAME=cemiface
+T0=$(date +%s)
+stamp() { echo "=== [$(date -u +%H:%M:%S) +$(( $(date +%s) - T0 ))s] $*"; }
+
+stamp "setup (tools and assets; skips what is present)"
+scripts/setup.sh
+
+stamp "build: wasm front end + server (release)"
+cargo leptos build --release
+
+stamp "engine dependency boundary (no tokio, axum or leptos)"
+if cargo tree -p cemiface-engine -e normal,build --prefix none --format '{p}' \
+    | grep -E '^(tokio|axum|leptos|leptos_[a-z_]+) '; then
+  echo "error: the engine crate must not depend on the crates listed above" >&2
+  exit 1
+fi
+echo "engine dependency boundary: ok"
+
+stamp "rust tests (release)"
+cargo test --release --workspace
+
+stamp "browser tests (Playwright + Debian Chromium)"
+(cd end2end && npx playwright test)
+
+stamp "done"
