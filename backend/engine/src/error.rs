@@ -12,6 +12,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A file exists but its content is not what its format requires (truncated, malformed).
+    #[error("{path}: {message}")]
+    Format { path: PathBuf, message: String },
     /// The pinned asset list (`assets.lock`) is malformed.
     #[error("assets.lock line {line}: {message}")]
     AssetsLock { line: usize, message: String },

@@ -6,7 +6,9 @@
 
 pub mod assets;
 pub mod device;
+pub mod dlib_resnet;
 pub mod error;
+pub mod tfjs;
 
 pub use error::{Error, Result};
 

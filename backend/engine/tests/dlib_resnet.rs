@@ -1,0 +1,91 @@
+//! Parity of the Candle dlib ResNet with an independent numpy implementation
+//! (`scripts/reference/dlib_resnet_golden.py`, output in `tests/golden/dlib_resnet.json`).
+
+use std::path::PathBuf;
+
+use candle_core::{Device, Tensor};
+use cemiface_engine::dlib_resnet::DlibResNet;
+use cemiface_engine::tfjs;
+
+fn manifest() -> Option<PathBuf> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../assets/face-api/face_recognition_model-weights_manifest.json");
+    if p.exists() {
+        return Some(p);
+    }
+    assert!(
+        std::env::var_os("CEMIFACE_REQUIRE_ASSETS").is_none(),
+        "{} missing: run scripts/setup.sh",
+        p.display()
+    );
+    eprintln!("skipped: assets not installed (scripts/setup.sh)");
+    None
+}
+
+/// The golden script's input, NCHW: (7h + 13w + 29c + 101·seed + ⌊hw/11⌋) mod 256.
+fn pattern(seed: usize) -> Vec<f32> {
+    let mut v = Vec::with_capacity(3 * 150 * 150);
+    for c in 0..3 {
+        for h in 0..150 {
+            for w in 0..150 {
+                v.push(((h * 7 + w * 13 + c * 29 + seed * 101 + (h * w) / 11) % 256) as f32);
+            }
+        }
+    }
+    v
+}
+
+#[test]
+fn descriptors_match_the_numpy_reference() {
+    let Some(manifest) = manifest() else { return };
+    let dev = Device::Cpu;
+    let net = DlibResNet::new(tfjs::var_builder(&manifest, &dev).unwrap()).unwrap();
+    let golden: serde_json::Value = serde_json::from_str(include_str!("golden/dlib_resnet.json")).unwrap();
+
+    let mut batch = pattern(0);
+    batch.extend(pattern(1));
+    let x = Tensor::from_vec(batch, (2, 3, 150, 150), &dev).unwrap();
+    let got = net.forward(&x).unwrap().to_vec2::<f32>().unwrap();
+    for (i, row) in got.iter().enumerate() {
+        let want: Vec<f64> = golden["descriptors"][i.to_string()]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(row.len(), 128);
+        let max_err = row
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (*a as f64 - b).abs())
+            .fold(0.0, f64::max);
+        assert!(max_err < 2e-4, "seed {i}: max |Δ| = {max_err}");
+    }
+    // The two inputs differ, and so must their descriptors.
+    let d: f32 = got[0]
+        .iter()
+        .zip(&got[1])
+        .map(|(a, b)| (a - b) * (a - b))
+        .sum::<f32>()
+        .sqrt();
+    assert!(d > 1e-3, "descriptors of different inputs are equal: {d}");
+}
+
+#[test]
+fn gradients_flow_back_to_the_input_chip() {
+    let Some(manifest) = manifest() else { return };
+    let dev = Device::Cpu;
+    let net = DlibResNet::new(tfjs::var_builder(&manifest, &dev).unwrap()).unwrap();
+    let x = candle_core::Var::from_vec(pattern(0), (1, 3, 150, 150), &dev).unwrap();
+    let loss = net
+        .forward(x.as_tensor())
+        .unwrap()
+        .sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap();
+    let grads = loss.backward().unwrap();
+    let g = grads.get(x.as_tensor()).expect("no gradient for the input");
+    let norm = g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+    assert!(norm.is_finite() && norm > 0.0, "gradient norm {norm}");
+}
