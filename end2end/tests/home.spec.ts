@@ -46,7 +46,7 @@ test("home page hydrates and the m slider explains each regime", async ({ page }
 test("status page lists the assets and re-checks them on request", async ({ page }) => {
   const errors = watchErrors(page);
   await openHydrated(page, "/");
-  await page.getByRole("link", { name: "System status" }).click();
+  await page.locator("header nav").getByRole("link", { name: "System status" }).click();
   await expect(page).toHaveURL(/\/status$/);
 
   const table = page.locator("#assets");

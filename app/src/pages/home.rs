@@ -44,8 +44,8 @@ pub fn HomePage() -> impl IntoView {
                 </li>
             </ol>
             <p>
-                "Everything runs on Candle: on a GPU at paper scale (112×112, CASIA-WebFace inquiries), and "
-                "on a laptop CPU with the small 64×64 preset. Check which models this server has installed on "
+                "The pipeline is built on Candle, for GPUs at paper scale (112×112, CASIA-WebFace inquiries) "
+                "and for CPUs with a small 64×64 preset. Check which models this server has installed on "
                 <a href="/status">"the system status page"</a>"."
             </p>
         </section>
