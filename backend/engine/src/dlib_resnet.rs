@@ -8,6 +8,7 @@
 use candle_core::{Module, Tensor, D};
 use candle_nn::VarBuilder;
 
+use crate::ops::max_pool_s2;
 use crate::tfjs::hwio_to_oihw;
 use crate::Result;
 
@@ -109,35 +110,6 @@ impl Module for Residual {
     }
 }
 
-/// 3×3 max-pool with stride 2, 'VALID', built from slices and `maximum` so it has a backward pass
-/// (Candle's own max-pool has none when kernel ≠ stride).
-fn max_pool_3x3_s2(x: &Tensor) -> candle_core::Result<Tensor> {
-    let (b, c, h, w) = x.dims4()?;
-    let (oh, ow) = ((h - 3) / 2 + 1, (w - 3) / 2 + 1);
-    // Rows i, i+2, …, i+2(oh−1): take 2·oh rows from i, fold them in pairs, keep the first of each.
-    let every_other = |t: &Tensor, dim: usize, start: usize, n: usize| -> candle_core::Result<Tensor> {
-        let t = t.narrow(dim, start, 2 * n - 1)?.pad_with_zeros(dim, 0, 1)?;
-        let mut shape = t.dims().to_vec();
-        shape[dim] = n;
-        shape.insert(dim + 1, 2);
-        t.reshape(shape)?.narrow(dim + 1, 0, 1)?.squeeze(dim + 1)
-    };
-    let mut out: Option<Tensor> = None;
-    for i in 0..3 {
-        let rows = every_other(x, 2, i, oh)?;
-        for j in 0..3 {
-            let win = every_other(&rows, 3, j, ow)?;
-            out = Some(match out {
-                None => win,
-                Some(m) => m.maximum(&win)?,
-            });
-        }
-    }
-    let out = out.expect("nine windows");
-    debug_assert_eq!(out.dims(), &[b, c, oh, ow]);
-    Ok(out)
-}
-
 /// The network.
 #[derive(Debug, Clone)]
 pub struct DlibResNet {
@@ -189,41 +161,9 @@ impl DlibResNet {
     /// `chips`: (B, 3, 150, 150), RGB in [0, 255] → (B, 128).
     pub fn forward(&self, chips: &Tensor) -> Result<Tensor> {
         let x = (chips.broadcast_sub(&self.mean)? / 256.0)?;
-        let x = max_pool_3x3_s2(&self.stem.forward(&x)?)?; // (B, 32, 35, 35)
+        let x = max_pool_s2(&self.stem.forward(&x)?, 3)?; // (B, 32, 35, 35)
         let x = self.blocks.iter().try_fold(x, |x, b| b.forward(&x))?; // (B, 256, 2, 2)
         let pooled = x.mean(D::Minus1)?.mean(D::Minus1)?; // (B, 256)
         Ok(pooled.matmul(&self.fc)?)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use candle_core::Device;
-
-    #[test]
-    fn max_pool_matches_candles_forward_and_has_a_gradient() {
-        let dev = Device::Cpu;
-        let x = candle_core::Var::rand(-1f32, 1f32, (2, 3, 11, 8), &dev).unwrap();
-        let ours = max_pool_3x3_s2(x.as_tensor()).unwrap();
-        let reference = x.as_tensor().max_pool2d_with_stride(3, 2).unwrap();
-        assert_eq!(ours.dims(), &[2, 3, 5, 3]);
-        let diff = (ours.clone() - reference)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap();
-        assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
-        let grads = ours.sum_all().unwrap().backward().unwrap();
-        let g = grads
-            .get(x.as_tensor())
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        // Each of the 2·3·5·3 outputs sends gradient 1 to its arg-max.
-        assert_eq!(g, 90.0);
     }
 }

@@ -15,6 +15,9 @@ pub enum Error {
     /// A file exists but its content is not what its format requires (truncated, malformed).
     #[error("{path}: {message}")]
     Format { path: PathBuf, message: String },
+    /// A configuration value is out of range or inconsistent.
+    #[error("config: {0}")]
+    Config(String),
     /// The pinned asset list (`assets.lock`) is malformed.
     #[error("assets.lock line {line}: {message}")]
     AssetsLock { line: usize, message: String },

@@ -5,9 +5,12 @@
 //! CLI drive it, and it builds and tests alone (`cargo test --release -p cemiface-engine`).
 
 pub mod assets;
+pub mod checkpoint;
 pub mod device;
 pub mod dlib_resnet;
 pub mod error;
+pub mod iresnet;
+pub mod ops;
 pub mod tfjs;
 
 pub use error::{Error, Result};

@@ -1,0 +1,79 @@
+//! Small differentiable tensor helpers Candle lacks (its pooling has no backward when kernel ≠ stride).
+
+use candle_core::{Result, Tensor};
+
+/// Elements `start, start + 2, …` (n of them) along `dim`, with a backward pass: takes 2n − 1
+/// elements, pads one, folds them in pairs and keeps the first of each pair.
+pub fn every_other(t: &Tensor, dim: usize, start: usize, n: usize) -> Result<Tensor> {
+    let t = t.narrow(dim, start, 2 * n - 1)?.pad_with_zeros(dim, 0, 1)?;
+    let mut shape = t.dims().to_vec();
+    shape[dim] = n;
+    shape.insert(dim + 1, 2);
+    t.reshape(shape)?.narrow(dim + 1, 0, 1)?.squeeze(dim + 1)
+}
+
+/// PyTorch `MaxPool2d(1, stride=2)`: every other row and column of an NCHW tensor.
+pub fn subsample2(x: &Tensor) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    every_other(&every_other(x, 2, 0, h.div_ceil(2))?, 3, 0, w.div_ceil(2))
+}
+
+/// 'VALID' max-pool of an NCHW tensor with a k×k window and stride 2.
+pub fn max_pool_s2(x: &Tensor, k: usize) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    let (oh, ow) = ((h - k) / 2 + 1, (w - k) / 2 + 1);
+    let mut out: Option<Tensor> = None;
+    for i in 0..k {
+        let rows = every_other(x, 2, i, oh)?;
+        for j in 0..k {
+            let win = every_other(&rows, 3, j, ow)?;
+            out = Some(match out {
+                None => win,
+                Some(m) => m.maximum(&win)?,
+            });
+        }
+    }
+    out.ok_or_else(|| candle_core::Error::Msg("max-pool window must be at least 1".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    #[test]
+    fn max_pool_matches_candles_forward_and_has_a_gradient() {
+        let x = Var::rand(-1f32, 1f32, (2, 3, 11, 8), &Device::Cpu).unwrap();
+        let ours = max_pool_s2(x.as_tensor(), 3).unwrap();
+        let reference = x.as_tensor().max_pool2d_with_stride(3, 2).unwrap();
+        assert_eq!(ours.dims(), &[2, 3, 5, 3]);
+        let diff = (ours.clone() - reference)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap();
+        assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
+        let grads = ours.sum_all().unwrap().backward().unwrap();
+        let g = grads
+            .get(x.as_tensor())
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert_eq!(g, 90.0); // each of the 2·3·5·3 outputs sends 1 to its arg-max
+    }
+
+    #[test]
+    fn subsample_keeps_even_rows_and_columns_like_torch_maxpool_1_2() {
+        let x = Tensor::arange(0f32, 35., &Device::Cpu)
+            .unwrap()
+            .reshape((1, 1, 5, 7))
+            .unwrap();
+        let s = subsample2(&x).unwrap();
+        assert_eq!(s.dims(), &[1, 1, 3, 4]);
+        let v = s.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(v, vec![0., 2., 4., 6., 14., 16., 18., 20., 28., 30., 32., 34.]);
+    }
+}
