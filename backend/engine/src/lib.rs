@@ -9,9 +9,11 @@ pub mod checkpoint;
 pub mod device;
 pub mod dlib_resnet;
 pub mod error;
+pub mod image_io;
 pub mod iresnet;
 pub mod ops;
 pub mod tfjs;
+pub mod warp;
 
 pub use error::{Error, Result};
 

@@ -1,0 +1,129 @@
+//! Reading photos safely: format sniffing (JPEG, PNG, WebP), size limits, EXIF orientation, and
+//! errors that say what is wrong with the file.
+
+use std::io::Cursor;
+use std::path::Path;
+
+use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
+
+use crate::{Error, Result};
+
+/// Limits on what a decoder may allocate; uploads are checked against them before decoding pixels.
+#[derive(Debug, Clone, Copy)]
+pub struct ImageLimits {
+    /// Largest accepted width × height.
+    pub max_pixels: u64,
+    /// Largest accepted side.
+    pub max_side: u32,
+}
+
+impl Default for ImageLimits {
+    fn default() -> Self {
+        Self {
+            max_pixels: 40_000_000,
+            max_side: 16_384,
+        }
+    }
+}
+
+fn bad(name: &str, message: impl Into<String>) -> Error {
+    Error::Format {
+        path: name.into(),
+        message: message.into(),
+    }
+}
+
+/// Decodes an image file's bytes to RGB8 with its EXIF orientation applied. `name` is used in errors.
+pub fn decode(bytes: &[u8], name: &str, limits: ImageLimits) -> Result<RgbImage> {
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| bad(name, format!("cannot read: {e}")))?;
+    match reader.format() {
+        Some(image::ImageFormat::Jpeg | image::ImageFormat::Png | image::ImageFormat::WebP) => {}
+        _ => return Err(bad(name, "not an image (expected JPEG, PNG or WebP)")),
+    }
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| bad(name, format!("corrupt image header: {e}")))?;
+    let (w, h) = decoder.dimensions();
+    if w == 0 || h == 0 {
+        return Err(bad(name, "image has no pixels"));
+    }
+    if w > limits.max_side || h > limits.max_side || (w as u64) * (h as u64) > limits.max_pixels {
+        return Err(bad(
+            name,
+            format!(
+                "image is {w}×{h}; the limit is {} pixels and {} per side",
+                limits.max_pixels, limits.max_side
+            ),
+        ));
+    }
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(decoder)
+        .map_err(|e| bad(name, format!("truncated or corrupt image data: {e}")))?;
+    img.apply_orientation(orientation);
+    Ok(img.to_rgb8())
+}
+
+/// Reads and decodes an image file.
+pub fn read(path: &Path, limits: ImageLimits) -> Result<RgbImage> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    decode(&bytes, &path.display().to_string(), limits)
+}
+
+/// Writes an RGB image; the format follows the extension (PNG, JPEG or WebP).
+pub fn write(img: &RgbImage, path: &Path) -> Result<()> {
+    img.save(path)
+        .map_err(|e| bad(&path.display().to_string(), format!("cannot write image: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png_bytes(w: u32, h: u32) -> Vec<u8> {
+        let img = RgbImage::from_fn(w, h, |x, y| image::Rgb([x as u8, y as u8, 7]));
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn decodes_a_png() {
+        let img = decode(&png_bytes(5, 3), "a.png", ImageLimits::default()).unwrap();
+        assert_eq!(img.dimensions(), (5, 3));
+        assert_eq!(img.get_pixel(4, 2).0, [4, 2, 7]);
+    }
+
+    #[test]
+    fn text_is_not_an_image() {
+        let err = decode(b"hello, I am a text file", "notes.txt", ImageLimits::default()).unwrap_err();
+        assert!(err.to_string().contains("notes.txt: not an image"), "{err}");
+    }
+
+    #[test]
+    fn a_truncated_file_is_reported_as_such() {
+        let bytes = png_bytes(64, 64);
+        let err = decode(&bytes[..bytes.len() / 2], "cut.png", ImageLimits::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("cut.png") && (err.contains("truncated") || err.contains("corrupt")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn oversized_images_are_refused_before_decoding() {
+        let limits = ImageLimits {
+            max_pixels: 100,
+            max_side: 1000,
+        };
+        let err = decode(&png_bytes(20, 20), "big.png", limits)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("20×20") && err.contains("limit"), "{err}");
+    }
+}
