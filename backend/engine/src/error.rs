@@ -24,6 +24,12 @@ pub enum Error {
     /// The requested compute device is not usable.
     #[error("device: {0}")]
     Device(String),
+    /// The detector found no face in the photo.
+    #[error("{image}: no face found")]
+    NoFace { image: String },
+    /// The largest face is too small to align reliably.
+    #[error("{image}: the face is too small ({side} px; at least {min} px needed)")]
+    FaceTooSmall { image: String, side: u32, min: u32 },
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

@@ -4,15 +4,19 @@
 //! This crate is deliberately free of any async runtime, web framework or UI code: the server and the
 //! CLI drive it, and it builds and tests alone (`cargo test --release -p cemiface-engine`).
 
+pub mod align;
 pub mod assets;
 pub mod checkpoint;
 pub mod device;
 pub mod dlib_resnet;
 pub mod error;
+pub mod face_landmark68;
 pub mod image_io;
 pub mod iresnet;
 pub mod ops;
 pub mod tfjs;
+pub mod tfjs_layers;
+pub mod tiny_face_detector;
 pub mod warp;
 
 pub use error::{Error, Result};
