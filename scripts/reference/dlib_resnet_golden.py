@@ -118,6 +118,9 @@ def pattern(seed: int):
 def main():
     p = load(Path(sys.argv[1]))
     out = {
+        # the loader's dequantisation (q * scale + min), a few tensors, flattened in manifest order
+        "dequantized": {k: [round(float(v), 9) for v in p[k].reshape(-1)[:8]] + [round(float(p[k].sum()), 6)]
+                        for k in ("conv32_down/conv/filters", "conv128_1/conv2/scale/weights", "fc")},
         "inputs": "pattern(seed) = (7h + 13w + 29c + 101 seed + floor(h w / 11)) mod 256, HWC RGB",
         "descriptors": {str(s): [round(float(v), 7) for v in descriptor(p, pattern(s))] for s in (0, 1)},
     }

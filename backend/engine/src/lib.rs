@@ -9,6 +9,7 @@ pub mod assets;
 pub mod checkpoint;
 pub mod device;
 pub mod dlib_resnet;
+pub mod encoder;
 pub mod error;
 pub mod face_landmark68;
 pub mod image_io;

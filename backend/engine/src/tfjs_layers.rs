@@ -137,7 +137,12 @@ mod tests {
         let x = Tensor::ones((1, 1, 4, 4), candle_core::DType::F32, &Device::Cpu).unwrap();
         assert_eq!(pad_same(&x, 3, 2, 0.0).unwrap().dims(), &[1, 1, 5, 5]); // (0, 1)
         assert_eq!(pad_same(&x, 3, 1, 0.0).unwrap().dims(), &[1, 1, 6, 6]); // (1, 1)
-        let p = pad_same(&x, 3, 2, 0.0).unwrap().to_vec3::<f32>().unwrap();
+        let p = pad_same(&x, 3, 2, 0.0)
+            .unwrap()
+            .squeeze(0)
+            .unwrap()
+            .to_vec3::<f32>()
+            .unwrap();
         assert_eq!(p[0][0][0], 1.0); // nothing added at the top-left
         assert_eq!(p[0][4][4], 0.0);
         let x = Tensor::new(&[[[[-5f32, -6., -7.]]]], &Device::Cpu).unwrap();

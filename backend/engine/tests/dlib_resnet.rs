@@ -89,3 +89,33 @@ fn gradients_flow_back_to_the_input_chip() {
     let norm = g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
     assert!(norm.is_finite() && norm > 0.0, "gradient norm {norm}");
 }
+
+#[test]
+fn dequantized_tensors_equal_the_numpy_reference() {
+    let Some(manifest) = manifest() else { return };
+    let tensors = tfjs::load(&manifest, &Device::Cpu).unwrap();
+    let golden: serde_json::Value = serde_json::from_str(include_str!("golden/dlib_resnet.json")).unwrap();
+    for (name, want) in golden["dequantized"].as_object().unwrap() {
+        let want: Vec<f64> = want
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        // HWIO as stored: the first values in manifest order, then the sum of all.
+        let flat = tensors[name].flatten_all().unwrap();
+        let got = flat.narrow(0, 0, 8).unwrap().to_vec1::<f32>().unwrap();
+        for (g, w) in got.iter().zip(&want[..8]) {
+            assert!(
+                (*g as f64 - w).abs() <= 1e-6 * w.abs().max(1e-3),
+                "{name}: {g} vs {w}"
+            );
+        }
+        let sum = flat.sum_all().unwrap().to_scalar::<f32>().unwrap() as f64;
+        assert!(
+            (sum - want[8]).abs() <= 1e-3 * want[8].abs().max(1.0),
+            "{name}: sum {sum} vs {}",
+            want[8]
+        );
+    }
+}
