@@ -90,6 +90,21 @@ pub struct DlibEncoder {
 }
 
 impl DlibEncoder {
+    /// Loads the face-api weights from the assets folder (`scripts/setup.sh` fetches them).
+    pub fn load(assets_dir: &std::path::Path, device: &Device) -> Result<Self> {
+        let manifest = assets_dir.join("face-api/face_recognition_model-weights_manifest.json");
+        if !manifest.exists() {
+            return Err(Error::Config(format!(
+                "{} is missing (asset group `dlib-resnet`): run scripts/setup.sh",
+                manifest.display()
+            )));
+        }
+        Ok(Self::new(
+            DlibResNet::new(crate::tfjs::var_builder(&manifest, device)?)?,
+            device,
+        ))
+    }
+
     pub fn new(net: DlibResNet, device: &Device) -> Self {
         Self {
             net,

@@ -31,6 +31,10 @@ pub enum Command {
     Serve(ServeArgs),
     /// Check the pinned model assets (presence and sha256); exit code 1 if any is missing or corrupt.
     Assets(AssetsArgs),
+    /// Find the largest face in a photo and write its ArcFace 112×112 crop (and dlib's chip).
+    Align(crate::identity_cli::AlignArgs),
+    /// Identity embeddings of photos or aligned crops, and their pairwise cosine similarity.
+    Embed(crate::identity_cli::EmbedArgs),
 }
 
 /// Options of `cemiface serve`.
@@ -85,6 +89,8 @@ pub fn main() -> ExitCode {
     let result = match cli.command.expect("set above") {
         Command::Serve(a) => run_serve(a),
         Command::Assets(a) => run_assets(a),
+        Command::Align(a) => crate::identity_cli::run_align(a).map(|()| ExitCode::SUCCESS),
+        Command::Embed(a) => crate::identity_cli::run_embed(a).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

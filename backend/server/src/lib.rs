@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod error;
 pub mod health;
+pub mod identity_cli;
 pub mod serve;
 pub mod state;
 pub mod telemetry;

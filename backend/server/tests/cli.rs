@@ -133,3 +133,101 @@ fn assets_command_lists_missing_assets_and_fails() {
         "missing"
     );
 }
+
+fn photo_assets() -> Option<std::path::PathBuf> {
+    let dir = common::repo_root().join("assets");
+    if dir.join("face_recognition/obama.jpg").exists() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var_os("CEMIFACE_REQUIRE_ASSETS").is_none(),
+        "assets missing: run scripts/setup.sh"
+    );
+    None
+}
+
+#[test]
+fn align_writes_the_arcface_crop_and_the_dlib_chip() {
+    let Some(assets) = photo_assets() else { return };
+    let dir = common::temp_dir("cli-align");
+    let out = cemiface()
+        .arg("align")
+        .arg(assets.join("face_recognition/obama.jpg"))
+        .arg("-o")
+        .arg(dir.join("crop.png"))
+        .arg("--chip")
+        .arg(dir.join("chip.png"))
+        .arg("--assets-dir")
+        .arg(&assets)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(image::image_dimensions(dir.join("crop.png")).unwrap(), (112, 112));
+    assert_eq!(image::image_dimensions(dir.join("chip.png")).unwrap(), (150, 150));
+
+    std::fs::write(dir.join("notes.jpg"), b"just text").unwrap();
+    let out = cemiface()
+        .arg("align")
+        .arg(dir.join("notes.jpg"))
+        .args(["-o", "/dev/null", "--assets-dir"])
+        .arg(&assets)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("notes.jpg") && err.contains("not an image"), "{err}");
+}
+
+#[test]
+fn embed_json_has_descriptors_embeddings_and_the_cosine_matrix() {
+    let Some(assets) = photo_assets() else { return };
+    let photos = ["obama.jpg", "obama2.jpg", "biden.jpg"].map(|n| assets.join("face_recognition").join(n));
+    let out = cemiface()
+        .args(["embed", "--json"])
+        .args(&photos)
+        .arg("--assets-dir")
+        .arg(&assets)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["images"].as_array().unwrap().len(), 3);
+    assert_eq!(v["raw"][0].as_array().unwrap().len(), 128);
+    let norm: f64 = v["embeddings"][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap().powi(2))
+        .sum();
+    assert!((norm - 1.0).abs() < 1e-4);
+    let cos = |i: usize, j: usize| v["cosine"][i][j].as_f64().unwrap();
+    assert!((cos(0, 0) - 1.0).abs() < 1e-4);
+    assert!(
+        cos(0, 1) > cos(0, 2) && cos(0, 1) > cos(1, 2),
+        "Obama pair must be the most similar"
+    );
+    let l2: f64 = (0..128)
+        .map(|k| (v["raw"][0][k].as_f64().unwrap() - v["raw"][1][k].as_f64().unwrap()).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    assert!(l2 < 0.55, "Obama–Obama L2 {l2}");
+}
+
+#[test]
+fn embed_rejects_a_checkpoint_that_does_not_fit_the_architecture() {
+    let ckpt = common::repo_root().join("backend/engine/tests/golden/iresnet18_insightface_w8.safetensors");
+    let dir = common::temp_dir("cli-embed-ckpt");
+    image::RgbImage::new(112, 112).save(dir.join("crop.png")).unwrap();
+    let out = cemiface()
+        .args(["embed", "--arch", "r18", "--checkpoint"])
+        .arg(&ckpt)
+        .arg(dir.join("crop.png"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("does not fit --arch R18") && err.contains("conv1.weight"),
+        "{err}"
+    );
+}

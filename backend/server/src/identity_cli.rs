@@ -1,0 +1,243 @@
+//! `cemiface align` and `cemiface embed`: the identity pipeline from the command line.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use candle_core::{Device, Tensor};
+use cemiface_engine::align::FaceAligner;
+use cemiface_engine::checkpoint;
+use cemiface_engine::encoder::{cosine_matrix, l2_normalize, DlibEncoder, IResNetEncoder, IdentityEncoder};
+use cemiface_engine::image_io::{self, ImageLimits};
+use cemiface_engine::iresnet::{IResNet, IResNetConfig};
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+
+use crate::cli::AssetsDirArg;
+
+/// Options of `cemiface align`.
+#[derive(Debug, Args)]
+pub struct AlignArgs {
+    /// The photo (JPEG, PNG or WebP).
+    pub photo: PathBuf,
+    /// Where to write the ArcFace 112×112 crop (PNG/JPEG by extension).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Also write dlib's 150×150 face chip here.
+    #[arg(long)]
+    pub chip: Option<PathBuf>,
+    #[command(flatten)]
+    pub assets: AssetsDirArg,
+}
+
+/// IResNet architectures a checkpoint can have.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Arch {
+    /// insightface r18 (ArcFace/CosFace checkpoints, RGB)
+    R18,
+    R34,
+    R50,
+    R100,
+    /// AdaFace IR-50 (BGR input), CemiFace's E_id
+    AdafaceIr50,
+    AdafaceIr100,
+    /// IR-SE-50 in the AdaFace/TFace layout
+    IrSe50,
+}
+
+impl Arch {
+    fn config(self) -> IResNetConfig {
+        match self {
+            Self::R18 => IResNetConfig::insightface(18),
+            Self::R34 => IResNetConfig::insightface(34),
+            Self::R50 => IResNetConfig::insightface(50),
+            Self::R100 => IResNetConfig::insightface(100),
+            Self::AdafaceIr50 => IResNetConfig::adaface(50),
+            Self::AdafaceIr100 => IResNetConfig::adaface(100),
+            Self::IrSe50 => IResNetConfig::ir_se_50(),
+        }
+    }
+}
+
+/// Options of `cemiface embed`.
+#[derive(Debug, Args)]
+pub struct EmbedArgs {
+    /// Images: photos (the face is found and aligned) or ArcFace-aligned square crops (112×112, or
+    /// any square size with --aligned).
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// Print `{"images", "raw", "embeddings", "cosine"}` as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Treat every image as an ArcFace-aligned crop (no detection).
+    #[arg(long)]
+    pub aligned: bool,
+    /// An IResNet checkpoint (.safetensors, .pt, .pth, .ckpt) to use instead of dlib's network.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Architecture of --checkpoint.
+    #[arg(long, value_enum, default_value = "adaface-ir50", requires = "checkpoint")]
+    pub arch: Arch,
+    #[command(flatten)]
+    pub assets: AssetsDirArg,
+}
+
+fn read_photo(path: &Path) -> anyhow::Result<image::RgbImage> {
+    Ok(image_io::read(path, ImageLimits::default())?)
+}
+
+fn align_one(aligner: &FaceAligner, path: &Path) -> anyhow::Result<cemiface_engine::align::AlignedFace> {
+    let name = path.display().to_string();
+    let face = aligner.align(&read_photo(path)?, &name)?;
+    if face.faces_found > 1 {
+        eprintln!(
+            "note: {} faces found in {name}; using the largest",
+            face.faces_found
+        );
+    }
+    Ok(face)
+}
+
+/// `cemiface align`.
+pub fn run_align(args: AlignArgs) -> anyhow::Result<()> {
+    let aligner = FaceAligner::load(&args.assets.assets_dir, &Device::Cpu)?;
+    let face = align_one(&aligner, &args.photo)?;
+    image_io::write(&face.arcface, &args.output)?;
+    eprintln!(
+        "{}: face at ({:.0}, {:.0}) {:.0}×{:.0}, score {:.2} → {}",
+        args.photo.display(),
+        face.face.x,
+        face.face.y,
+        face.face.width,
+        face.face.height,
+        face.face.score,
+        args.output.display()
+    );
+    if let Some(chip) = &args.chip {
+        image_io::write(&face.chip, chip)?;
+        eprintln!("dlib chip → {}", chip.display());
+    }
+    Ok(())
+}
+
+fn to_tensor(img: &image::RgbImage, scale: f32, offset: f32) -> anyhow::Result<Tensor> {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let chw: Vec<f32> = (0..3)
+        .flat_map(|c| img.pixels().map(move |p| p[c] as f32 * scale + offset))
+        .collect();
+    Ok(Tensor::from_vec(chw, (1, 3, h, w), &Device::Cpu)?)
+}
+
+#[derive(Serialize)]
+struct EmbedOutput {
+    images: Vec<String>,
+    raw: Vec<Vec<f32>>,
+    embeddings: Vec<Vec<f32>>,
+    cosine: Vec<Vec<f32>>,
+}
+
+/// `cemiface embed`.
+pub fn run_embed(args: EmbedArgs) -> anyhow::Result<()> {
+    let dev = Device::Cpu;
+    let dlib = match &args.checkpoint {
+        None => Some(DlibEncoder::load(&args.assets.assets_dir, &dev)?),
+        Some(_) => None,
+    };
+    let iresnet = match &args.checkpoint {
+        Some(path) => {
+            let vb = checkpoint::var_builder(path, None, &dev)?;
+            let net = IResNet::new(args.arch.config(), vb)
+                .with_context(|| format!("{} does not fit --arch {:?}", path.display(), args.arch))?;
+            Some(IResNetEncoder::new(net, &dev))
+        }
+        None => None,
+    };
+    let mut aligner = None;
+    let mut raw = Vec::new();
+    for path in &args.images {
+        let img = read_photo(path)?;
+        let crop_given = args.aligned || (img.width() == 112 && img.height() == 112);
+        let descriptor = if crop_given {
+            if img.width() != img.height() {
+                bail!(
+                    "{}: an aligned crop must be square, got {}×{}",
+                    path.display(),
+                    img.width(),
+                    img.height()
+                );
+            }
+            let x = to_tensor(&img, 1.0 / 127.5, -1.0)?;
+            match (&dlib, &iresnet) {
+                (Some(d), _) => d.descriptors(&x)?,
+                (_, Some(r)) => r.descriptors(&x)?,
+                _ => unreachable!("one encoder is loaded"),
+            }
+        } else {
+            if aligner.is_none() {
+                aligner = Some(FaceAligner::load(&args.assets.assets_dir, &dev)?);
+            }
+            let face = align_one(aligner.as_ref().expect("loaded"), path)?;
+            match (&dlib, &iresnet) {
+                // dlib's own chip framing: descriptors as dlib computes them
+                (Some(d), _) => d.net().forward(&to_tensor(&face.chip, 1.0, 0.0)?)?,
+                (_, Some(r)) => r.descriptors(&to_tensor(&face.arcface, 1.0 / 127.5, -1.0)?)?,
+                _ => unreachable!("one encoder is loaded"),
+            }
+        };
+        raw.push(descriptor);
+    }
+    let raw = Tensor::cat(&raw, 0)?;
+    let normalized = l2_normalize(&raw)?;
+    let out = EmbedOutput {
+        images: args.images.iter().map(|p| p.display().to_string()).collect(),
+        cosine: cosine_matrix(&raw, &raw)?.to_vec2()?,
+        raw: raw.to_vec2()?,
+        embeddings: normalized.to_vec2()?,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&out)?);
+        return Ok(());
+    }
+    let names: Vec<String> = args
+        .images
+        .iter()
+        .map(|p| {
+            p.file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
+        .collect();
+    let width = names.iter().map(String::len).max().unwrap_or(4).clamp(6, 24);
+    let encoder = dlib
+        .as_ref()
+        .map(|d| d.name())
+        .or(iresnet.as_ref().map(|r| r.name()))
+        .unwrap_or_default();
+    println!("cosine similarity ({encoder}):");
+    print!("{:width$}", "");
+    for n in &names {
+        print!(" {:>width$}", n);
+    }
+    println!();
+    for (n, row) in names.iter().zip(&out.cosine) {
+        print!("{n:width$}");
+        for v in row {
+            print!(" {v:>width$.3}");
+        }
+        println!();
+    }
+    if dlib.is_some() {
+        println!("L2 distance of raw descriptors (dlib: same person below 0.6):");
+        for i in 0..names.len() {
+            for j in i + 1..names.len() {
+                let d: f32 = out.raw[i]
+                    .iter()
+                    .zip(&out.raw[j])
+                    .map(|(a, b)| (a - b) * (a - b))
+                    .sum::<f32>()
+                    .sqrt();
+                println!("  {} – {}: {d:.3}", names[i], names[j]);
+            }
+        }
+    }
+    Ok(())
+}
