@@ -7,7 +7,7 @@ use candle_core::{Device, Module, Tensor};
 use candle_nn::VarBuilder;
 use image::RgbImage;
 
-use crate::tfjs_layers::{resize_bilinear_tf, Conv, SeparableConv};
+use crate::tfjs_layers::{net_input, Conv, SeparableConv};
 use crate::tiny_face_detector::FaceBox;
 use crate::Result;
 
@@ -91,23 +91,7 @@ impl FaceLandmark68 {
         // Centre-pad the crop to a square with black, then resize to 112.
         let side = w.max(h);
         let (px, py) = ((side - w) / 2, (side - h) / 2);
-        let mut chw = vec![0f32; 3 * side * side];
-        for y in 0..h {
-            for x in 0..w {
-                let p = img.get_pixel(x0 + x as u32, y0 + y as u32);
-                for c in 0..3 {
-                    chw[c * side * side + (y + py) * side + x + px] = p[c] as f32;
-                }
-            }
-        }
-        let mut small = resize_bilinear_tf(&chw, 3, side, side, INPUT, INPUT);
-        let plane = INPUT * INPUT;
-        for (c, mean) in MEAN_RGB.iter().enumerate() {
-            small[c * plane..(c + 1) * plane]
-                .iter_mut()
-                .for_each(|v| *v = (*v - mean) / 255.0);
-        }
-        let mut x = Tensor::from_vec(small, (1, 3, INPUT, INPUT), &self.device)?;
+        let mut x = net_input(img, (x0, y0, w, h), (px, py), INPUT, MEAN_RGB, &self.device)?;
         for b in &self.blocks {
             x = b.forward(&x)?;
         }

@@ -103,6 +103,37 @@ impl Module for SeparableConv {
     }
 }
 
+/// face-api's `toBatchTensor` + `normalize`: the `w × h` region at (`x0`, `y0`) of `img` is pasted
+/// into a black square of side max(w, h) at `offset`, resized to `size` (TF bilinear), and
+/// normalised as (rgb − mean) / 255. Returns (1, 3, size, size).
+pub fn net_input(
+    img: &image::RgbImage,
+    (x0, y0, w, h): (u32, u32, usize, usize),
+    (px, py): (usize, usize),
+    size: usize,
+    mean: [f32; 3],
+    device: &candle_core::Device,
+) -> Result<Tensor> {
+    let side = w.max(h);
+    let mut chw = vec![0f32; 3 * side * side];
+    for y in 0..h {
+        for x in 0..w {
+            let p = img.get_pixel(x0 + x as u32, y0 + y as u32);
+            for c in 0..3 {
+                chw[c * side * side + (y + py) * side + x + px] = p[c] as f32;
+            }
+        }
+    }
+    let mut small = resize_bilinear_tf(&chw, 3, side, side, size, size);
+    let plane = size * size;
+    for (c, m) in mean.iter().enumerate() {
+        small[c * plane..(c + 1) * plane]
+            .iter_mut()
+            .for_each(|v| *v = (*v - m) / 255.0);
+    }
+    Ok(Tensor::from_vec(small, (1, 3, size, size), device)?)
+}
+
 /// Bilinear resize of CHW f32 data as `tf.image.resizeBilinear(align_corners = false,
 /// half_pixel_centers = false)`: output pixel i reads source coordinate i · in / out.
 pub fn resize_bilinear_tf(chw: &[f32], c: usize, h: usize, w: usize, oh: usize, ow: usize) -> Vec<f32> {

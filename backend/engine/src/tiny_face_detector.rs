@@ -6,7 +6,7 @@ use candle_core::{Device, Module, Tensor};
 use candle_nn::VarBuilder;
 use image::RgbImage;
 
-use crate::tfjs_layers::{max_pool_same, resize_bilinear_tf, Conv, SeparableConv};
+use crate::tfjs_layers::{max_pool_same, net_input, Conv, SeparableConv};
 use crate::Result;
 
 const MEAN_RGB: [f32; 3] = [117.001, 114.697, 97.404];
@@ -89,20 +89,7 @@ impl TinyFaceDetector {
         let (w, h) = (img.width() as usize, img.height() as usize);
         let side = w.max(h);
         // Pad to a square at the bottom/right with black, resize, subtract the mean, divide by 255.
-        let mut chw = vec![0f32; 3 * side * side];
-        for (x, y, p) in img.enumerate_pixels() {
-            for c in 0..3 {
-                chw[c * side * side + y as usize * side + x as usize] = p[c] as f32;
-            }
-        }
-        let mut small = resize_bilinear_tf(&chw, 3, side, side, input_size, input_size);
-        let plane = input_size * input_size;
-        for (c, mean) in MEAN_RGB.iter().enumerate() {
-            small[c * plane..(c + 1) * plane]
-                .iter_mut()
-                .for_each(|v| *v = (*v - mean) / 255.0);
-        }
-        let x = Tensor::from_vec(small, (1, 3, input_size, input_size), &self.device)?;
+        let x = net_input(img, (0, 0, w, h), (0, 0), input_size, MEAN_RGB, &self.device)?;
         let out = self.run(&x)?.squeeze(0)?; // (25, n, n)
         let n = out.dim(1)?;
         let v = out.to_vec3::<f32>()?;

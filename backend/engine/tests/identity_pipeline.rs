@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
 use cemiface_engine::align::FaceAligner;
-use cemiface_engine::dlib_resnet::DlibResNet;
-use cemiface_engine::{image_io, tfjs};
+use cemiface_engine::encoder::DlibEncoder;
+use cemiface_engine::image_io;
 
 fn assets() -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets");
@@ -23,19 +23,20 @@ fn assets() -> Option<PathBuf> {
 
 const PHOTOS: [&str; 4] = ["obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg"];
 
+fn networks(dir: &std::path::Path) -> (FaceAligner, DlibEncoder) {
+    let dev = Device::Cpu;
+    (
+        FaceAligner::load(dir, &dev).unwrap(),
+        DlibEncoder::load(dir, &dev).unwrap(),
+    )
+}
+
 #[test]
 fn distances_from_raw_photos_match_dlib() {
     let Some(dir) = assets() else { return };
     let dev = Device::Cpu;
-    let aligner = FaceAligner::load(&dir, &dev).unwrap();
-    let net = DlibResNet::new(
-        tfjs::var_builder(
-            &dir.join("face-api/face_recognition_model-weights_manifest.json"),
-            &dev,
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let (aligner, enc) = networks(&dir);
+    let net = enc.net();
     let golden: serde_json::Value = serde_json::from_str(include_str!("golden/dlib_photos.json")).unwrap();
     let mut desc = Vec::new();
     for name in PHOTOS {
@@ -94,19 +95,10 @@ fn distances_from_raw_photos_match_dlib() {
 /// resample into dlib's chip still tell Obama from Biden.
 #[test]
 fn arcface_frame_crops_work_through_the_encoder_interface() {
-    use cemiface_engine::encoder::{cosine_matrix, DlibEncoder, IdentityEncoder};
+    use cemiface_engine::encoder::{cosine_matrix, IdentityEncoder};
     let Some(dir) = assets() else { return };
     let dev = Device::Cpu;
-    let aligner = FaceAligner::load(&dir, &dev).unwrap();
-    let net = DlibResNet::new(
-        tfjs::var_builder(
-            &dir.join("face-api/face_recognition_model-weights_manifest.json"),
-            &dev,
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    let enc = DlibEncoder::new(net, &dev);
+    let (aligner, enc) = networks(&dir);
     assert_eq!((enc.name().as_str(), enc.dim()), ("dlib-resnet", 128));
     let mut crops = Vec::new();
     for name in PHOTOS {
