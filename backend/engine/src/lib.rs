@@ -7,6 +7,7 @@
 pub mod align;
 pub mod assets;
 pub mod checkpoint;
+pub mod ddim;
 pub mod device;
 pub mod dlib_resnet;
 pub mod encoder;
@@ -14,7 +15,9 @@ pub mod error;
 pub mod face_landmark68;
 pub mod image_io;
 pub mod iresnet;
+pub mod noise;
 pub mod ops;
+pub mod schedule;
 pub mod tfjs;
 pub mod tfjs_layers;
 pub mod tiny_face_detector;
