@@ -6,7 +6,9 @@
 
 pub mod align;
 pub mod assets;
+pub mod attention;
 pub mod checkpoint;
+pub mod condition;
 pub mod ddim;
 pub mod device;
 pub mod dlib_resnet;
@@ -17,10 +19,12 @@ pub mod image_io;
 pub mod iresnet;
 pub mod noise;
 pub mod ops;
+pub mod res_block;
 pub mod schedule;
 pub mod tfjs;
 pub mod tfjs_layers;
 pub mod tiny_face_detector;
+pub mod unet;
 pub mod warp;
 
 pub use error::{Error, Result};
