@@ -4,14 +4,17 @@
 //! This crate is deliberately free of any async runtime, web framework or UI code: the server and the
 //! CLI drive it, and it builds and tests alone (`cargo test --release -p cemiface-engine`).
 
+pub mod adamw;
 pub mod align;
 pub mod assets;
 pub mod attention;
 pub mod checkpoint;
 pub mod condition;
+pub mod dcgan;
 pub mod ddim;
 pub mod device;
 pub mod dlib_resnet;
+pub mod ema;
 pub mod encoder;
 pub mod error;
 pub mod face_landmark68;
@@ -21,6 +24,7 @@ pub mod noise;
 pub mod ops;
 pub mod res_block;
 pub mod schedule;
+pub mod sim_mat;
 pub mod tfjs;
 pub mod tfjs_layers;
 pub mod tiny_face_detector;
