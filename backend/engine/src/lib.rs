@@ -10,6 +10,7 @@ pub mod assets;
 pub mod attention;
 pub mod checkpoint;
 pub mod condition;
+pub mod data;
 pub mod dcgan;
 pub mod ddim;
 pub mod device;
@@ -28,6 +29,7 @@ pub mod sim_mat;
 pub mod tfjs;
 pub mod tfjs_layers;
 pub mod tiny_face_detector;
+pub mod train;
 pub mod unet;
 pub mod warp;
 

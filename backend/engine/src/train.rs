@@ -1,0 +1,355 @@
+//! Training the CemiFace generator (Algorithm 1, paper.md §3.1): for a batch of unlabelled faces x0,
+//! C_id = E_id(x0) (frozen), per-sample t ~ U{0…T−1} and m from the grid, ε ~ N(0, I),
+//! L = MSE(ε̂, ε) + λ·SimMat(cos(E_id(x0), E_id(x̂0)), m, t/T); AdamW with clipping, EMA weights,
+//! checkpoints that resume exactly, and metrics as JSON lines.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use serde::{Deserialize, Serialize};
+
+use crate::adamw::{AdamW, AdamWConfig};
+use crate::data::FaceSource;
+use crate::ema::Ema;
+use crate::encoder::{cosine_rows, l2_normalize, IdentityEncoder};
+use crate::noise::NoiseRng;
+use crate::schedule::{NoiseSchedule, ScheduleConfig};
+use crate::sim_mat::{m_grid, sim_mat, SimMatForm};
+use crate::unet::{UNet, UNetConfig};
+use crate::{Error, Result};
+
+/// Training knobs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSettings {
+    pub batch_size: usize,
+    pub steps: u64,
+    /// λ of L_SimMat (paper: 0.05).
+    #[serde(default = "lambda")]
+    pub lambda: f64,
+    /// Spacing of the m grid over [−1, 1] (paper: 0.04).
+    #[serde(default = "m_step")]
+    pub m_step: f64,
+    #[serde(default)]
+    pub sim_mat_form: SimMatForm,
+    #[serde(default = "ema_max")]
+    pub ema_max_decay: f64,
+    pub checkpoint_every: u64,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn lambda() -> f64 {
+    0.05
+}
+fn m_step() -> f64 {
+    0.04
+}
+fn ema_max() -> f64 {
+    0.9999
+}
+
+/// Where training faces come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "source", rename_all = "lowercase", deny_unknown_fields)]
+pub enum DataConfig {
+    /// The gan-face-generate DCGAN (`weights` defaults to the assets folder's copy).
+    Dcgan {
+        #[serde(default)]
+        weights: Option<PathBuf>,
+        #[serde(default = "min_luma")]
+        min_luma: f32,
+        #[serde(default = "min_flip_cos")]
+        min_flip_cos: f32,
+    },
+    /// A folder of aligned face images (any depth).
+    Folder { path: PathBuf },
+}
+
+fn min_luma() -> f32 {
+    0.2
+}
+fn min_flip_cos() -> f32 {
+    0.95
+}
+
+/// The identity network E_id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum EncoderConfig {
+    /// dlib's ResNet from the assets folder (128-d).
+    Dlib,
+    /// An IResNet checkpoint.
+    Iresnet {
+        checkpoint: PathBuf,
+        arch: crate::iresnet::IResNetConfig,
+    },
+}
+
+/// A whole run: what `cemiface train-diffusion --config` reads and saves beside the checkpoints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub model: UNetConfig,
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+    pub optimizer: AdamWConfig,
+    pub train: TrainSettings,
+    pub data: DataConfig,
+    pub encoder: EncoderConfig,
+}
+
+/// One step's numbers (a line of `metrics.jsonl`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StepMetrics {
+    pub step: u64,
+    pub loss: f32,
+    pub mse: f32,
+    pub sim_mat: f32,
+    pub rec: f32,
+    pub sim: f32,
+    pub grad_norm: f64,
+    pub lr: f64,
+    pub images_per_s: f64,
+}
+
+/// Bookkeeping saved in each checkpoint's `state.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TrainState {
+    step: u64,
+    rng_state: u64,
+    rng_spare: Option<u64>,
+    config: TrainConfig,
+}
+
+/// The trainer.
+pub struct Trainer {
+    pub cfg: TrainConfig,
+    unet: UNet,
+    varmap: VarMap,
+    vars: Vec<(String, Var)>,
+    opt: AdamW,
+    ema: Ema,
+    schedule: NoiseSchedule,
+    encoder: Arc<dyn IdentityEncoder>,
+    source: Box<dyn FaceSource>,
+    rng: NoiseRng,
+    grid: Vec<f32>,
+    device: Device,
+    step: u64,
+}
+
+impl Trainer {
+    pub fn new(
+        cfg: TrainConfig,
+        encoder: Arc<dyn IdentityEncoder>,
+        source: Box<dyn FaceSource>,
+        device: &Device,
+    ) -> Result<Self> {
+        if cfg.model.condition.id_dim != encoder.dim() {
+            return Err(Error::Config(format!(
+                "model.condition.id_dim is {} but the encoder {} gives {}-d embeddings",
+                cfg.model.condition.id_dim,
+                encoder.name(),
+                encoder.dim()
+            )));
+        }
+        if cfg.train.batch_size == 0 || cfg.train.checkpoint_every == 0 {
+            return Err(Error::Config(
+                "train.batch_size and train.checkpoint_every must be positive".into(),
+            ));
+        }
+        let varmap = VarMap::new();
+        let unet = UNet::new(
+            cfg.model.clone(),
+            VarBuilder::from_varmap(&varmap, DType::F32, device),
+        )?;
+        let mut vars: Vec<(String, Var)> = varmap
+            .data()
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        let opt = AdamW::new(vars.clone(), cfg.optimizer.clone())?;
+        let ema = Ema::new(&vars, cfg.train.ema_max_decay)?;
+        Ok(Self {
+            schedule: NoiseSchedule::new(&cfg.schedule)?,
+            grid: m_grid(cfg.train.m_step),
+            rng: NoiseRng::new(cfg.train.seed),
+            cfg,
+            unet,
+            varmap,
+            vars,
+            opt,
+            ema,
+            encoder,
+            source,
+            device: device.clone(),
+            step: 0,
+        })
+    }
+
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    pub fn parameter_count(&self) -> usize {
+        self.vars.iter().map(|(_, v)| v.elem_count()).sum()
+    }
+
+    /// One optimisation step.
+    pub fn train_step(&mut self) -> Result<StepMetrics> {
+        let started = Instant::now();
+        let b = self.cfg.train.batch_size;
+        let x0 = self.source.next_batch(b, &mut self.rng)?;
+        let c_id = l2_normalize(&self.encoder.descriptors(&x0)?)?.detach();
+        let t: Vec<u32> = (0..b)
+            .map(|_| self.rng.next_u32() % self.schedule.len() as u32)
+            .collect();
+        let m: Vec<f32> = (0..b)
+            .map(|_| self.grid[self.rng.next_u32() as usize % self.grid.len()])
+            .collect();
+        let noise = self.rng.randn(x0.dims(), &self.device)?;
+        let x_t = self.schedule.q_sample(&x0, &t, &noise)?;
+        let t_tensor = Tensor::new(t.as_slice(), &self.device)?;
+        let m_tensor = Tensor::new(m.as_slice(), &self.device)?;
+        let eps = self.unet.forward(&x_t, &t_tensor, &c_id, &m_tensor)?;
+        let mse = (&eps - &noise)?.sqr()?.mean_all()?;
+        let x0_hat = self.schedule.predict_x0(&x_t, &t, &eps, true)?;
+        let s = cosine_rows(&c_id, &self.encoder.descriptors(&x0_hat)?)?;
+        let gamma = self.schedule.fraction(&t, &self.device)?;
+        let sm = sim_mat(&s, &m_tensor, &gamma, self.cfg.train.sim_mat_form)?;
+        let loss = (&mse + (&sm.loss * self.cfg.train.lambda)?)?;
+        let grads = loss.backward()?;
+        let grad_norm = self.opt.step(&grads)?;
+        self.ema.update(&self.vars, self.step)?;
+        self.step += 1;
+        let scalar = |t: &Tensor| -> Result<f32> { Ok(t.to_dtype(DType::F32)?.to_scalar::<f32>()?) };
+        Ok(StepMetrics {
+            step: self.step,
+            loss: scalar(&loss)?,
+            mse: scalar(&mse)?,
+            sim_mat: scalar(&sm.loss)?,
+            rec: scalar(&sm.rec)?,
+            sim: scalar(&sm.sim)?,
+            grad_norm,
+            lr: self.opt.learning_rate(),
+            images_per_s: b as f64 / started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Writes `run_dir/checkpoints/step_NNNNNNNN/{model,ema,optimizer}.safetensors` and `state.json`
+    /// (step, RNG state, resolved config), atomically (a temp folder renamed into place).
+    pub fn save(&self, run_dir: &Path) -> Result<PathBuf> {
+        let root = run_dir.join("checkpoints");
+        let final_dir = root.join(format!("step_{:08}", self.step));
+        let tmp = root.join(format!(".tmp_step_{:08}", self.step));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let fmt = |p: &Path, e: candle_core::Error| Error::Format {
+            path: p.into(),
+            message: e.to_string(),
+        };
+        let model = tmp.join("model.safetensors");
+        self.varmap.save(&model).map_err(|e| fmt(&model, e))?;
+        let ema = tmp.join("ema.safetensors");
+        candle_core::safetensors::save(&self.ema.shadow, &ema).map_err(|e| fmt(&ema, e))?;
+        self.opt.save(&tmp.join("optimizer.safetensors"))?;
+        let (rng_state, rng_spare) = self.rng.state();
+        let state = TrainState {
+            step: self.step,
+            rng_state,
+            rng_spare,
+            config: self.cfg.clone(),
+        };
+        let json = serde_json::to_string_pretty(&state).expect("state serialises");
+        std::fs::write(tmp.join("state.json"), json).map_err(|e| Error::io(tmp.join("state.json"), e))?;
+        let _ = std::fs::remove_dir_all(&final_dir);
+        std::fs::rename(&tmp, &final_dir).map_err(|e| Error::io(&final_dir, e))?;
+        Ok(final_dir)
+    }
+
+    /// The newest complete checkpoint of a run, if any.
+    pub fn latest_checkpoint(run_dir: &Path) -> Option<PathBuf> {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(run_dir.join("checkpoints"))
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("step_"))
+            })
+            .filter(|p| p.join("state.json").exists())
+            .collect();
+        dirs.sort();
+        dirs.pop()
+    }
+
+    /// Restores model, EMA, optimizer, step and RNG from a checkpoint folder.
+    pub fn load(&mut self, ckpt: &Path) -> Result<()> {
+        let state_path = ckpt.join("state.json");
+        let text = std::fs::read_to_string(&state_path).map_err(|e| Error::io(&state_path, e))?;
+        let state: TrainState = serde_json::from_str(&text).map_err(|e| Error::Format {
+            path: state_path.clone(),
+            message: e.to_string(),
+        })?;
+        if state.config.model != self.cfg.model {
+            return Err(Error::Config(format!(
+                "{} was trained with a different model config",
+                ckpt.display()
+            )));
+        }
+        let model = ckpt.join("model.safetensors");
+        self.varmap.load(&model).map_err(|e| Error::Format {
+            path: model.clone(),
+            message: e.to_string(),
+        })?;
+        let ema_path = ckpt.join("ema.safetensors");
+        let ema = candle_core::safetensors::load(&ema_path, &self.device).map_err(|e| Error::Format {
+            path: ema_path.clone(),
+            message: e.to_string(),
+        })?;
+        for (name, _) in &self.vars {
+            let t = ema.get(name).ok_or_else(|| Error::Format {
+                path: ema_path.clone(),
+                message: format!("lacks `{name}`"),
+            })?;
+            self.ema.shadow.insert(name.clone(), t.clone());
+        }
+        self.opt.load(&ckpt.join("optimizer.safetensors"))?;
+        self.step = state.step;
+        self.rng = NoiseRng::from_state(state.rng_state, state.rng_spare);
+        Ok(())
+    }
+}
+
+/// Appends one metrics line to `run_dir/metrics.jsonl`.
+pub fn append_metrics(run_dir: &Path, m: &StepMetrics) -> Result<()> {
+    let path = run_dir.join("metrics.jsonl");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    writeln!(f, "{}", serde_json::to_string(m).expect("metrics serialise")).map_err(|e| Error::io(&path, e))
+}
+
+/// Drops metric lines past `step` (after a resume, so the file holds one line per step).
+pub fn truncate_metrics(run_dir: &Path, step: u64) -> Result<()> {
+    let path = run_dir.join("metrics.jsonl");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(());
+    };
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| serde_json::from_str::<StepMetrics>(l).is_ok_and(|m| m.step <= step))
+        .collect();
+    std::fs::write(&path, kept.iter().map(|l| format!("{l}\n")).collect::<String>())
+        .map_err(|e| Error::io(&path, e))
+}
