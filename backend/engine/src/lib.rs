@@ -19,6 +19,7 @@ pub mod ema;
 pub mod encoder;
 pub mod error;
 pub mod face_landmark68;
+pub mod generator;
 pub mod image_io;
 pub mod iresnet;
 pub mod noise;

@@ -103,6 +103,18 @@ pub struct TrainConfig {
     pub encoder: EncoderConfig,
 }
 
+impl TrainConfig {
+    /// Short name of the configured E_id.
+    pub fn encoder_name(&self) -> String {
+        match &self.encoder {
+            EncoderConfig::Dlib => "dlib-resnet".into(),
+            EncoderConfig::Iresnet { arch, .. } => {
+                format!("iresnet-{}{}", if arch.se { "se-" } else { "" }, arch.depth)
+            }
+        }
+    }
+}
+
 /// One step's numbers (a line of `metrics.jsonl`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StepMetrics {
@@ -352,4 +364,52 @@ pub fn truncate_metrics(run_dir: &Path, step: u64) -> Result<()> {
         .collect();
     std::fs::write(&path, kept.iter().map(|l| format!("{l}\n")).collect::<String>())
         .map_err(|e| Error::io(&path, e))
+}
+
+/// The identity network a config names (dlib from `assets_dir`, or an IResNet checkpoint).
+pub fn build_encoder(
+    cfg: &EncoderConfig,
+    assets_dir: &Path,
+    device: &Device,
+) -> Result<Arc<dyn IdentityEncoder>> {
+    Ok(match cfg {
+        EncoderConfig::Dlib => Arc::new(crate::encoder::DlibEncoder::load(assets_dir, device)?),
+        EncoderConfig::Iresnet { checkpoint, arch } => {
+            let vb = crate::checkpoint::var_builder(checkpoint, None, device)?;
+            Arc::new(crate::encoder::IResNetEncoder::new(
+                crate::iresnet::IResNet::new(arch.clone(), vb)?,
+                device,
+            ))
+        }
+    })
+}
+
+/// The training-face source a config names.
+pub fn build_source(
+    cfg: &TrainConfig,
+    encoder: Arc<dyn IdentityEncoder>,
+    assets_dir: &Path,
+    device: &Device,
+) -> Result<Box<dyn FaceSource>> {
+    let size = cfg.model.image_size;
+    Ok(match &cfg.data {
+        DataConfig::Dcgan {
+            weights,
+            min_luma,
+            min_flip_cos,
+        } => {
+            let path = weights
+                .clone()
+                .unwrap_or_else(|| assets_dir.join("gan-face-generate/weights.tar"));
+            let gan = crate::dcgan::Dcgan::load(&path, device)?;
+            Box::new(crate::data::DcganSource::new(
+                gan,
+                size,
+                *min_luma,
+                *min_flip_cos,
+                Some(encoder),
+            ))
+        }
+        DataConfig::Folder { path } => Box::new(crate::data::ImageFolderSource::new(path, size, device)?),
+    })
 }

@@ -71,6 +71,87 @@ impl UNetConfig {
         }
     }
 
+    /// Multiply-accumulate count ×2 (FLOPs) of one forward pass for one image, from the
+    /// architecture (convolutions, linear layers and attention products; norms and activations left out).
+    pub fn flops_per_image(&self) -> u64 {
+        let mc = self.model_channels as u64;
+        let emb = 4 * mc;
+        let conv = |cin: u64, cout: u64, k: u64, hw: u64| 2 * k * k * cin * cout * hw;
+        let res = |cin: u64, cout: u64, hw_in: u64, hw_out: u64| {
+            conv(cin, cout, 3, hw_out)
+                + conv(cout, cout, 3, hw_out)
+                + 2 * emb * 2 * cout
+                + if cin != cout {
+                    conv(cin, cout, 1, hw_out.max(hw_in))
+                } else {
+                    0
+                }
+        };
+        let tokens = self.condition.tokens as u64;
+        let attn = |c: u64, hw: u64| 2 * hw * c * 3 * c + 2 * hw * c * c + 2 * 2 * hw * (hw + tokens) * c;
+        let mut f = 2 * mc * emb
+            + 2 * emb * emb
+            + conv(
+                self.in_channels as u64,
+                mc,
+                3,
+                (self.image_size * self.image_size) as u64,
+            );
+        let mut side = self.image_size as u64;
+        let (mut ch, mut ds) = (mc, 1usize);
+        let mut chans = vec![mc];
+        let mut sides = vec![side];
+        let levels = self.channel_mult.len();
+        for (level, &mult) in self.channel_mult.iter().enumerate() {
+            let out = mult as u64 * mc;
+            for _ in 0..self.num_res_blocks {
+                f += res(ch, out, side * side, side * side);
+                ch = out;
+                if self.attention_resolutions.contains(&ds) {
+                    f += attn(ch, side * side);
+                }
+                chans.push(ch);
+                sides.push(side);
+            }
+            if level + 1 < levels {
+                let new_side = if self.skip_downsample_levels.contains(&level) {
+                    side
+                } else {
+                    side / 2
+                };
+                f += res(ch, ch, side * side, new_side * new_side);
+                side = new_side;
+                chans.push(ch);
+                sides.push(side);
+                ds *= 2;
+            }
+        }
+        f += 2 * res(ch, ch, side * side, side * side) + attn(ch, side * side);
+        for (level, &mult) in self.channel_mult.iter().enumerate().rev() {
+            let out = mult as u64 * mc;
+            for i in 0..=self.num_res_blocks {
+                let skip = chans.pop().unwrap_or(mc);
+                sides.pop();
+                f += res(ch + skip, out, side * side, side * side);
+                ch = out;
+                if self.attention_resolutions.contains(&ds) {
+                    f += attn(ch, side * side);
+                }
+                if level > 0 && i == self.num_res_blocks {
+                    let new_side = if self.skip_downsample_levels.contains(&(level - 1)) {
+                        side
+                    } else {
+                        side * 2
+                    };
+                    f += res(ch, ch, side * side, new_side * new_side);
+                    side = new_side;
+                    ds /= 2;
+                }
+            }
+        }
+        f + conv(ch, self.out_channels as u64, 3, side * side)
+    }
+
     /// Channels at the attention resolution (every attention block has the same width).
     pub fn attention_channels(&self) -> Result<usize> {
         let mut ds = 1;

@@ -35,6 +35,12 @@ pub enum Command {
     Align(crate::identity_cli::AlignArgs),
     /// Identity embeddings of photos or aligned crops, and their pairwise cosine similarity.
     Embed(crate::identity_cli::EmbedArgs),
+    /// Train the CemiFace generator (resumable; metrics in <run-dir>/metrics.jsonl).
+    TrainDiffusion(crate::diffusion_cli::TrainArgs),
+    /// Generate faces of an inquiry identity at similarity m with a trained generator.
+    Sample(crate::diffusion_cli::SampleArgs),
+    /// Parameters, FLOPs and DDIM timesteps of a preset or config.
+    ModelInfo(crate::diffusion_cli::ModelInfoArgs),
 }
 
 /// Options of `cemiface serve`.
@@ -91,6 +97,9 @@ pub fn main() -> ExitCode {
         Command::Assets(a) => run_assets(a),
         Command::Align(a) => crate::identity_cli::run_align(a).map(|()| ExitCode::SUCCESS),
         Command::Embed(a) => crate::identity_cli::run_embed(a).map(|()| ExitCode::SUCCESS),
+        Command::TrainDiffusion(a) => crate::diffusion_cli::run_train(a).map(|()| ExitCode::SUCCESS),
+        Command::Sample(a) => crate::diffusion_cli::run_sample(a).map(|()| ExitCode::SUCCESS),
+        Command::ModelInfo(a) => crate::diffusion_cli::run_model_info(a).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -2,6 +2,7 @@
 //! drives the engine.
 
 pub mod cli;
+pub mod diffusion_cli;
 pub mod error;
 pub mod health;
 pub mod identity_cli;

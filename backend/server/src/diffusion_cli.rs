@@ -1,0 +1,296 @@
+//! `cemiface train-diffusion`, `cemiface sample` and `cemiface model-info`.
+
+use std::io::IsTerminal;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use cemiface_engine::align::FaceAligner;
+use cemiface_engine::ddim::Ddim;
+use cemiface_engine::device::{ComputeDevice, DeviceRequest};
+use cemiface_engine::encoder::{cosine_rows, l2_normalize};
+use cemiface_engine::generator::Generator;
+use cemiface_engine::image_io::{self, ImageLimits};
+use cemiface_engine::schedule::NoiseSchedule;
+use cemiface_engine::train::{
+    append_metrics, build_encoder, build_source, truncate_metrics, TrainConfig, Trainer,
+};
+use cemiface_engine::unet::{UNet, UNetConfig};
+use clap::Args;
+
+use crate::cli::AssetsDirArg;
+
+/// Named presets (files in `configs/`, compiled in).
+const PRESETS: [(&str, &str); 2] = [
+    ("demo-64", include_str!("../../../configs/demo-64.toml")),
+    ("paper-112", include_str!("../../../configs/paper-112.toml")),
+];
+
+/// Reads a preset name or a TOML file into a config (unknown keys are errors).
+pub fn load_config(spec: &str) -> anyhow::Result<TrainConfig> {
+    let (name, text) = match PRESETS.iter().find(|(n, _)| *n == spec) {
+        Some((n, t)) => (n.to_string(), t.to_string()),
+        None => {
+            let text = std::fs::read_to_string(spec).with_context(|| {
+                format!(
+                    "{spec}: not a preset ({}) and not a readable config file",
+                    PRESETS.map(|p| p.0).join(", ")
+                )
+            })?;
+            (spec.to_string(), text)
+        }
+    };
+    toml::from_str(&text).map_err(|e| anyhow::anyhow!("{name}: {e}"))
+}
+
+/// Options of `cemiface train-diffusion`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// A preset (demo-64, paper-112) or a TOML config file.
+    #[arg(long)]
+    pub config: String,
+    /// Folder for checkpoints, metrics.jsonl and the resolved config.
+    #[arg(long)]
+    pub run_dir: PathBuf,
+    /// Continue from the newest checkpoint in --run-dir.
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop after this many steps in total (default: the config's train.steps).
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    /// Compute device: auto, cpu, cuda or cuda:N.
+    #[arg(long, env = "CEMIFACE_DEVICE", default_value = "auto")]
+    pub device: DeviceRequest,
+    #[command(flatten)]
+    pub assets: AssetsDirArg,
+}
+
+fn eta(seconds: f64) -> String {
+    let s = seconds.max(0.0) as u64;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, s % 3600 / 60)
+    } else {
+        format!("{}m{:02}s", s / 60, s % 60)
+    }
+}
+
+/// `cemiface train-diffusion`.
+pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
+    let cfg = load_config(&args.config)?;
+    let device = ComputeDevice::select(args.device)?;
+    let latest = Trainer::latest_checkpoint(&args.run_dir);
+    if latest.is_some() && !args.resume {
+        bail!(
+            "{} already has checkpoints: pass --resume to continue, or choose another --run-dir",
+            args.run_dir.display()
+        );
+    }
+    std::fs::create_dir_all(&args.run_dir).with_context(|| format!("creating {}", args.run_dir.display()))?;
+    let encoder = build_encoder(&cfg.encoder, &args.assets.assets_dir, &device.device)?;
+    let source = build_source(&cfg, encoder.clone(), &args.assets.assets_dir, &device.device)?;
+    let mut trainer = Trainer::new(cfg.clone(), encoder, source, &device.device)?;
+    if let (true, Some(ckpt)) = (args.resume, &latest) {
+        trainer.load(ckpt)?;
+        truncate_metrics(&args.run_dir, trainer.step())?;
+        eprintln!("resumed from {} (step {})", ckpt.display(), trainer.step());
+    }
+    std::fs::write(args.run_dir.join("config.toml"), toml::to_string_pretty(&cfg)?)?;
+    let total = args.max_steps.unwrap_or(cfg.train.steps).min(cfg.train.steps);
+    eprintln!(
+        "training {} parameters on {} ({}), batch {}, to step {total}",
+        trainer.parameter_count(),
+        device,
+        cfg.encoder_name(),
+        cfg.train.batch_size
+    );
+    let tty = std::io::stderr().is_terminal();
+    let started = Instant::now();
+    let first = trainer.step();
+    while trainer.step() < total {
+        let m = trainer.train_step()?;
+        append_metrics(&args.run_dir, &m)?;
+        let done = (m.step - first) as f64;
+        let rate = done / started.elapsed().as_secs_f64();
+        let line = format!(
+            "step {}/{total} | loss {:.4} (mse {:.4}, simmat {:.4}) | {:.2} it/s | ETA {}",
+            m.step,
+            m.loss,
+            m.mse,
+            m.sim_mat,
+            rate,
+            eta((total - m.step) as f64 / rate)
+        );
+        if tty {
+            eprint!("\r{line}   ");
+        } else if m.step % 10 == 0 || m.step == total {
+            eprintln!("{line}");
+        }
+        if m.step % cfg.train.checkpoint_every == 0 || m.step == total {
+            let dir = trainer.save(&args.run_dir)?;
+            if tty {
+                eprintln!();
+            }
+            eprintln!("checkpoint {}", dir.display());
+        }
+    }
+    Ok(())
+}
+
+/// Options of `cemiface sample`.
+#[derive(Debug, Args)]
+pub struct SampleArgs {
+    /// A checkpoint folder, or a run folder (its newest checkpoint).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// The inquiry face: a photo (aligned automatically) or a square aligned crop.
+    #[arg(long)]
+    pub inquiry: PathBuf,
+    /// Similarity target in [-1, 1].
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    pub m: f32,
+    /// DDIM steps (1–1000).
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// DDIM η in [0, 1] (1 = DCFace's sampler).
+    #[arg(long, default_value_t = 1.0)]
+    pub eta: f64,
+    /// Noise seed (the same seed and inputs give the same image).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Render m = -1, -0.5, 0, 0.5, 1 side by side (after the inquiry) instead of one image.
+    #[arg(long)]
+    pub m_sweep: bool,
+    /// Use the raw weights instead of the EMA weights.
+    #[arg(long)]
+    pub raw: bool,
+    /// Output image (PNG/JPEG).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    #[command(flatten)]
+    pub assets: AssetsDirArg,
+}
+
+fn to_image(x: &Tensor) -> anyhow::Result<image::RgbImage> {
+    let (_, h, w) = x.dims3()?;
+    let v: Vec<f32> = x
+        .affine(127.5, 127.5)?
+        .clamp(0f32, 255f32)?
+        .flatten_all()?
+        .to_vec1()?;
+    Ok(image::RgbImage::from_fn(w as u32, h as u32, |px, py| {
+        let i = py as usize * w + px as usize;
+        image::Rgb([0, 1, 2].map(|c| v[c * h * w + i].round() as u8))
+    }))
+}
+
+/// The inquiry as a (1, 3, S, S) tensor in [−1, 1] in the ArcFace frame.
+fn inquiry_tensor(path: &Path, size: usize, assets: &Path, device: &Device) -> anyhow::Result<Tensor> {
+    let img = image_io::read(path, ImageLimits::default())?;
+    let crop = if img.width() == img.height() && matches!(img.width(), 64 | 112) {
+        img
+    } else {
+        FaceAligner::load(assets, device)?
+            .align(&img, &path.display().to_string())?
+            .arcface
+    };
+    Ok(cemiface_engine::data::image_tensor(&crop, size, device)?)
+}
+
+/// `cemiface sample`.
+pub fn run_sample(args: SampleArgs) -> anyhow::Result<()> {
+    let dev = Device::Cpu;
+    let gen = Generator::load(&args.checkpoint, args.raw, &dev)?;
+    let encoder = build_encoder(&gen.config.encoder, &args.assets.assets_dir, &dev)?;
+    let x = inquiry_tensor(&args.inquiry, gen.image_size(), &args.assets.assets_dir, &dev)?;
+    let c_id = l2_normalize(&encoder.descriptors(&x)?)?;
+    let ms: Vec<f32> = if args.m_sweep {
+        vec![-1.0, -0.5, 0.0, 0.5, 1.0]
+    } else {
+        vec![args.m]
+    };
+    let seeds = vec![args.seed; ms.len()];
+    let started = Instant::now();
+    let out = gen.sample(&c_id, &ms, &seeds, args.steps, args.eta, |s| {
+        eprint!("\rDDIM step {}/{} (t = {})   ", s.step + 1, s.steps, s.t);
+        ControlFlow::Continue(())
+    })?;
+    eprintln!(
+        "\rsampled {} image(s) in {:.1} s          ",
+        ms.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let sims: Vec<f32> = cosine_rows(
+        &encoder.descriptors(&out)?,
+        &c_id.broadcast_as((ms.len(), c_id.dim(1)?))?.contiguous()?,
+    )?
+    .to_vec1()?;
+    for (m, s) in ms.iter().zip(&sims) {
+        println!("m = {m:+.2}: achieved similarity {s:.3} ({})", encoder.name());
+    }
+    let img = if args.m_sweep {
+        let s = gen.image_size() as u32;
+        let mut sheet = image::RgbImage::new(s * (ms.len() as u32 + 1), s);
+        image::imageops::replace(&mut sheet, &to_image(&x.squeeze(0)?)?, 0, 0);
+        for i in 0..ms.len() {
+            image::imageops::replace(
+                &mut sheet,
+                &to_image(&out.get(i)?)?,
+                (s * (i as u32 + 1)) as i64,
+                0,
+            );
+        }
+        sheet
+    } else {
+        to_image(&out.get(0)?)?
+    };
+    image_io::write(&img, &args.output)?;
+    eprintln!("→ {}", args.output.display());
+    Ok(())
+}
+
+/// Options of `cemiface model-info`.
+#[derive(Debug, Args)]
+pub struct ModelInfoArgs {
+    /// A preset (demo-64, paper-112) or a TOML config file.
+    pub config: String,
+    /// DDIM steps whose timesteps are listed.
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parameters of a UNet config (built on the CPU, weights discarded).
+pub fn parameter_count(cfg: &UNetConfig) -> anyhow::Result<usize> {
+    let vm = VarMap::new();
+    UNet::new(
+        cfg.clone(),
+        VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+    )?;
+    let n = vm.all_vars().iter().map(|v| v.elem_count()).sum();
+    Ok(n)
+}
+
+/// `cemiface model-info`.
+pub fn run_model_info(args: ModelInfoArgs) -> anyhow::Result<()> {
+    let cfg = load_config(&args.config)?;
+    let params = parameter_count(&cfg.model)?;
+    let flops = cfg.model.flops_per_image();
+    let ddim = Ddim::new(NoiseSchedule::new(&cfg.schedule)?, args.steps, 1.0)?;
+    let info =
+        serde_json::json!({ "params": params, "flops_per_image": flops, "ddim_timesteps": ddim.timesteps() });
+    if args.json {
+        println!("{info}");
+    } else {
+        println!(
+            "{}: {params} parameters, {:.2} GFLOPs per image per step",
+            args.config,
+            flops as f64 / 1e9
+        );
+        println!("DDIM-{} timesteps: {:?}", args.steps, ddim.timesteps());
+    }
+    Ok(())
+}

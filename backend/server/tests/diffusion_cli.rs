@@ -1,0 +1,159 @@
+//! `cemiface model-info`, `train-diffusion` and `sample` as a user runs them.
+
+mod common;
+
+use std::process::Command;
+
+fn cemiface() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cemiface"));
+    c.env_remove("RUST_LOG");
+    c
+}
+
+#[test]
+fn model_info_reports_both_presets() {
+    let out = cemiface()
+        .args(["model-info", "demo-64", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["params"], 14_981_571);
+    assert_eq!(v["ddim_timesteps"][0], 950);
+    assert_eq!(v["ddim_timesteps"][19], 0);
+    let demo_gflops = v["flops_per_image"].as_u64().unwrap() as f64 / 1e9;
+    assert!((5.0..20.0).contains(&demo_gflops), "{demo_gflops} GFLOPs");
+    let out = cemiface()
+        .args(["model-info", "paper-112", "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // 93,563,910 in the UNet (the spec's ≈ 93.6 M) + 1,050,624 in the condition path.
+    assert_eq!(v["params"], 94_614_534);
+    // Conv-dominated: at 112² and base 128 a forward pass costs tens of GFLOPs (demo-64: ~11).
+    let gflops = v["flops_per_image"].as_u64().unwrap() as f64 / 1e9;
+    assert!((50.0..120.0).contains(&gflops), "{gflops} GFLOPs");
+}
+
+#[test]
+fn config_files_are_strict() {
+    let dir = common::temp_dir("strict-config");
+    let text =
+        include_str!("../../../configs/demo-64.toml").replace("lambda = 0.05", "lambda = 0.05\nlamda = 0.1");
+    std::fs::write(dir.join("typo.toml"), text).unwrap();
+    let out = cemiface()
+        .args(["model-info"])
+        .arg(dir.join("typo.toml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown field") && err.contains("lamda"), "{err}");
+    let out = cemiface()
+        .args(["model-info", "no-such-preset"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a preset (demo-64, paper-112)"));
+}
+
+#[test]
+fn train_then_refuse_to_overwrite_then_resume_then_sample() {
+    let assets = common::repo_root().join("assets");
+    if !assets.join("gan-face-generate/weights.tar").exists() {
+        assert!(
+            std::env::var_os("CEMIFACE_REQUIRE_ASSETS").is_none(),
+            "run scripts/setup.sh"
+        );
+        return;
+    }
+    let dir = common::temp_dir("train-cli");
+    let tiny = include_str!("../../../configs/demo-64.toml")
+        .replace("image_size = 64", "image_size = 32")
+        .replace("model_channels = 64", "model_channels = 32")
+        .replace("channel_mult = [1, 2, 2, 4]", "channel_mult = [1, 2]")
+        .replace("attention_resolutions = [8]", "attention_resolutions = [2]")
+        .replace("num_head_channels = 64", "num_head_channels = 32")
+        .replace("batch_size = 8", "batch_size = 2")
+        .replace("checkpoint_every = 250", "checkpoint_every = 1")
+        .replace("min_flip_cos = 0.95", "min_flip_cos = -1.0");
+    std::fs::write(dir.join("tiny.toml"), tiny).unwrap();
+    let train = |extra: &[&str]| {
+        cemiface()
+            .arg("train-diffusion")
+            .arg("--config")
+            .arg(dir.join("tiny.toml"))
+            .arg("--run-dir")
+            .arg(dir.join("run"))
+            .arg("--assets-dir")
+            .arg(&assets)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = train(&["--max-steps", "1"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(dir.join("run/checkpoints/step_00000001/state.json").exists());
+    assert!(dir.join("run/config.toml").exists());
+
+    let out = train(&["--max-steps", "2"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--resume"));
+
+    let out = train(&["--max-steps", "2", "--resume"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("resumed from"));
+    let metrics = std::fs::read_to_string(dir.join("run/metrics.jsonl")).unwrap();
+    let steps: Vec<u64> = metrics
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(steps, vec![1, 2]);
+
+    let out = cemiface()
+        .args([
+            "sample",
+            "--m-sweep",
+            "--steps",
+            "2",
+            "--seed",
+            "3",
+            "--checkpoint",
+        ])
+        .arg(dir.join("run"))
+        .arg("--inquiry")
+        .arg(assets.join("face_recognition/obama.jpg"))
+        .arg("-o")
+        .arg(dir.join("sweep.png"))
+        .arg("--assets-dir")
+        .arg(&assets)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        image::image_dimensions(dir.join("sweep.png")).unwrap(),
+        (32 * 6, 32)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains("achieved similarity"))
+            .count(),
+        5
+    );
+
+    let out = cemiface()
+        .args(["sample", "--m", "1.5", "--checkpoint"])
+        .arg(dir.join("run"))
+        .arg("--inquiry")
+        .arg(assets.join("face_recognition/obama.jpg"))
+        .args(["-o", "/dev/null", "--assets-dir"])
+        .arg(&assets)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("outside [-1, 1]"));
+}
