@@ -41,6 +41,8 @@ pub enum Command {
     Sample(crate::diffusion_cli::SampleArgs),
     /// Parameters, FLOPs and DDIM timesteps of a preset or config.
     ModelInfo(crate::diffusion_cli::ModelInfoArgs),
+    /// Time the UNet of a preset: forward, forward + backward, DDIM step (a table).
+    Bench(crate::bench_cli::BenchArgs),
 }
 
 /// Options of `cemiface serve`.
@@ -100,6 +102,7 @@ pub fn main() -> ExitCode {
         Command::TrainDiffusion(a) => crate::diffusion_cli::run_train(a).map(|()| ExitCode::SUCCESS),
         Command::Sample(a) => crate::diffusion_cli::run_sample(a).map(|()| ExitCode::SUCCESS),
         Command::ModelInfo(a) => crate::diffusion_cli::run_model_info(a).map(|()| ExitCode::SUCCESS),
+        Command::Bench(a) => crate::bench_cli::run_bench(a).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -1,6 +1,7 @@
 //! CemiFace-rs backend: the axum web server (Leptos pages, `/healthz`), and the `cemiface` CLI that
 //! drives the engine.
 
+pub mod bench_cli;
 pub mod cli;
 pub mod diffusion_cli;
 pub mod error;
