@@ -151,6 +151,54 @@ impl ImageFolderSource {
     }
 }
 
+/// Images of an insightface RecordIO set (`x.rec` + `x.idx`), header records skipped.
+pub struct RecordioSource {
+    reader: crate::recordio::RecordReader,
+    keys: Vec<u64>,
+    size: usize,
+    device: Device,
+}
+
+impl RecordioSource {
+    pub fn new(rec: &Path, size: usize, device: &Device) -> Result<Self> {
+        let mut reader = crate::recordio::RecordReader::open(rec)?;
+        let mut keys = reader.keys();
+        // insightface sets start with a header record (no image) holding the counts.
+        if let Some(&first) = keys.first() {
+            if reader.read(first)?.image.is_empty() {
+                keys.remove(0);
+            }
+        }
+        if keys.is_empty() {
+            return Err(Error::Config(format!("{}: no image records", rec.display())));
+        }
+        Ok(Self {
+            reader,
+            keys,
+            size,
+            device: device.clone(),
+        })
+    }
+}
+
+impl FaceSource for RecordioSource {
+    fn next_batch(&mut self, n: usize, rng: &mut NoiseRng) -> Result<Tensor> {
+        let batch = (0..n)
+            .map(|_| {
+                let key = self.keys[(rng.next_u32() as usize) % self.keys.len()];
+                let rec = self.reader.read(key)?;
+                let img = image_io::decode(&rec.image, &format!("record {key}"), ImageLimits::default())?;
+                image_tensor(&img, self.size, &self.device)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::cat(&batch, 0)?)
+    }
+
+    fn describe(&self) -> String {
+        format!("{} RecordIO images", self.keys.len())
+    }
+}
+
 /// An RGB image as a (1, 3, size, size) tensor in [−1, 1].
 pub fn image_tensor(img: &image::RgbImage, size: usize, device: &Device) -> Result<Tensor> {
     let img = if img.width() as usize == size && img.height() as usize == size {

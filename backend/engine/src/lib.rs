@@ -24,6 +24,7 @@ pub mod image_io;
 pub mod iresnet;
 pub mod noise;
 pub mod ops;
+pub mod recordio;
 pub mod res_block;
 pub mod schedule;
 pub mod sim_mat;

@@ -68,6 +68,8 @@ pub enum DataConfig {
     },
     /// A folder of aligned face images (any depth).
     Folder { path: PathBuf },
+    /// An insightface RecordIO set: `path` is the `.rec`, its `.idx` lies beside it.
+    Recordio { path: PathBuf },
 }
 
 fn min_luma() -> f32 {
@@ -411,5 +413,6 @@ pub fn build_source(
             ))
         }
         DataConfig::Folder { path } => Box::new(crate::data::ImageFolderSource::new(path, size, device)?),
+        DataConfig::Recordio { path } => Box::new(crate::data::RecordioSource::new(path, size, device)?),
     })
 }
