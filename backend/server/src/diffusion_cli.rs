@@ -166,6 +166,9 @@ pub struct SampleArgs {
     /// Use the raw weights instead of the EMA weights.
     #[arg(long)]
     pub raw: bool,
+    /// Compute device: auto, cpu, cuda or cuda:N.
+    #[arg(long, env = "CEMIFACE_DEVICE", default_value = "auto")]
+    pub device: DeviceRequest,
     /// Output image (PNG/JPEG).
     #[arg(short, long)]
     pub output: PathBuf,
@@ -201,7 +204,7 @@ fn inquiry_tensor(path: &Path, size: usize, assets: &Path, device: &Device) -> a
 
 /// `cemiface sample`.
 pub fn run_sample(args: SampleArgs) -> anyhow::Result<()> {
-    let dev = Device::Cpu;
+    let dev = ComputeDevice::select(args.device)?.device;
     let gen = Generator::load(&args.checkpoint, args.raw, &dev)?;
     let encoder = build_encoder(&gen.config.encoder, &args.assets.assets_dir, &dev)?;
     let x = inquiry_tensor(&args.inquiry, gen.image_size(), &args.assets.assets_dir, &dev)?;
