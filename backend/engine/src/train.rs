@@ -190,6 +190,7 @@ impl Trainer {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         vars.sort_by(|a, b| a.0.cmp(&b.0));
+        seeded_init(&vars, cfg.train.seed)?;
         let opt = AdamW::new(vars.clone(), cfg.optimizer.clone())?;
         let ema = Ema::new(&vars, cfg.train.ema_max_decay)?;
         Ok(Self {
@@ -341,6 +342,37 @@ impl Trainer {
         self.rng = NoiseRng::from_state(state.rng_state, state.rng_spare);
         Ok(())
     }
+}
+
+/// Re-draws the randomly initialised variables from the run's seed (Candle's CPU initialisers cannot
+/// be seeded), keeping its scheme: Kaiming-normal weights (std √(2 / fan_in)) and biases uniform in
+/// ±1/√fan_in; constant initialisations (norms, zero-initialised output layers) stay as they are.
+fn seeded_init(vars: &[(String, Var)], seed: u64) -> Result<()> {
+    let mut rng = NoiseRng::new(NoiseRng::derive(&[seed, 0x1217]));
+    let fan_in = |v: &Var| -> usize { v.dims().iter().skip(1).product::<usize>().max(1) };
+    let by_name: std::collections::HashMap<&str, &Var> = vars.iter().map(|(n, v)| (n.as_str(), v)).collect();
+    for (name, var) in vars {
+        let t = var.as_tensor();
+        let constant = t.min_all()?.to_scalar::<f32>()? == t.max_all()?.to_scalar::<f32>()?;
+        if constant {
+            continue;
+        }
+        let n = t.elem_count();
+        let values: Vec<f32> = if var.rank() >= 2 {
+            let std = (2.0 / fan_in(var) as f32).sqrt();
+            (0..n).map(|_| rng.normal() * std).collect()
+        } else {
+            let weight = name
+                .strip_suffix("bias")
+                .and_then(|p| by_name.get(format!("{p}weight").as_str()));
+            let bound = 1.0 / (weight.map_or(n, |w| fan_in(w)) as f32).sqrt();
+            (0..n)
+                .map(|_| (rng.next_u32() as f32 / u32::MAX as f32 * 2.0 - 1.0) * bound)
+                .collect()
+        };
+        var.set(&Tensor::from_vec(values, t.dims(), t.device())?)?;
+    }
+    Ok(())
 }
 
 /// Appends one metrics line to `run_dir/metrics.jsonl`.

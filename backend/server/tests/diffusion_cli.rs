@@ -157,3 +157,84 @@ fn train_then_refuse_to_overwrite_then_resume_then_sample() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("outside [-1, 1]"));
 }
+
+/// demo-64 itself (batch and learning rate scaled for a test): the loss goes down on the DCGAN stream,
+/// and a run killed with SIGKILL after its step-4 checkpoint resumes with the losses an uninterrupted
+/// run has.
+#[test]
+fn demo_64_lowers_the_loss_and_resumes_exactly_after_a_kill() {
+    let assets = common::repo_root().join("assets");
+    if !assets.join("gan-face-generate/weights.tar").exists() {
+        assert!(
+            std::env::var_os("CEMIFACE_REQUIRE_ASSETS").is_none(),
+            "run scripts/setup.sh"
+        );
+        return;
+    }
+    let dir = common::temp_dir("demo64-kill");
+    let cfg = include_str!("../../../configs/demo-64.toml")
+        .replace("batch_size = 8", "batch_size = 2")
+        .replace("lr = 0.0002", "lr = 0.001")
+        .replace("checkpoint_every = 250", "checkpoint_every = 2");
+    std::fs::write(dir.join("demo.toml"), cfg).unwrap();
+    let train = |run: &str, extra: &[&str]| {
+        let mut c = cemiface();
+        c.arg("train-diffusion")
+            .arg("--config")
+            .arg(dir.join("demo.toml"))
+            .arg("--run-dir")
+            .arg(dir.join(run))
+            .arg("--assets-dir")
+            .arg(&assets)
+            .args(["--max-steps", "6"])
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        c
+    };
+    let metrics = |run: &str| -> Vec<(u64, f64, f64)> {
+        std::fs::read_to_string(dir.join(run).join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    v["step"].as_u64().unwrap(),
+                    v["loss"].as_f64().unwrap(),
+                    v["mse"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let out = train("a", &[]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let a = metrics("a");
+    assert_eq!(a.len(), 6);
+    eprintln!("uninterrupted: {a:?}");
+    assert!(a[4].2 + a[5].2 < a[0].2 + a[1].2, "MSE did not go down: {a:?}");
+
+    let mut child = train("b", &[]).spawn().unwrap();
+    let ckpt = dir.join("b/checkpoints/step_00000004/state.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    while !ckpt.exists() {
+        assert!(std::time::Instant::now() < deadline, "no step-4 checkpoint");
+        assert!(child.try_wait().unwrap().is_none(), "training ended early");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL: no chance to tidy up
+    child.wait().unwrap();
+    let out = train("b", &["--resume"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("step 4)"));
+    let b = metrics("b");
+    assert_eq!(b.iter().map(|m| m.0).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5, 6]);
+    for (x, y) in a.iter().zip(&b) {
+        assert!(
+            (x.1 - y.1).abs() <= 1e-4 * x.1.abs().max(1.0),
+            "step {}: {} vs {}",
+            x.0,
+            x.1,
+            y.1
+        );
+    }
+}
