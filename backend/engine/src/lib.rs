@@ -33,6 +33,7 @@ pub mod tfjs_layers;
 pub mod tiny_face_detector;
 pub mod train;
 pub mod unet;
+pub mod verification;
 pub mod warp;
 
 pub use error::{Error, Result};
