@@ -21,6 +21,7 @@ pub mod error;
 pub mod face_landmark68;
 pub mod generator;
 pub mod image_io;
+pub mod insightface_bin;
 pub mod iresnet;
 pub mod noise;
 pub mod ops;

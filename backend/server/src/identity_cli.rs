@@ -41,11 +41,12 @@ pub enum Arch {
     AdafaceIr50,
     AdafaceIr100,
     /// IR-SE-50 in the AdaFace/TFace layout
+    #[value(name = "ir-se50")]
     IrSe50,
 }
 
 impl Arch {
-    fn config(self) -> IResNetConfig {
+    pub fn config(self) -> IResNetConfig {
         match self {
             Self::R18 => IResNetConfig::insightface(18),
             Self::R34 => IResNetConfig::insightface(34),

@@ -5,6 +5,7 @@ pub mod bench_cli;
 pub mod cli;
 pub mod diffusion_cli;
 pub mod error;
+pub mod eval_cli;
 pub mod health;
 pub mod identity_cli;
 pub mod serve;

@@ -231,3 +231,74 @@ fn embed_rejects_a_checkpoint_that_does_not_fit_the_architecture() {
         "{err}"
     );
 }
+
+#[test]
+fn eval_scores_a_verification_set_built_from_the_photos() {
+    use cemiface_engine::insightface_bin::{write, PairSet};
+    let Some(assets) = photo_assets() else { return };
+    let dir = common::temp_dir("cli-eval");
+    let mut crops = Vec::new();
+    for name in ["obama", "obama2", "obama3", "biden"] {
+        let out_path = dir.join(format!("{name}.png"));
+        let out = cemiface()
+            .arg("align")
+            .arg(assets.join(format!("face_recognition/{name}.jpg")))
+            .arg("-o")
+            .arg(&out_path)
+            .arg("--assets-dir")
+            .arg(&assets)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        crops.push(std::fs::read(&out_path).unwrap());
+    }
+    let pairs = [
+        (0, 1, true),
+        (0, 2, true),
+        (1, 2, true),
+        (0, 3, false),
+        (1, 3, false),
+        (2, 3, false),
+    ];
+    let mut set = PairSet {
+        images: Vec::new(),
+        same: Vec::new(),
+    };
+    for _ in 0..2 {
+        for &(a, b, same) in &pairs {
+            set.images.push(crops[a].clone());
+            set.images.push(crops[b].clone());
+            set.same.push(same);
+        }
+    }
+    write(&dir.join("photos.bin"), &set).unwrap();
+    let out = cemiface()
+        .args(["eval", "--json"])
+        .arg(dir.join("photos.bin"))
+        .arg("--assets-dir")
+        .arg(&assets)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["sets"]["photos"]["accuracy"], 1.0, "{v}");
+    assert_eq!(v["average"], 1.0);
+    let t = v["sets"]["photos"]["threshold"].as_f64().unwrap();
+    assert!((0.0..4.0).contains(&t));
+
+    std::fs::write(
+        dir.join("cut.bin"),
+        &std::fs::read(dir.join("photos.bin")).unwrap()[..500],
+    )
+    .unwrap();
+    let out = cemiface()
+        .arg("eval")
+        .arg(dir.join("cut.bin"))
+        .arg("--assets-dir")
+        .arg(&assets)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cut.bin") && err.contains("truncated"), "{err}");
+}
