@@ -6,6 +6,7 @@ use anyhow::{bail, Context};
 use candle_core::{Device, Tensor};
 use cemiface_engine::align::FaceAligner;
 use cemiface_engine::checkpoint;
+use cemiface_engine::data::image_tensor;
 use cemiface_engine::encoder::{cosine_matrix, l2_normalize, DlibEncoder, IResNetEncoder, IdentityEncoder};
 use cemiface_engine::image_io::{self, ImageLimits};
 use cemiface_engine::iresnet::{IResNet, IResNetConfig};
@@ -120,14 +121,6 @@ pub fn run_align(args: AlignArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn to_tensor(img: &image::RgbImage, scale: f32, offset: f32) -> anyhow::Result<Tensor> {
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    let chw: Vec<f32> = (0..3)
-        .flat_map(|c| img.pixels().map(move |p| p[c] as f32 * scale + offset))
-        .collect();
-    Ok(Tensor::from_vec(chw, (1, 3, h, w), &Device::Cpu)?)
-}
-
 #[derive(Serialize)]
 struct EmbedOutput {
     images: Vec<String>,
@@ -166,7 +159,7 @@ pub fn run_embed(args: EmbedArgs) -> anyhow::Result<()> {
                     img.height()
                 );
             }
-            let x = to_tensor(&img, 1.0 / 127.5, -1.0)?;
+            let x = image_tensor(&img, img.width() as usize, &dev)?;
             match (&dlib, &iresnet) {
                 (Some(d), _) => d.descriptors(&x)?,
                 (_, Some(r)) => r.descriptors(&x)?,
@@ -179,8 +172,10 @@ pub fn run_embed(args: EmbedArgs) -> anyhow::Result<()> {
             let face = align_one(aligner.as_ref().expect("loaded"), path)?;
             match (&dlib, &iresnet) {
                 // dlib's own chip framing: descriptors as dlib computes them
-                (Some(d), _) => d.net().forward(&to_tensor(&face.chip, 1.0, 0.0)?)?,
-                (_, Some(r)) => r.descriptors(&to_tensor(&face.arcface, 1.0 / 127.5, -1.0)?)?,
+                (Some(d), _) => d
+                    .net()
+                    .forward(&image_tensor(&face.chip, 150, &dev)?.affine(127.5, 127.5)?)?,
+                (_, Some(r)) => r.descriptors(&image_tensor(&face.arcface, 112, &dev)?)?,
                 _ => unreachable!("one encoder is loaded"),
             }
         };
