@@ -162,13 +162,7 @@ pub struct RecordioSource {
 impl RecordioSource {
     pub fn new(rec: &Path, size: usize, device: &Device) -> Result<Self> {
         let mut reader = crate::recordio::RecordReader::open(rec)?;
-        let mut keys = reader.keys();
-        // insightface sets start with a header record (no image) holding the counts.
-        if let Some(&first) = keys.first() {
-            if reader.read(first)?.image.is_empty() {
-                keys.remove(0);
-            }
-        }
+        let keys = reader.image_keys()?;
         if keys.is_empty() {
             return Err(Error::Config(format!("{}: no image records", rec.display())));
         }
@@ -215,6 +209,20 @@ pub fn image_tensor(img: &image::RgbImage, size: usize, device: &Device) -> Resu
         .flat_map(|c| img.pixels().map(move |p| p[c] as f32 / 127.5 - 1.0))
         .collect();
     Ok(Tensor::from_vec(chw, (1, 3, size, size), device)?)
+}
+
+/// A (3, H, W) tensor in [−1, 1] as an RGB image (clamped, rounded).
+pub fn tensor_image(x: &Tensor) -> Result<image::RgbImage> {
+    let (_, h, w) = x.dims3()?;
+    let v: Vec<f32> = x
+        .affine(127.5, 127.5)?
+        .clamp(0f32, 255f32)?
+        .flatten_all()?
+        .to_vec1()?;
+    Ok(image::RgbImage::from_fn(w as u32, h as u32, |px, py| {
+        let i = py as usize * w + px as usize;
+        image::Rgb([0, 1, 2].map(|c| v[c * h * w + i].round() as u8))
+    }))
 }
 
 impl FaceSource for ImageFolderSource {

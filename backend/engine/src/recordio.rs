@@ -75,6 +75,24 @@ impl RecordReader {
         self.offsets.keys().copied().collect()
     }
 
+    /// Keys of the image records. insightface sets open with a header record (key 0, no image)
+    /// whose two labels are [first identity-record key, end]: images are the keys 1..first, the
+    /// identity-range records after them are skipped.
+    pub fn image_keys(&mut self) -> Result<Vec<u64>> {
+        let mut keys = self.keys();
+        if let Some(&first) = keys.first() {
+            let head = self.read(first)?;
+            if head.image.is_empty() {
+                keys.remove(0);
+                if head.labels.len() >= 2 && head.labels[0] >= 1.0 {
+                    let end = head.labels[0] as u64;
+                    keys.retain(|&k| k < end);
+                }
+            }
+        }
+        Ok(keys)
+    }
+
     /// Reads record `key`.
     pub fn read(&mut self, key: u64) -> Result<Record> {
         let &offset = self

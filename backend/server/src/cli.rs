@@ -43,6 +43,8 @@ pub enum Command {
     ModelInfo(crate::diffusion_cli::ModelInfoArgs),
     /// Time the UNet of a preset: forward, forward + backward, DDIM step (a table).
     Bench(crate::bench_cli::BenchArgs),
+    /// Generate a labelled synthetic data set (sharded, resumable) with a similarity report.
+    Generate(crate::generate_cli::GenerateArgs),
     /// 10-fold verification accuracy on insightface .bin sets (LFW, CFP-FP, AgeDB-30, …).
     Eval(crate::eval_cli::EvalArgs),
 }
@@ -105,6 +107,7 @@ pub fn main() -> ExitCode {
         Command::Sample(a) => crate::diffusion_cli::run_sample(a).map(|()| ExitCode::SUCCESS),
         Command::ModelInfo(a) => crate::diffusion_cli::run_model_info(a).map(|()| ExitCode::SUCCESS),
         Command::Bench(a) => crate::bench_cli::run_bench(a).map(|()| ExitCode::SUCCESS),
+        Command::Generate(a) => crate::generate_cli::run_generate(a).map(|()| ExitCode::SUCCESS),
         Command::Eval(a) => crate::eval_cli::run_eval(a).map(|()| ExitCode::SUCCESS),
     };
     match result {

@@ -9,6 +9,7 @@ use anyhow::{bail, Context};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use cemiface_engine::align::FaceAligner;
+use cemiface_engine::data::tensor_image;
 use cemiface_engine::ddim::Ddim;
 use cemiface_engine::device::{ComputeDevice, DeviceRequest};
 use cemiface_engine::encoder::{cosine_rows, l2_normalize};
@@ -22,6 +23,7 @@ use cemiface_engine::unet::{UNet, UNetConfig};
 use clap::Args;
 
 use crate::cli::AssetsDirArg;
+use crate::progress::eta;
 
 /// Named presets (files in `configs/`, compiled in).
 const PRESETS: [(&str, &str); 2] = [
@@ -66,15 +68,6 @@ pub struct TrainArgs {
     pub device: DeviceRequest,
     #[command(flatten)]
     pub assets: AssetsDirArg,
-}
-
-fn eta(seconds: f64) -> String {
-    let s = seconds.max(0.0) as u64;
-    if s >= 3600 {
-        format!("{}h{:02}m", s / 3600, s % 3600 / 60)
-    } else {
-        format!("{}m{:02}s", s / 60, s % 60)
-    }
 }
 
 /// `cemiface train-diffusion`.
@@ -176,19 +169,6 @@ pub struct SampleArgs {
     pub assets: AssetsDirArg,
 }
 
-fn to_image(x: &Tensor) -> anyhow::Result<image::RgbImage> {
-    let (_, h, w) = x.dims3()?;
-    let v: Vec<f32> = x
-        .affine(127.5, 127.5)?
-        .clamp(0f32, 255f32)?
-        .flatten_all()?
-        .to_vec1()?;
-    Ok(image::RgbImage::from_fn(w as u32, h as u32, |px, py| {
-        let i = py as usize * w + px as usize;
-        image::Rgb([0, 1, 2].map(|c| v[c * h * w + i].round() as u8))
-    }))
-}
-
 /// The inquiry as a (1, 3, S, S) tensor in [−1, 1] in the ArcFace frame.
 fn inquiry_tensor(path: &Path, size: usize, assets: &Path, device: &Device) -> anyhow::Result<Tensor> {
     let img = image_io::read(path, ImageLimits::default())?;
@@ -236,18 +216,18 @@ pub fn run_sample(args: SampleArgs) -> anyhow::Result<()> {
     let img = if args.m_sweep {
         let s = gen.image_size() as u32;
         let mut sheet = image::RgbImage::new(s * (ms.len() as u32 + 1), s);
-        image::imageops::replace(&mut sheet, &to_image(&x.squeeze(0)?)?, 0, 0);
+        image::imageops::replace(&mut sheet, &tensor_image(&x.squeeze(0)?)?, 0, 0);
         for i in 0..ms.len() {
             image::imageops::replace(
                 &mut sheet,
-                &to_image(&out.get(i)?)?,
+                &tensor_image(&out.get(i)?)?,
                 (s * (i as u32 + 1)) as i64,
                 0,
             );
         }
         sheet
     } else {
-        to_image(&out.get(0)?)?
+        tensor_image(&out.get(0)?)?
     };
     image_io::write(&img, &args.output)?;
     eprintln!("→ {}", args.output.display());

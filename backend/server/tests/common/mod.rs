@@ -18,3 +18,49 @@ pub fn repo_root() -> PathBuf {
         .canonicalize()
         .unwrap()
 }
+
+/// The pinned assets, or `None` when they are not installed (allowed only outside CI:
+/// `CEMIFACE_REQUIRE_ASSETS` makes their absence a failure).
+pub fn assets() -> Option<PathBuf> {
+    let assets = repo_root().join("assets");
+    if assets.join("gan-face-generate/weights.tar").exists() {
+        Some(assets)
+    } else {
+        assert!(
+            std::env::var_os("CEMIFACE_REQUIRE_ASSETS").is_none(),
+            "run scripts/setup.sh"
+        );
+        None
+    }
+}
+
+/// The demo-64 preset shrunk to 32×32 and a few channels: trains a step in about a second.
+pub fn tiny_config() -> String {
+    include_str!("../../../../configs/demo-64.toml")
+        .replace("image_size = 64", "image_size = 32")
+        .replace("model_channels = 64", "model_channels = 32")
+        .replace("channel_mult = [1, 2, 2, 4]", "channel_mult = [1, 2]")
+        .replace("attention_resolutions = [8]", "attention_resolutions = [2]")
+        .replace("num_head_channels = 64", "num_head_channels = 32")
+        .replace("batch_size = 8", "batch_size = 2")
+        .replace("checkpoint_every = 250", "checkpoint_every = 1")
+        .replace("min_flip_cos = 0.95", "min_flip_cos = -1.0")
+}
+
+/// A tiny generator trained for one step with `cemiface train-diffusion`: its run folder.
+pub fn tiny_generator(dir: &std::path::Path, assets: &std::path::Path) -> PathBuf {
+    std::fs::write(dir.join("tiny.toml"), tiny_config()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cemiface"))
+        .arg("train-diffusion")
+        .arg("--config")
+        .arg(dir.join("tiny.toml"))
+        .arg("--run-dir")
+        .arg(dir.join("gen-run"))
+        .arg("--assets-dir")
+        .arg(assets)
+        .args(["--max-steps", "1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    dir.join("gen-run")
+}

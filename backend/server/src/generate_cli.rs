@@ -1,0 +1,359 @@
+//! `cemiface generate`: a labelled synthetic data set from a trained generator (Algorithm 2), in
+//! shards that can run as a cluster array job, resumable after any interruption.
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use anyhow::{bail, Context};
+use cemiface_engine::dataset::{
+    generate_identity, read_manifest, write_atomic, DatasetDir, GenerationSettings, ImageFormat, Shard,
+};
+use cemiface_engine::dataset_report::{write_recordio, write_summary};
+use cemiface_engine::device::{ComputeDevice, DeviceRequest};
+use cemiface_engine::generator::Generator;
+use cemiface_engine::image_io::{self, ImageLimits};
+use cemiface_engine::inquiry::{default_threshold, select, Inquiry, InquirySource};
+use cemiface_engine::train::build_encoder;
+use clap::Args;
+
+use crate::cli::AssetsDirArg;
+use crate::progress::Progress;
+
+/// `i/N`: this process does identities i, i+N, i+2N, …
+#[derive(Debug, Clone, Copy)]
+pub struct ShardArg(pub Shard);
+
+impl FromStr for ShardArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (i, n) = s.split_once('/').ok_or("expected i/N, e.g. 0/8")?;
+        let (index, count) = (
+            i.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("`{i}` is not a number"))?,
+            n.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("`{n}` is not a number"))?,
+        );
+        if count == 0 || index >= count {
+            return Err(format!("shard {index}/{count}: need 0 ≤ i < N"));
+        }
+        Ok(Self(Shard { index, count }))
+    }
+}
+
+/// The shard from the usual array-job variables (Slurm, SGE, LSF), else 0/1.
+pub fn shard_from_env(get: impl Fn(&str) -> Option<String>) -> Result<Shard, String> {
+    let num = |k: &str| get(k).and_then(|v| v.trim().parse::<usize>().ok());
+    let pick = if let (Some(id), Some(min), Some(max)) = (
+        num("SLURM_ARRAY_TASK_ID"),
+        num("SLURM_ARRAY_TASK_MIN"),
+        num("SLURM_ARRAY_TASK_MAX"),
+    ) {
+        Some((
+            id.checked_sub(min),
+            num("SLURM_ARRAY_TASK_COUNT").unwrap_or(max + 1 - min),
+        ))
+    } else if let (Some(id), Some(last)) = (num("SGE_TASK_ID"), num("SGE_TASK_LAST")) {
+        Some((
+            id.checked_sub(num("SGE_TASK_FIRST").unwrap_or(1)),
+            last + 1 - num("SGE_TASK_FIRST").unwrap_or(1),
+        ))
+    } else if let (Some(id), Some(end)) = (num("LSB_JOBINDEX"), num("LSB_JOBINDEX_END")) {
+        Some((id.checked_sub(1), end))
+    } else {
+        None
+    };
+    match pick {
+        None => Ok(Shard { index: 0, count: 1 }),
+        Some((Some(index), count)) if index < count => Ok(Shard { index, count }),
+        Some(_) => Err("the array-job variables do not describe a valid task index".into()),
+    }
+}
+
+/// Options of `cemiface generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// The generator: a checkpoint folder or a run folder (its newest checkpoint).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Output folder (created; an existing one is resumed if its settings match).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Inquiry identities: a folder of aligned crops (one per sub-folder or file), an insightface
+    /// `.rec` (first image per label), `dcgan` (the DCGAN stream) or `random` (unit vectors).
+    #[arg(long, default_value = "dcgan")]
+    pub inquiries: String,
+    /// Number of inquiry identities.
+    #[arg(long, default_value_t = 100)]
+    pub identities: usize,
+    /// Greedy uniqueness: keep an inquiry only if its cosine to every kept one is below this
+    /// [default: 0.3 for 512-d AdaFace-style E_id, 0.9 for dlib's 128-d network].
+    #[arg(long)]
+    pub unique_threshold: Option<f32>,
+    /// Generated images per identity.
+    #[arg(long, short = 'n', default_value_t = 50)]
+    pub images_per_identity: usize,
+    /// Similarity target(s), comma-separated; image k uses the (k mod len)-th.
+    #[arg(long, value_delimiter = ',', default_value = "0", allow_hyphen_values = true)]
+    pub m: Vec<f32>,
+    /// DDIM steps.
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// DDIM η in [0, 1].
+    #[arg(long, default_value_t = 1.0)]
+    pub eta: f64,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Run seed: image k of identity i uses the noise seed derived from (seed, i, k).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Copies of each inquiry face added to its identity [default: 5, the paper's oversampling; 0
+    /// for random identities].
+    #[arg(long)]
+    pub inquiry_copies: Option<usize>,
+    /// Image format of the files.
+    #[arg(long, value_enum, default_value = "png")]
+    pub format: FormatArg,
+    /// Also pack the finished set as insightface train.rec / train.idx.
+    #[arg(long)]
+    pub rec: bool,
+    /// Do identities i, i+N, …: `i/N` [default: from SLURM_ARRAY_TASK_ID / SGE_TASK_ID /
+    /// LSB_JOBINDEX, else 0/1].
+    #[arg(long)]
+    pub shard: Option<ShardArg>,
+    /// Use the raw weights instead of the EMA weights.
+    #[arg(long)]
+    pub raw: bool,
+    /// Compute device: auto, cpu, cuda or cuda:N.
+    #[arg(long, env = "CEMIFACE_DEVICE", default_value = "auto")]
+    pub device: DeviceRequest,
+    #[command(flatten)]
+    pub assets: AssetsDirArg,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum FormatArg {
+    Png,
+    Jpeg,
+}
+
+fn inquiry_source(spec: &str, assets: &std::path::Path) -> anyhow::Result<InquirySource> {
+    Ok(match spec {
+        "dcgan" => InquirySource::Dcgan {
+            weights: assets.join("gan-face-generate/weights.tar"),
+        },
+        "random" => InquirySource::Random,
+        p if p.ends_with(".rec") => InquirySource::Recordio { path: p.into() },
+        p if std::path::Path::new(p).is_dir() => InquirySource::Folder { path: p.into() },
+        p => bail!("--inquiries {p}: not a folder, a .rec file, `dcgan` or `random`"),
+    })
+}
+
+/// `cemiface generate`.
+pub fn run_generate(args: GenerateArgs) -> anyhow::Result<()> {
+    let shard = match args.shard {
+        Some(s) => s.0,
+        None => shard_from_env(|k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?,
+    };
+    let source = inquiry_source(&args.inquiries, &args.assets.assets_dir)?;
+    let dev = ComputeDevice::select(args.device)?;
+    let gen = Generator::load(&args.checkpoint, args.raw, &dev.device)?;
+    let encoder = build_encoder(&gen.config.encoder, &args.assets.assets_dir, &dev.device)?;
+    let copies = args
+        .inquiry_copies
+        .unwrap_or(if source == InquirySource::Random { 0 } else { 5 });
+    let settings = GenerationSettings {
+        images_per_identity: args.images_per_identity,
+        m: args.m.clone(),
+        steps: args.steps,
+        eta: args.eta,
+        seed: args.seed,
+        inquiry_copies: copies,
+        format: match args.format {
+            FormatArg::Png => ImageFormat::Png,
+            FormatArg::Jpeg => ImageFormat::Jpeg,
+        },
+        checkpoint: args.checkpoint.display().to_string(),
+        encoder: encoder.name(),
+    };
+    settings.validate()?;
+    let dir = DatasetDir::new(&args.out);
+    std::fs::create_dir_all(&dir.root).with_context(|| format!("creating {}", dir.root.display()))?;
+    let settings_path = dir.root.join("generate.json");
+    if settings_path.exists() {
+        let text = std::fs::read_to_string(&settings_path)?;
+        let old: GenerationSettings = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a generation settings file", settings_path.display()))?;
+        if old != settings {
+            bail!(
+                "{} was generated with other settings ({}): resume with the same options or choose another --out",
+                dir.root.display(),
+                serde_json::to_string(&old)?
+            );
+        }
+    } else {
+        write_atomic(
+            &settings_path,
+            serde_json::to_string_pretty(&settings)?.as_bytes(),
+        )?;
+    }
+    let inquiries = load_or_select_inquiries(&args, &dir, &source, encoder.as_ref(), &gen, &dev.device)?;
+    if copies > 0 && inquiries.iter().any(|q| q.image.is_none()) {
+        bail!("--inquiry-copies {copies}: random identities have no face to copy; pass --inquiry-copies 0");
+    }
+    let todo: Vec<usize> = shard
+        .identities(inquiries.len())
+        .filter(|&i| !dir.identity_done(i))
+        .collect();
+    let in_shard = shard.identities(inquiries.len()).count();
+    eprintln!(
+        "shard {}/{}: {} of {} identities left, {} images each at m = {:?}, {} DDIM steps on {}",
+        shard.index,
+        shard.count,
+        todo.len(),
+        in_shard,
+        settings.images_per_identity,
+        settings.m,
+        settings.steps,
+        dev
+    );
+    let mut progress = Progress::new(
+        "generating",
+        "img",
+        (todo.len() * settings.images_per_identity) as u64,
+    );
+    for &id in &todo {
+        generate_identity(
+            &gen,
+            encoder.as_ref(),
+            &inquiries[id],
+            id,
+            &settings,
+            args.batch,
+            &dir,
+            &dev.device,
+            |_| ControlFlow::Continue(()),
+            |n| progress.advance(n as u64),
+        )?;
+    }
+    write_atomic(&dir.shard_marker(shard), b"")?;
+    if (0..inquiries.len()).all(|i| dir.identity_done(i)) {
+        let entries = read_manifest(&dir, inquiries.len())?;
+        let report = write_summary(&dir, &entries, &encoder.name())?;
+        if args.rec {
+            write_recordio(&dir, &entries)?;
+        }
+        println!("| m | images | mean similarity | std | min | max |\n|---|---|---|---|---|---|");
+        for (m, s) in &report.by_m {
+            println!(
+                "| {m} | {} | {:.3} | {:.3} | {:.3} | {:.3} |",
+                s.count, s.mean, s.std, s.min, s.max
+            );
+        }
+        eprintln!(
+            "complete: {} identities, {} images → {} (manifest.jsonl, report.json, similarity_histogram.png{})",
+            report.identities,
+            report.images,
+            dir.root.display(),
+            if args.rec { ", train.rec" } else { "" }
+        );
+    } else {
+        eprintln!("shard done; other shards still have identities left");
+    }
+    Ok(())
+}
+
+/// Reads `inquiries.json` (and the faces in `inquiries/`), or selects the identities and writes
+/// them, so every shard and every resume works on the same identities.
+fn load_or_select_inquiries(
+    args: &GenerateArgs,
+    dir: &DatasetDir,
+    source: &InquirySource,
+    encoder: &dyn cemiface_engine::encoder::IdentityEncoder,
+    gen: &Generator,
+    device: &candle_core::Device,
+) -> anyhow::Result<Vec<Inquiry>> {
+    let path = dir.root.join("inquiries.json");
+    let face = |i: usize| dir.root.join("inquiries").join(format!("{i:06}.png"));
+    if path.exists() {
+        let text = std::fs::read_to_string(&path)?;
+        let mut list: Vec<Inquiry> =
+            serde_json::from_str(&text).with_context(|| format!("{}: malformed", path.display()))?;
+        for (i, q) in list.iter_mut().enumerate() {
+            if face(i).exists() {
+                q.image = Some(image_io::read(&face(i), ImageLimits::default())?);
+            }
+        }
+        return Ok(list);
+    }
+    let threshold = args
+        .unique_threshold
+        .unwrap_or_else(|| default_threshold(encoder));
+    let (list, stats) = select(
+        source,
+        args.identities,
+        threshold,
+        encoder,
+        gen.image_size(),
+        args.seed,
+        device,
+    )?;
+    eprintln!(
+        "inquiries: {} unique identities from {} candidates ({} rejected as look-alikes at cosine ≥ {threshold})",
+        list.len(),
+        stats.considered,
+        stats.rejected_similar
+    );
+    if list.len() < args.identities {
+        eprintln!(
+            "note: the source holds only {} identities unique at {threshold}",
+            list.len()
+        );
+    }
+    for (i, q) in list.iter().enumerate() {
+        if let Some(img) = &q.image {
+            write_atomic(
+                &face(i),
+                &cemiface_engine::dataset::encode(img, ImageFormat::Png)?,
+            )?;
+        }
+    }
+    write_atomic(&path, serde_json::to_string(&list)?.as_bytes())?;
+    Ok(list)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_from_arguments_and_array_job_variables() {
+        assert_eq!(ShardArg::from_str("2/8").unwrap().0, Shard { index: 2, count: 8 });
+        assert!(ShardArg::from_str("8/8").is_err() && ShardArg::from_str("x").is_err());
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        };
+        let slurm = [
+            ("SLURM_ARRAY_TASK_ID", "3"),
+            ("SLURM_ARRAY_TASK_MIN", "0"),
+            ("SLURM_ARRAY_TASK_MAX", "9"),
+        ];
+        assert_eq!(
+            shard_from_env(env(&slurm)).unwrap(),
+            Shard { index: 3, count: 10 }
+        );
+        let sge = [
+            ("SGE_TASK_ID", "1"),
+            ("SGE_TASK_FIRST", "1"),
+            ("SGE_TASK_LAST", "4"),
+        ];
+        assert_eq!(shard_from_env(env(&sge)).unwrap(), Shard { index: 0, count: 4 });
+        let lsf = [("LSB_JOBINDEX", "4"), ("LSB_JOBINDEX_END", "4")];
+        assert_eq!(shard_from_env(env(&lsf)).unwrap(), Shard { index: 3, count: 4 });
+        assert_eq!(shard_from_env(env(&[])).unwrap(), Shard { index: 0, count: 1 });
+        assert!(shard_from_env(env(&[("SGE_TASK_ID", "0"), ("SGE_TASK_LAST", "3")])).is_err());
+    }
+}
