@@ -16,7 +16,8 @@ const MAGIC: u32 = 0xced7_230a;
 /// One decoded record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
-    /// The label (identity index in face data sets); with extra labels, the first of them.
+    /// The label (identity index in face data sets): the header's scalar label, or with a label
+    /// array (flag > 0) its first element, as MXNet's `unpack` and insightface read it.
     pub label: f32,
     /// All extra labels (header records of insightface sets hold counts here).
     pub labels: Vec<f32>,
@@ -156,12 +157,12 @@ impl RecordReader {
                 format!("record {key}: {flag} labels announced, payload too short"),
             ));
         }
-        let labels = payload[24..start]
+        let labels: Vec<f32> = payload[24..start]
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
             .collect();
         Ok(Record {
-            label,
+            label: labels.first().copied().unwrap_or(label),
             labels,
             id,
             image: payload[start..].to_vec(),
@@ -190,11 +191,12 @@ impl RecordWriter {
         })
     }
 
-    /// Appends a record under `key`.
+    /// Appends a record under `key`: a scalar `label`, or (non-empty `labels`) a label array, which
+    /// MXNet's `pack` stores after the header with the header's label set to 0.
     pub fn write(&mut self, key: u64, label: f32, labels: &[f32], image: &[u8]) -> Result<()> {
         let mut payload = Vec::with_capacity(24 + 4 * labels.len() + image.len());
         payload.extend((labels.len() as u32).to_le_bytes());
-        payload.extend(label.to_le_bytes());
+        payload.extend((if labels.is_empty() { label } else { 0.0 }).to_le_bytes());
         payload.extend(key.to_le_bytes());
         payload.extend(0u64.to_le_bytes());
         labels.iter().for_each(|l| payload.extend(l.to_le_bytes()));

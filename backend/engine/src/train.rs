@@ -347,7 +347,7 @@ impl Trainer {
 /// Re-draws the randomly initialised variables from the run's seed (Candle's CPU initialisers cannot
 /// be seeded), keeping its scheme: Kaiming-normal weights (std √(2 / fan_in)) and biases uniform in
 /// ±1/√fan_in; constant initialisations (norms, zero-initialised output layers) stay as they are.
-fn seeded_init(vars: &[(String, Var)], seed: u64) -> Result<()> {
+pub(crate) fn seeded_init(vars: &[(String, Var)], seed: u64) -> Result<()> {
     let mut rng = NoiseRng::new(NoiseRng::derive(&[seed, 0x1217]));
     let fan_in = |v: &Var| -> usize { v.dims().iter().skip(1).product::<usize>().max(1) };
     let by_name: std::collections::HashMap<&str, &Var> = vars.iter().map(|(n, v)| (n.as_str(), v)).collect();

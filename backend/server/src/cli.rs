@@ -45,6 +45,8 @@ pub enum Command {
     Bench(crate::bench_cli::BenchArgs),
     /// Generate a labelled synthetic data set (sharded, resumable) with a similarity report.
     Generate(crate::generate_cli::GenerateArgs),
+    /// Train a face-recognition model (IResNet + CosFace/ArcFace) on a labelled, e.g. generated, set.
+    TrainFr(crate::fr_cli::TrainFrArgs),
     /// 10-fold verification accuracy on insightface .bin sets (LFW, CFP-FP, AgeDB-30, …).
     Eval(crate::eval_cli::EvalArgs),
 }
@@ -108,6 +110,7 @@ pub fn main() -> ExitCode {
         Command::ModelInfo(a) => crate::diffusion_cli::run_model_info(a).map(|()| ExitCode::SUCCESS),
         Command::Bench(a) => crate::bench_cli::run_bench(a).map(|()| ExitCode::SUCCESS),
         Command::Generate(a) => crate::generate_cli::run_generate(a).map(|()| ExitCode::SUCCESS),
+        Command::TrainFr(a) => crate::fr_cli::run_train_fr(a).map(|()| ExitCode::SUCCESS),
         Command::Eval(a) => crate::eval_cli::run_eval(a).map(|()| ExitCode::SUCCESS),
     };
     match result {

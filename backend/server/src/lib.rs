@@ -6,6 +6,7 @@ pub mod cli;
 pub mod diffusion_cli;
 pub mod error;
 pub mod eval_cli;
+pub mod fr_cli;
 pub mod generate_cli;
 pub mod health;
 pub mod identity_cli;

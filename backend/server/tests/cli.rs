@@ -302,3 +302,47 @@ fn eval_scores_a_verification_set_built_from_the_photos() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cut.bin") && err.contains("truncated"), "{err}");
 }
+
+#[test]
+fn eval_on_a_bin_pickled_by_python_equals_numpy_on_the_same_embeddings() {
+    // tests/golden/photos.bin: crops of the six public-domain photos pickled by
+    // scripts/reference/insightface_bin_fixture.py as insightface does; photos_bin.json: numpy's
+    // 10-fold result on the engine's embeddings of it (same script, `verify`).
+    let Some(assets) = photo_assets() else { return };
+    let golden = common::repo_root().join("backend/server/tests/golden");
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(golden.join("photos_bin.json")).unwrap()).unwrap();
+    let dir = common::temp_dir("cli-eval-py");
+    let out = cemiface()
+        .args(["eval", "--json"])
+        .arg(golden.join("photos.bin"))
+        .arg("--save-embeddings")
+        .arg(dir.join("emb.json"))
+        .arg("--assets-dir")
+        .arg(&assets)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The embeddings numpy saw are the ones the engine computes now.
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("emb.json")).unwrap()).unwrap();
+    let ours = saved["photos"]["embeddings"].as_array().unwrap();
+    let theirs = expected["embeddings"].as_array().unwrap();
+    assert_eq!(
+        (ours.len(), saved["photos"]["same"].as_array().unwrap().len()),
+        (30, 15)
+    );
+    for (a, b) in ours.iter().zip(theirs) {
+        for (x, y) in a.as_array().unwrap().iter().zip(b.as_array().unwrap()) {
+            assert!((x.as_f64().unwrap() - y.as_f64().unwrap()).abs() < 1e-3);
+        }
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in ["accuracy", "std", "threshold"] {
+        let (a, b) = (
+            v["sets"]["photos"][key].as_f64().unwrap(),
+            expected[key].as_f64().unwrap(),
+        );
+        assert!((a - b).abs() < 1e-9, "{key}: {a} vs numpy {b}");
+    }
+}

@@ -1,0 +1,147 @@
+//! `cemiface train-fr`: a face-recognition model trained on a (synthetic) labelled set.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use cemiface_engine::device::{ComputeDevice, DeviceRequest};
+use cemiface_engine::fr_train::{FrConfig, FrStepMetrics, FrTrainer};
+use cemiface_engine::plot::{Chart, Series};
+use cemiface_engine::train::Trainer;
+use clap::Args;
+
+use crate::progress::Progress;
+
+/// Named presets (files in `configs/`, compiled in).
+const PRESETS: [(&str, &str); 2] = [
+    ("fr-paper", include_str!("../../../configs/fr-paper.toml")),
+    ("fr-tiny", include_str!("../../../configs/fr-tiny.toml")),
+];
+
+/// Reads a preset name or a TOML file (unknown keys are errors).
+pub fn load_fr_config(spec: &str) -> anyhow::Result<FrConfig> {
+    let text = match PRESETS.iter().find(|(n, _)| *n == spec) {
+        Some((_, t)) => t.to_string(),
+        None => std::fs::read_to_string(spec).with_context(|| {
+            format!(
+                "{spec}: not a preset ({}) and not a readable config file",
+                PRESETS.map(|p| p.0).join(", ")
+            )
+        })?,
+    };
+    toml::from_str(&text).map_err(|e| anyhow::anyhow!("{spec}: {e}"))
+}
+
+/// Options of `cemiface train-fr`.
+#[derive(Debug, Args)]
+pub struct TrainFrArgs {
+    /// A preset (fr-paper, fr-tiny) or a TOML config file.
+    #[arg(long)]
+    pub config: String,
+    /// Labelled training data: a folder of identity folders (e.g. a `cemiface generate` output) or an
+    /// insightface `.rec` (overrides the config's `data`).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Folder for checkpoints, metrics.jsonl, loss.png and the resolved config.
+    #[arg(long)]
+    pub run_dir: PathBuf,
+    /// Continue from the newest checkpoint in --run-dir.
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop after this many steps in total (default: the config's epochs).
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    /// Compute device: auto, cpu, cuda or cuda:N.
+    #[arg(long, env = "CEMIFACE_DEVICE", default_value = "auto")]
+    pub device: DeviceRequest,
+}
+
+fn read_metrics(path: &std::path::Path, upto: u64) -> Vec<FrStepMetrics> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<FrStepMetrics>(l).ok())
+        .filter(|m| m.step <= upto)
+        .collect()
+}
+
+/// `cemiface train-fr`.
+pub fn run_train_fr(args: TrainFrArgs) -> anyhow::Result<()> {
+    let mut cfg = load_fr_config(&args.config)?;
+    if let Some(d) = &args.data {
+        cfg.data = Some(d.clone());
+    }
+    let Some(data_path) = cfg.data.clone() else {
+        bail!("no training data: pass --data <folder or .rec>");
+    };
+    let device = ComputeDevice::select(args.device)?;
+    let latest = Trainer::latest_checkpoint(&args.run_dir);
+    if latest.is_some() && !args.resume {
+        bail!(
+            "{} already has checkpoints: pass --resume to continue, or choose another --run-dir",
+            args.run_dir.display()
+        );
+    }
+    std::fs::create_dir_all(&args.run_dir).with_context(|| format!("creating {}", args.run_dir.display()))?;
+    let data = cemiface_engine::labelled::open(&data_path)?;
+    let mut trainer = FrTrainer::new(cfg.clone(), data, &device.device)?;
+    let metrics_path = args.run_dir.join("metrics.jsonl");
+    let mut history = Vec::new();
+    if let (true, Some(ckpt)) = (args.resume, &latest) {
+        trainer.load(ckpt)?;
+        history = read_metrics(&metrics_path, trainer.step());
+        eprintln!("resumed from {} (step {})", ckpt.display(), trainer.step());
+    }
+    let lines: String = history
+        .iter()
+        .map(|m| serde_json::to_string(m).unwrap() + "\n")
+        .collect();
+    std::fs::write(&metrics_path, lines)?;
+    std::fs::write(args.run_dir.join("config.toml"), toml::to_string_pretty(&cfg)?)?;
+    let total = args.max_steps.unwrap_or(u64::MAX).min(trainer.total_steps());
+    eprintln!(
+        "training {:?}-{} + {:?} on {} ({}), batch {}, {} steps per epoch, to step {total}",
+        cfg.backbone.layout,
+        cfg.backbone.depth,
+        cfg.head,
+        trainer.describe_data(),
+        device,
+        cfg.train.batch_size,
+        trainer.steps_per_epoch()
+    );
+    let mut progress = Progress::new("train-fr", "step", total.saturating_sub(trainer.step()));
+    let mut log = std::fs::OpenOptions::new().append(true).open(&metrics_path)?;
+    while trainer.step() < total {
+        let m = trainer.train_step()?;
+        use std::io::Write;
+        writeln!(log, "{}", serde_json::to_string(&m)?)?;
+        progress.advance(1);
+        if m.step % 10 == 0 || m.step == total {
+            eprintln!(
+                "step {} epoch {} | loss {:.3} | batch accuracy {:.2} | lr {:.4}",
+                m.step, m.epoch, m.loss, m.accuracy, m.lr
+            );
+        }
+        history.push(m.clone());
+        if m.step % cfg.train.checkpoint_every == 0 || m.step == total {
+            let dir = trainer.save(&args.run_dir)?;
+            eprintln!("checkpoint {}", dir.display());
+            write_loss_chart(&args.run_dir, &history)?;
+        }
+    }
+    Ok(())
+}
+
+fn write_loss_chart(run_dir: &std::path::Path, history: &[FrStepMetrics]) -> anyhow::Result<()> {
+    let chart = Chart {
+        title: "train-fr loss".into(),
+        x_label: "step".into(),
+        y_label: "loss".into(),
+        series: vec![Series {
+            label: "CE with margin".into(),
+            points: history.iter().map(|m| (m.step as f64, m.loss as f64)).collect(),
+        }],
+        ..Default::default()
+    };
+    chart.render(800, 400).save(run_dir.join("loss.png"))?;
+    Ok(())
+}
