@@ -24,10 +24,26 @@ fn the_margin_loss_falls_on_a_separable_set() {
         }
     }
     let cfg = FrConfig {
-        backbone: IResNetConfig { embedding_dim: 32, width: 8, ..IResNetConfig::insightface(18) },
+        backbone: IResNetConfig {
+            embedding_dim: 32,
+            width: 8,
+            ..IResNetConfig::insightface(18)
+        },
         head: MarginConfig::Cosface { s: 16.0, m: 0.2 },
-        optimizer: SgdConfig { lr: 0.05, momentum: 0.9, weight_decay: 5e-4, milestones: vec![], gamma: 0.1, warmup_steps: 0 },
-        train: FrSettings { epochs: 10, batch_size: 8, checkpoint_every: 100, seed: 3 },
+        optimizer: SgdConfig {
+            lr: 0.05,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            milestones: vec![],
+            gamma: 0.1,
+            warmup_steps: 0,
+        },
+        train: FrSettings {
+            epochs: 10,
+            batch_size: 8,
+            checkpoint_every: 100,
+            seed: 3,
+        },
         augment: AugmentConfig::paper(),
         data: None,
     };
@@ -37,5 +53,9 @@ fn the_margin_loss_falls_on_a_separable_set() {
     let first = (m[0].loss + m[1].loss) / 2.0;
     let last = (m[10].loss + m[11].loss) / 2.0;
     assert!(last < 0.5 * first, "loss {first} → {last}");
-    assert!(m[10].accuracy + m[11].accuracy >= 1.5, "{:?}", m.iter().map(|x| x.accuracy).collect::<Vec<_>>());
+    assert!(
+        m[10].accuracy + m[11].accuracy >= 1.5,
+        "{:?}",
+        m.iter().map(|x| x.accuracy).collect::<Vec<_>>()
+    );
 }

@@ -333,9 +333,9 @@ mod tests {
     fn shards_from_arguments_and_array_job_variables() {
         assert_eq!(ShardArg::from_str("2/8").unwrap().0, Shard { index: 2, count: 8 });
         assert!(ShardArg::from_str("8/8").is_err() && ShardArg::from_str("x").is_err());
-        let env = |vars: &'static [(&'static str, &'static str)]| {
+        fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
             move |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
-        };
+        }
         let slurm = [
             ("SLURM_ARRAY_TASK_ID", "3"),
             ("SLURM_ARRAY_TASK_MIN", "0"),

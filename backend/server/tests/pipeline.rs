@@ -8,7 +8,9 @@ use std::process::{Command, Output};
 
 fn cemiface(args: &[&str], paths: &[&Path]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_cemiface"));
-    c.env_remove("RUST_LOG").env_remove("SLURM_ARRAY_TASK_ID").args(args);
+    c.env_remove("RUST_LOG")
+        .env_remove("SLURM_ARRAY_TASK_ID")
+        .args(args);
     for p in paths {
         c.arg(p);
     }
@@ -38,8 +40,28 @@ fn generate_then_train_fr_with_resume_then_eval() {
     let gen = common::tiny_generator(&dir, &assets);
     let ds = dir.join("ds");
     let out = ok(cemiface(
-        &["generate", "--identities", "4", "-n", "6", "--steps", "2", "--batch", "6", "--inquiry-copies", "1", "--rec"],
-        &[Path::new("--checkpoint"), &gen, Path::new("--out"), &ds, Path::new("--assets-dir"), &assets],
+        &[
+            "generate",
+            "--identities",
+            "4",
+            "-n",
+            "6",
+            "--steps",
+            "2",
+            "--batch",
+            "6",
+            "--inquiry-copies",
+            "1",
+            "--rec",
+        ],
+        &[
+            Path::new("--checkpoint"),
+            &gen,
+            Path::new("--out"),
+            &ds,
+            Path::new("--assets-dir"),
+            &assets,
+        ],
     ));
     assert!(String::from_utf8_lossy(&out.stderr).contains("complete: 4 identities, 28 images"));
 
@@ -51,21 +73,48 @@ fn generate_then_train_fr_with_resume_then_eval() {
     let train = |run: &Path, extra: &[&str]| {
         let mut args = vec!["train-fr"];
         args.extend(extra);
-        cemiface(&args, &[Path::new("--config"), &dir.join("fr.toml"), Path::new("--data"), &ds, Path::new("--run-dir"), run])
+        cemiface(
+            &args,
+            &[
+                Path::new("--config"),
+                &dir.join("fr.toml"),
+                Path::new("--data"),
+                &ds,
+                Path::new("--run-dir"),
+                run,
+            ],
+        )
     };
     let whole = dir.join("fr-whole");
     let out = ok(train(&whole, &["--max-steps", "4"]));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("28 images of 4 identities") && err.contains("3 steps per epoch"), "{err}");
+    assert!(
+        err.contains("28 images of 4 identities") && err.contains("3 steps per epoch"),
+        "{err}"
+    );
     let reference = losses(&whole);
-    assert_eq!(reference.iter().map(|l| l.0).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
-    assert!(reference.iter().all(|l| l.1.is_finite() && l.1 > 0.0), "{reference:?}");
-    assert!(whole.join("loss.png").exists() && whole.join("checkpoints/step_00000004/backbone.safetensors").exists());
+    assert_eq!(
+        reference.iter().map(|l| l.0).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4]
+    );
+    assert!(
+        reference.iter().all(|l| l.1.is_finite() && l.1 > 0.0),
+        "{reference:?}"
+    );
+    assert!(
+        whole.join("loss.png").exists()
+            && whole
+                .join("checkpoints/step_00000004/backbone.safetensors")
+                .exists()
+    );
 
     // Stop at step 2, resume to 4: the same losses as the uninterrupted run.
     let cut = dir.join("fr-cut");
     ok(train(&cut, &["--max-steps", "2"]));
-    assert!(!ok_status(train(&cut, &["--max-steps", "4"])), "must refuse to overwrite without --resume");
+    assert!(
+        !ok_status(train(&cut, &["--max-steps", "4"])),
+        "must refuse to overwrite without --resume"
+    );
     let out = ok(train(&cut, &["--max-steps", "4", "--resume"]));
     assert!(String::from_utf8_lossy(&out.stderr).contains("resumed from"));
     assert_eq!(losses(&cut), reference);
@@ -73,7 +122,12 @@ fn generate_then_train_fr_with_resume_then_eval() {
     // The .rec export trains too.
     ok(cemiface(
         &["train-fr", "--config", "fr-tiny", "--max-steps", "1"],
-        &[Path::new("--data"), &ds.join("train.rec"), Path::new("--run-dir"), &dir.join("fr-rec")],
+        &[
+            Path::new("--data"),
+            &ds.join("train.rec"),
+            Path::new("--run-dir"),
+            &dir.join("fr-rec"),
+        ],
     ));
 
     // Evaluate the trained backbone on a pair list over the generated set and on the photos .bin.
@@ -86,7 +140,11 @@ fn generate_then_train_fr_with_resume_then_eval() {
     std::fs::write(ds.join("pairs.txt"), pairs).unwrap();
     let out = ok(cemiface(
         &["eval", "--json", "--checkpoint"],
-        &[&whole, &ds.join("pairs.txt"), &common::repo_root().join("backend/server/tests/golden/photos.bin")],
+        &[
+            &whole,
+            &ds.join("pairs.txt"),
+            &common::repo_root().join("backend/server/tests/golden/photos.bin"),
+        ],
     ));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for set in ["pairs", "photos"] {
@@ -107,18 +165,29 @@ fn train_fr_names_bad_data_and_configs() {
     std::fs::write(dir.join("flat/a.png"), b"x").unwrap();
     let out = cemiface(
         &["train-fr", "--config", "fr-tiny"],
-        &[Path::new("--data"), &dir.join("flat"), Path::new("--run-dir"), &dir.join("run")],
+        &[
+            Path::new("--data"),
+            &dir.join("flat"),
+            Path::new("--run-dir"),
+            &dir.join("run"),
+        ],
     );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no identity sub-folders"));
-    let out = cemiface(&["train-fr", "--config", "fr-tiny"], &[Path::new("--run-dir"), &dir.join("run")]);
+    let out = cemiface(
+        &["train-fr", "--config", "fr-tiny"],
+        &[Path::new("--run-dir"), &dir.join("run")],
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("pass --data"));
     std::fs::write(
         dir.join("typo.toml"),
         include_str!("../../../configs/fr-tiny.toml").replace("epochs = 10", "epochs = 10\nepoch = 3"),
     )
     .unwrap();
-    let out = cemiface(&["train-fr", "--config"], &[&dir.join("typo.toml"), Path::new("--run-dir"), &dir.join("run")]);
+    let out = cemiface(
+        &["train-fr", "--config"],
+        &[&dir.join("typo.toml"), Path::new("--run-dir"), &dir.join("run")],
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown field") && err.contains("epoch"), "{err}");
 }
