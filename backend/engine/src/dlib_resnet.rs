@@ -57,7 +57,7 @@ impl ConvLayer {
 
 impl Module for ConvLayer {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let y = x.conv2d(&self.filters, self.padding, self.stride, 1, 1)?;
+        let y = crate::conv::conv2d(x, &self.filters, self.stride, self.padding)?;
         let y = y
             .broadcast_add(&self.bias)?
             .broadcast_mul(&self.scale)?

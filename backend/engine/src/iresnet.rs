@@ -13,11 +13,12 @@
 
 use candle_core::{Module, ModuleT, Tensor};
 use candle_nn::{
-    batch_norm, conv2d_no_bias, linear, prelu, BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, Linear,
+    batch_norm, conv2d_no_bias, linear, prelu, BatchNorm, BatchNormConfig, Conv2dConfig, Linear,
     PReLU, VarBuilder,
 };
 use serde::{Deserialize, Serialize};
 
+use crate::conv::Conv2d;
 use crate::ops::subsample2;
 use crate::{Error, Result};
 
@@ -121,7 +122,7 @@ fn conv(cin: usize, cout: usize, k: usize, stride: usize, vb: VarBuilder) -> Res
         stride,
         ..Default::default()
     };
-    Ok(conv2d_no_bias(cin, cout, k, cfg, vb)?)
+    Ok(conv2d_no_bias(cin, cout, k, cfg, vb)?.into())
 }
 
 /// Squeeze-and-excitation (`fc1`, `fc2` as 1×1 convolutions without bias, reduction 16).

@@ -11,6 +11,7 @@ pub mod attention;
 pub mod augment;
 pub mod checkpoint;
 pub mod condition;
+pub mod conv;
 pub mod data;
 pub mod dataset;
 pub mod dataset_report;

@@ -4,7 +4,9 @@
 //! Keys: `in_layers.{0,2}`, `emb_layers.1`, `out_layers.{0,3}`, `skip_connection`.
 
 use candle_core::{Module, Tensor};
-use candle_nn::{conv2d, group_norm, linear, Conv2d, Conv2dConfig, GroupNorm, Init, Linear, VarBuilder};
+use candle_nn::{conv2d, group_norm, linear, Conv2dConfig, GroupNorm, Init, Linear, VarBuilder};
+
+use crate::conv::Conv2d;
 
 use crate::Result;
 
@@ -29,7 +31,7 @@ pub fn zero_conv(cin: usize, cout: usize, k: usize, vb: VarBuilder) -> Result<Co
     };
     let w = vb.get_with_hints((cout, cin, k, k), "weight", Init::Const(0.0))?;
     let b = vb.get_with_hints(cout, "bias", Init::Const(0.0))?;
-    Ok(Conv2d::new(w, Some(b), cfg))
+    Ok(candle_nn::Conv2d::new(w, Some(b), cfg).into())
 }
 
 pub(crate) fn conv3(cin: usize, cout: usize, vb: VarBuilder) -> Result<Conv2d> {
@@ -42,7 +44,8 @@ pub(crate) fn conv3(cin: usize, cout: usize, vb: VarBuilder) -> Result<Conv2d> {
             ..Default::default()
         },
         vb,
-    )?)
+    )?
+    .into())
 }
 
 /// The block.
@@ -68,7 +71,8 @@ impl ResBlock {
                 1,
                 Default::default(),
                 vb.pp("skip_connection"),
-            )?)
+            )?
+            .into())
         };
         Ok(Self {
             in_norm: norm32(cin, vb.pp("in_layers").pp(0))?,

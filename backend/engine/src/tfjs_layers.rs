@@ -65,7 +65,7 @@ impl Module for Conv {
         } else {
             x.clone()
         };
-        x.conv2d(&self.w, 0, self.stride, 1, 1)?.broadcast_add(&self.b)
+        crate::conv::conv2d(&x, &self.w, self.stride, 0)?.broadcast_add(&self.b)
     }
 }
 
@@ -99,7 +99,7 @@ impl Module for SeparableConv {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let x = pad_same(x, 3, self.stride, 0.0)?;
         let x = x.conv2d(&self.dw, 0, self.stride, 1, self.cin)?;
-        x.conv2d(&self.pw, 0, 1, 1, 1)?.broadcast_add(&self.b)
+        crate::conv::conv2d(&x, &self.pw, 1, 0)?.broadcast_add(&self.b)
     }
 }
 

@@ -4,7 +4,9 @@
 //! UNet checkpoints load as they are; the condition path lives under `cond.*` (see `condition.rs`).
 
 use candle_core::{Module, Tensor};
-use candle_nn::{linear, Conv2d, GroupNorm, Linear, VarBuilder};
+use candle_nn::{linear, GroupNorm, Linear, VarBuilder};
+
+use crate::conv::Conv2d;
 use serde::{Deserialize, Serialize};
 
 use crate::attention::AttentionBlock;
