@@ -4,7 +4,9 @@
 //! Keys: `norm`, `qkv` (1-D conv, C → 3C), `proj_out` (1-D conv, zero-initialised).
 
 use candle_core::{DType, Module, Tensor, D};
-use candle_nn::{conv1d, Conv1d, GroupNorm, Init, VarBuilder};
+use candle_nn::{conv1d, Conv1d, Init, VarBuilder};
+
+use crate::group_norm::GroupNorm;
 
 use crate::res_block::norm32;
 use crate::Result;

@@ -23,6 +23,7 @@ pub mod ema;
 pub mod encoder;
 pub mod error;
 pub mod face_landmark68;
+pub mod group_norm;
 pub mod fr_train;
 pub mod generator;
 pub mod image_io;

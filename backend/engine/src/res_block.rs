@@ -4,9 +4,10 @@
 //! Keys: `in_layers.{0,2}`, `emb_layers.1`, `out_layers.{0,3}`, `skip_connection`.
 
 use candle_core::{Module, Tensor};
-use candle_nn::{conv2d, group_norm, linear, Conv2dConfig, GroupNorm, Init, Linear, VarBuilder};
+use candle_nn::{conv2d, linear, Conv2dConfig, Init, Linear, VarBuilder};
 
 use crate::conv::Conv2d;
+use crate::group_norm::GroupNorm;
 
 use crate::Result;
 
@@ -20,7 +21,7 @@ pub enum Resample {
 
 /// GroupNorm(32) as guided-diffusion's `normalization()`.
 pub fn norm32(channels: usize, vb: VarBuilder) -> Result<GroupNorm> {
-    Ok(group_norm(32.min(channels), channels, 1e-5, vb)?)
+    Ok(GroupNorm::new(32.min(channels), channels, 1e-5, vb)?)
 }
 
 /// A conv whose weights start at zero when trained from scratch (`zero_module`).
@@ -99,18 +100,14 @@ impl ResBlock {
     /// # Shapes
     /// `x`: (B, cin, H, W), `emb`: (B, emb_dim) → (B, cout, H', W') with H' = H/2, H or 2H.
     pub fn forward(&self, x: &Tensor, emb: &Tensor) -> Result<Tensor> {
-        let h = self.in_norm.forward(x)?.silu()?;
+        let h = self.in_norm.forward_fused(x, None, true)?;
         let h = self.in_conv.forward(&self.resample(&h)?)?;
         let x = self.resample(x)?;
-        let e = self.emb.forward(&emb.silu()?)?.unsqueeze(2)?.unsqueeze(3)?;
+        let e = self.emb.forward(&emb.silu()?)?; // (B, 2C): AdaGN scale and shift
         let c = e.dim(1)? / 2;
         let (scale, shift) = (e.narrow(1, 0, c)?, e.narrow(1, c, c)?);
-        let h = self
-            .out_norm
-            .forward(&h)?
-            .broadcast_mul(&(scale + 1.0)?)?
-            .broadcast_add(&shift)?;
-        let h = self.out_conv.forward(&h.silu()?)?;
+        let h = self.out_norm.forward_fused(&h, Some((&scale, &shift)), true)?;
+        let h = self.out_conv.forward(&h)?;
         let skip = match &self.skip {
             Some(s) => s.forward(&x)?,
             None => x,

@@ -4,9 +4,10 @@
 //! UNet checkpoints load as they are; the condition path lives under `cond.*` (see `condition.rs`).
 
 use candle_core::{Module, Tensor};
-use candle_nn::{linear, GroupNorm, Linear, VarBuilder};
+use candle_nn::{linear, Linear, VarBuilder};
 
 use crate::conv::Conv2d;
+use crate::group_norm::GroupNorm;
 use serde::{Deserialize, Serialize};
 
 use crate::attention::AttentionBlock;
@@ -339,7 +340,7 @@ impl UNet {
             let skip = skips.pop().expect("one skip per output block");
             h = run(block, &Tensor::cat(&[h, skip], 1)?, &emb, &kv)?;
         }
-        let out = self.out_conv.forward(&self.out_norm.forward(&h)?.silu()?)?;
+        let out = self.out_conv.forward(&self.out_norm.forward_fused(&h, None, true)?)?;
         Ok(out.narrow(1, 0, self.cfg.in_channels)?)
     }
 }

@@ -7,7 +7,7 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
     (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
 }
 
-fn scale(t: &Tensor) -> f32 {
+fn magnitude(t: &Tensor) -> f32 {
     t.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap().max(1e-6)
 }
 
@@ -31,14 +31,69 @@ fn gemm_conv_matches_candle_forward_and_backward() {
         let ours = conv2d(x.as_tensor(), wt.as_tensor(), s, p).unwrap();
         let reference = x.as_tensor().conv2d(wt.as_tensor(), p, s, 1, 1).unwrap();
         assert_eq!(ours.dims(), reference.dims());
-        let d = max_diff(&ours, &reference) / scale(&reference);
+        let d = max_diff(&ours, &reference) / magnitude(&reference);
         assert!(d < 1e-5, "forward {:?}: {d}", (b, cin, h, w, cout, k, s, p));
         let g_ours = (ours * &probe).unwrap().sum_all().unwrap().backward().unwrap();
         let g_ref = (reference * &probe).unwrap().sum_all().unwrap().backward().unwrap();
         for (name, v) in [("input", &x), ("weight", &wt)] {
             let (a, r) = (g_ours.get(v).unwrap(), g_ref.get(v).unwrap());
-            let d = max_diff(a, r) / scale(r);
+            let d = max_diff(a, r) / magnitude(r);
             assert!(d < 1e-5, "{name} gradient {:?}: {d}", (b, cin, h, w, cout, k, s, p));
+        }
+    }
+}
+
+#[test]
+fn fused_group_norm_matches_the_composed_ops_forward_and_backward() {
+    use candle_nn::{Module, VarBuilder, VarMap};
+    use cemiface_engine::group_norm::GroupNorm;
+    let dev = Device::Cpu;
+    for (b, c, h, groups, adagn, silu) in [
+        (2, 8, 5, 4, true, true),
+        (3, 6, 4, 3, false, true),
+        (1, 4, 7, 2, false, false),
+        (2, 64, 8, 32, true, true),
+    ] {
+        let vm = VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, candle_core::DType::F32, &dev);
+        let ours = GroupNorm::new(groups, c, 1e-5, vb.pp("n")).unwrap();
+        let reference = candle_nn::group_norm(groups, c, 1e-5, vb.pp("n")).unwrap();
+        // Non-trivial γ and β.
+        for v in vm.all_vars() {
+            v.set(&Tensor::randn(1f32, 0.3, v.shape(), &dev).unwrap()).unwrap();
+        }
+        let x = Var::from_tensor(&(Tensor::randn(0f32, 2.0, (b, c, h, h), &dev).unwrap() + 0.7).unwrap()).unwrap();
+        let scale = Var::from_tensor(&Tensor::randn(0f32, 0.5, (b, c), &dev).unwrap()).unwrap();
+        let shift = Var::from_tensor(&Tensor::randn(0f32, 0.5, (b, c), &dev).unwrap()).unwrap();
+        let ss = adagn.then_some((scale.as_tensor(), shift.as_tensor()));
+        let y = ours.forward_fused(x.as_tensor(), ss, silu).unwrap();
+        let mut r = reference.forward(x.as_tensor()).unwrap();
+        if adagn {
+            let col = |t: &Tensor| t.unsqueeze(2).unwrap().unsqueeze(3).unwrap();
+            r = r
+                .broadcast_mul(&col(&(scale.as_tensor() + 1.0).unwrap()))
+                .unwrap()
+                .broadcast_add(&col(shift.as_tensor()))
+                .unwrap();
+        }
+        if silu {
+            r = r.silu().unwrap();
+        }
+        let d = max_diff(&y, &r) / magnitude(&r);
+        assert!(d < 1e-5, "forward {:?}: {d}", (b, c, h, groups));
+        let probe = Tensor::randn(0f32, 1.0, y.shape(), &dev).unwrap();
+        let g1 = (y * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (r * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        let mut vars: Vec<(String, Var)> = vec![("x".into(), x.clone())];
+        vars.extend(vm.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())));
+        if adagn {
+            vars.push(("scale".into(), scale.clone()));
+            vars.push(("shift".into(), shift.clone()));
+        }
+        for (name, v) in vars {
+            let (a, r) = (g1.get(&v).unwrap(), g2.get(&v).unwrap());
+            let d = max_diff(a, r) / magnitude(r);
+            assert!(d < 1e-4, "{name} gradient {:?}: {d}", (b, c, h, groups));
         }
     }
 }
