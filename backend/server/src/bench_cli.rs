@@ -1,10 +1,17 @@
-//! `cemiface bench`: UNet forward, forward + backward and DDIM-step times of a preset, as a table.
+//! `cemiface bench`: UNet forward, forward + backward and DDIM-step times of a preset and the dlib
+//! identity network's, as a table; with `--torch`, the same rows for PyTorch twins of the same
+//! networks (bench/torch_twin.py, run by the given Python) side by side.
 
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
+use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use cemiface_engine::ddim::Ddim;
+use cemiface_engine::dlib_resnet::DlibResNet;
 use cemiface_engine::schedule::NoiseSchedule;
 use cemiface_engine::unet::UNet;
 use clap::Args;
@@ -23,6 +30,13 @@ pub struct BenchArgs {
     /// Timed repetitions per row (after one warm-up); the median is reported.
     #[arg(long, default_value_t = 3)]
     pub iters: usize,
+    /// A Python with PyTorch (e.g. ~/torchvenv/bin/python): also time the PyTorch twins and print
+    /// the Candle/PyTorch ratio.
+    #[arg(long)]
+    pub torch: Option<PathBuf>,
+    /// The twin script.
+    #[arg(long, default_value = "bench/torch_twin.py")]
+    pub torch_script: PathBuf,
 }
 
 fn median_secs(iters: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
@@ -37,41 +51,123 @@ fn median_secs(iters: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyho
     Ok(t[t.len() / 2])
 }
 
-/// `cemiface bench`.
-pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
+/// One timed row.
+struct Row {
+    what: String,
+    batch: usize,
+    seconds: f64,
+}
+
+fn candle_rows(args: &BenchArgs) -> anyhow::Result<Vec<Row>> {
     let cfg = load_config(&args.config)?;
     let dev = Device::Cpu;
     let vm = VarMap::new();
     let unet = UNet::new(cfg.model.clone(), VarBuilder::from_varmap(&vm, DType::F32, &dev))?;
+    let dvm = VarMap::new();
+    let dlib = DlibResNet::new(VarBuilder::from_varmap(&dvm, DType::F32, &dev))?;
     let ddim = Ddim::new(NoiseSchedule::new(&cfg.schedule)?, 20, 1.0)?;
     let (s, d) = (cfg.model.image_size, cfg.model.condition.id_dim);
+    let mut rows = Vec::new();
+    for &b in &args.batches {
+        let x = Tensor::randn(0f32, 1., (b, 3, s, s), &dev)?;
+        let t = Tensor::new(vec![500u32; b].as_slice(), &dev)?;
+        let id = Tensor::randn(0f32, 1., (b, d), &dev)?;
+        let m = Tensor::zeros(b, DType::F32, &dev)?;
+        let mut row = |what: &str, sec: f64| rows.push(Row { what: what.into(), batch: b, seconds: sec });
+        row("unet forward", median_secs(args.iters, || Ok(unet.forward(&x, &t, &id, &m).map(drop)?))?);
+        row(
+            "unet forward + backward",
+            median_secs(args.iters, || {
+                unet.forward(&x, &t, &id, &m)?.sqr()?.mean_all()?.backward()?;
+                Ok(())
+            })?,
+        );
+        let z = x.zeros_like()?;
+        row(
+            "DDIM step",
+            median_secs(args.iters, || {
+                let eps = unet.forward(&x, &t, &id, &m)?;
+                ddim.step(10, &x, &eps, &z)?;
+                Ok(())
+            })?,
+        );
+        let chips = (Tensor::rand(0f32, 255., (b, 3, 150, 150), &dev))?;
+        row("dlib forward", median_secs(args.iters, || Ok(dlib.forward(&chips).map(drop)?))?);
+        let var = candle_core::Var::from_tensor(&chips)?;
+        row(
+            "dlib forward + backward",
+            median_secs(args.iters, || {
+                dlib.forward(var.as_tensor())?.sqr()?.sum_all()?.backward()?;
+                Ok(())
+            })?,
+        );
+    }
+    Ok(rows)
+}
+
+fn torch_rows(args: &BenchArgs, python: &PathBuf) -> anyhow::Result<Vec<Row>> {
+    let cfg = load_config(&args.config)?;
+    let request = serde_json::json!({
+        "unet": cfg.model,
+        "batches": args.batches,
+        "iters": args.iters,
+        "threads": candle_core::utils::get_num_threads(),
+    });
+    let mut child = Command::new(python)
+        .arg(&args.torch_script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running {} {}", python.display(), args.torch_script.display()))?;
+    child.stdin.take().expect("piped").write_all(request.to_string().as_bytes())?;
+    let out = child.wait_with_output()?;
+    anyhow::ensure!(out.status.success(), "the PyTorch twin failed ({})", out.status);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).with_context(|| format!("twin output: {l}"))?;
+            Ok(Row {
+                what: v["what"].as_str().unwrap_or_default().to_string(),
+                batch: v["batch"].as_u64().unwrap_or(0) as usize,
+                seconds: v["seconds"].as_f64().unwrap_or(f64::NAN),
+            })
+        })
+        .collect()
+}
+
+/// `cemiface bench`.
+pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     println!(
         "{} on {} CPU thread(s) (RAYON_NUM_THREADS), median of {}:",
         args.config,
         candle_core::utils::get_num_threads(),
         args.iters
     );
-    println!("| what | batch | seconds | images/s |\n|---|---|---|---|");
-    for &b in &args.batches {
-        let x = Tensor::randn(0f32, 1., (b, 3, s, s), &dev)?;
-        let t = Tensor::new(vec![500u32; b].as_slice(), &dev)?;
-        let id = Tensor::randn(0f32, 1., (b, d), &dev)?;
-        let m = Tensor::zeros(b, DType::F32, &dev)?;
-        let fwd = median_secs(args.iters, || Ok(unet.forward(&x, &t, &id, &m).map(drop)?))?;
-        let bwd = median_secs(args.iters, || {
-            let loss = unet.forward(&x, &t, &id, &m)?.sqr()?.mean_all()?;
-            loss.backward()?;
-            Ok(())
-        })?;
-        let z = x.zeros_like()?;
-        let step = median_secs(args.iters, || {
-            let eps = unet.forward(&x, &t, &id, &m)?;
-            ddim.step(10, &x, &eps, &z)?;
-            Ok(())
-        })?;
-        for (what, sec) in [("forward", fwd), ("forward + backward", bwd), ("DDIM step", step)] {
-            println!("| {what} | {b} | {sec:.3} | {:.2} |", b as f64 / sec);
+    let ours = candle_rows(&args)?;
+    let Some(python) = &args.torch else {
+        println!("| what | batch | seconds | images/s |\n|---|---|---|---|");
+        for r in &ours {
+            println!("| {} | {} | {:.3} | {:.2} |", r.what, r.batch, r.seconds, r.batch as f64 / r.seconds);
         }
+        return Ok(());
+    };
+    let theirs = torch_rows(&args, python)?;
+    println!("| what | batch | Candle (s) | PyTorch (s) | Candle / PyTorch | Candle images/s |");
+    println!("|---|---|---|---|---|---|");
+    for r in &ours {
+        let t = theirs
+            .iter()
+            .find(|t| t.what == r.what && t.batch == r.batch)
+            .map_or(f64::NAN, |t| t.seconds);
+        println!(
+            "| {} | {} | {:.3} | {:.3} | {:.2}× | {:.2} |",
+            r.what,
+            r.batch,
+            r.seconds,
+            t,
+            r.seconds / t,
+            r.batch as f64 / r.seconds
+        );
     }
     Ok(())
 }
