@@ -149,8 +149,11 @@ fn matmul(
     }
 }
 
-fn threads() -> usize {
-    candle_core::utils::get_num_threads().max(1)
+/// Candle's thread count, read once (Candle re-reads the environment and the CPU topology files at
+/// every call, which shows up in profiles).
+pub fn threads() -> usize {
+    static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *N.get_or_init(|| candle_core::utils::get_num_threads().max(1))
 }
 
 /// The custom op: arguments (input (B, Cin, H, W), weight (Cout, Cin, kh, kw)), both contiguous.
@@ -187,10 +190,19 @@ impl Conv2dOp {
     }
 }
 
-/// Y = W · im2col(X) for every image.
-fn forward(x: &[f32], wt: &[f32], g: &Geo) -> Vec<f32> {
+/// Y = W · im2col(X) [+ bias] for every image.
+fn forward(x: &[f32], wt: &[f32], bias: Option<&[f32]>, g: &Geo) -> Vec<f32> {
     let (k, ohw, img) = (g.k(), g.ohw(), g.cin * g.h * g.w);
     let mut y = vec![0f32; g.b * g.cout * ohw];
+    if let Some(bias) = bias {
+        // The GEMM accumulates onto the bias (one pass less than adding it afterwards).
+        for yb in y.chunks_mut(g.cout * ohw) {
+            for (row, &bv) in yb.chunks_mut(ohw).zip(bias) {
+                row.fill(bv);
+            }
+        }
+    }
+    let accumulate = bias.is_some();
     let one = |xb: &[f32], yb: &mut [f32], col: &mut Vec<f32>, par| {
         let rhs: &[f32] = if g.pointwise() {
             xb
@@ -199,7 +211,7 @@ fn forward(x: &[f32], wt: &[f32], g: &Geo) -> Vec<f32> {
             im2col(xb, g, col);
             col
         };
-        matmul(yb, (g.cout, ohw, k), wt, (k, 1), rhs, (ohw, 1), false, par);
+        matmul(yb, (g.cout, ohw, k), wt, (k, 1), rhs, (ohw, 1), accumulate, par);
     };
     if g.b >= threads() && threads() > 1 {
         y.par_chunks_mut(g.cout * ohw)
@@ -273,7 +285,7 @@ impl CustomOp2 for Conv2dOp {
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let g = self.geo(l1.dims(), l2.dims())?;
-        let y = forward(f32_slice(s1, l1, "input")?, f32_slice(s2, l2, "weight")?, &g);
+        let y = forward(f32_slice(s1, l1, "input")?, f32_slice(s2, l2, "weight")?, None, &g);
         Ok((CpuStorage::F32(y), Shape::from((g.b, g.cout, g.oh, g.ow))))
     }
 
@@ -298,6 +310,47 @@ impl CustomOp2 for Conv2dOp {
             Some(Tensor::from_vec(dx, x.shape(), x.device())?),
             Some(Tensor::from_vec(dw, w.shape(), w.device())?),
         ))
+    }
+}
+
+/// The same op with a bias (Cout,) as third argument, added inside the GEMM.
+#[derive(Debug, Clone, Copy)]
+pub struct Conv2dBiasOp(pub Conv2dOp);
+
+impl candle_core::CustomOp3 for Conv2dBiasOp {
+    fn name(&self) -> &'static str {
+        "cemiface-conv2d-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = self.0.geo(l1.dims(), l2.dims())?;
+        let bias = f32_slice(s3, l3, "bias")?;
+        if bias.len() != g.cout {
+            candle_core::bail!("conv2d: bias of {} for {} output channels", bias.len(), g.cout);
+        }
+        let y = forward(f32_slice(s1, l1, "input")?, f32_slice(s2, l2, "weight")?, Some(bias), &g);
+        Ok((CpuStorage::F32(y), Shape::from((g.b, g.cout, g.oh, g.ow))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        res: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw) = self.0.bwd(x, w, res, dy)?;
+        let db = dy.sum(3)?.sum(2)?.sum(0)?.reshape(b.shape())?;
+        Ok((dx, dw, Some(db)))
     }
 }
 
@@ -341,6 +394,11 @@ impl Conv2d {
 
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let f32s = [x, &self.weight].iter().all(|t| t.dtype() == candle_core::DType::F32);
+        if let (Some(b), true, true) = (&self.bias, x.device().is_cpu(), f32s) {
+            let op = Conv2dBiasOp(Conv2dOp { stride: self.stride, padding: self.padding });
+            return x.contiguous()?.apply_op3(&self.weight.contiguous()?, &b.contiguous()?, op);
+        }
         let y = conv2d(x, &self.weight, self.stride, self.padding)?;
         match &self.bias {
             Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),

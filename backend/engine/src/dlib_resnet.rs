@@ -57,11 +57,20 @@ impl ConvLayer {
 
 impl Module for ConvLayer {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let y = crate::conv::conv2d(x, &self.filters, self.stride, self.padding)?;
-        let y = y
-            .broadcast_add(&self.bias)?
-            .broadcast_mul(&self.scale)?
-            .broadcast_add(&self.shift)?;
+        // (conv(x, W) + bias)·scale + shift = conv(x, W·scale) + (bias·scale + shift): the affine
+        // folds into the convolution (weights are tiny next to activations).
+        let cout = self.filters.dim(0)?;
+        let w = self.filters.broadcast_mul(&self.scale.reshape((cout, 1, 1, 1))?)?;
+        let b = ((&self.bias * &self.scale)? + &self.shift)?.flatten_all()?;
+        let y = if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
+            let op = crate::conv::Conv2dBiasOp(crate::conv::Conv2dOp {
+                stride: self.stride,
+                padding: self.padding,
+            });
+            x.contiguous()?.apply_op3(&w.contiguous()?, &b, op)?
+        } else {
+            x.conv2d(&w, self.padding, self.stride, 1, 1)?.broadcast_add(&b.reshape((1, cout, 1, 1))?)?
+        };
         if self.relu {
             y.relu()
         } else {

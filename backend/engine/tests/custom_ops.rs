@@ -97,3 +97,29 @@ fn fused_group_norm_matches_the_composed_ops_forward_and_backward() {
         }
     }
 }
+
+#[test]
+fn conv_layer_with_bias_matches_candle_forward_and_backward() {
+    use candle_nn::{Module, VarBuilder, VarMap};
+    let dev = Device::Cpu;
+    let vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, candle_core::DType::F32, &dev);
+    let cfg = candle_nn::Conv2dConfig { padding: 1, stride: 2, ..Default::default() };
+    let reference = candle_nn::conv2d(4, 6, 3, cfg, vb.pp("c")).unwrap();
+    let ours = cemiface_engine::conv::Conv2d::from(reference.clone());
+    for v in vm.all_vars() {
+        v.set(&Tensor::randn(0f32, 0.5, v.shape(), &dev).unwrap()).unwrap();
+    }
+    let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (3, 4, 9, 9), &dev).unwrap()).unwrap();
+    let (y, r) = (ours.forward(x.as_tensor()).unwrap(), reference.forward(x.as_tensor()).unwrap());
+    assert!(max_diff(&y, &r) / magnitude(&r) < 1e-5);
+    let probe = Tensor::randn(0f32, 1.0, y.shape(), &dev).unwrap();
+    let g1 = (y * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+    let g2 = (r * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+    let mut vars = vm.all_vars();
+    vars.push(x);
+    for v in vars {
+        let (a, b) = (g1.get(&v).unwrap(), g2.get(&v).unwrap());
+        assert!(max_diff(a, b) / magnitude(b) < 1e-5, "{:?}", v.shape());
+    }
+}
