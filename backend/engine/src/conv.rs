@@ -156,6 +156,20 @@ pub fn threads() -> usize {
     *N.get_or_init(|| candle_core::utils::get_num_threads().max(1))
 }
 
+thread_local! {
+    /// Per-thread im2col buffers, kept between calls: allocating (and zero-filling) megabytes per
+    /// convolution showed up as 8 % of a training step.
+    static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Runs `f` with this thread's scratch buffers (fresh ones if they are in use further up the stack).
+fn with_scratch<R>(f: impl FnOnce(&mut (Vec<f32>, Vec<f32>)) -> R) -> R {
+    SCRATCH.with(|s| match s.try_borrow_mut() {
+        Ok(mut bufs) => f(&mut bufs),
+        Err(_) => f(&mut (Vec::new(), Vec::new())),
+    })
+}
+
 /// The custom op: arguments (input (B, Cin, H, W), weight (Cout, Cin, kh, kw)), both contiguous.
 #[derive(Debug, Clone, Copy)]
 pub struct Conv2dOp {
@@ -216,12 +230,13 @@ fn forward(x: &[f32], wt: &[f32], bias: Option<&[f32]>, g: &Geo) -> Vec<f32> {
     if g.b >= threads() && threads() > 1 {
         y.par_chunks_mut(g.cout * ohw)
             .zip(x.par_chunks(img))
-            .for_each_init(Vec::new, |col, (yb, xb)| one(xb, yb, col, Parallelism::None));
+            .for_each(|(yb, xb)| with_scratch(|bufs| one(xb, yb, &mut bufs.0, Parallelism::None)));
     } else {
-        let mut col = Vec::new();
-        for (yb, xb) in y.chunks_mut(g.cout * ohw).zip(x.chunks(img)) {
-            one(xb, yb, &mut col, Parallelism::Rayon(threads()));
-        }
+        with_scratch(|bufs| {
+            for (yb, xb) in y.chunks_mut(g.cout * ohw).zip(x.chunks(img)) {
+                one(xb, yb, &mut bufs.0, Parallelism::Rayon(threads()));
+            }
+        });
     }
     y
 }
@@ -254,13 +269,12 @@ fn backward(x: &[f32], wt: &[f32], dy: &[f32], g: &Geo) -> (Vec<f32>, Vec<f32>) 
             .par_chunks_mut(img)
             .zip(x.par_chunks(img).zip(dy.par_chunks(g.cout * ohw)))
             .fold(
-                || (vec![0f32; g.cout * k], (Vec::new(), Vec::new())),
-                |(mut dw, mut bufs), (dxb, (xb, dyb))| {
-                    one(xb, dyb, dxb, &mut dw, &mut bufs, Parallelism::None);
-                    (dw, bufs)
+                || vec![0f32; g.cout * k],
+                |mut dw, (dxb, (xb, dyb))| {
+                    with_scratch(|bufs| one(xb, dyb, dxb, &mut dw, bufs, Parallelism::None));
+                    dw
                 },
             )
-            .map(|(dw, _)| dw)
             .collect();
         let mut total = vec![0f32; g.cout * k];
         for part in dws {
@@ -269,10 +283,11 @@ fn backward(x: &[f32], wt: &[f32], dy: &[f32], g: &Geo) -> (Vec<f32>, Vec<f32>) 
         total
     } else {
         let mut dw = vec![0f32; g.cout * k];
-        let mut bufs = (Vec::new(), Vec::new());
-        for (dxb, (xb, dyb)) in dx.chunks_mut(img).zip(x.chunks(img).zip(dy.chunks(g.cout * ohw))) {
-            one(xb, dyb, dxb, &mut dw, &mut bufs, Parallelism::Rayon(threads()));
-        }
+        with_scratch(|bufs| {
+            for (dxb, (xb, dyb)) in dx.chunks_mut(img).zip(x.chunks(img).zip(dy.chunks(g.cout * ohw))) {
+                one(xb, dyb, dxb, &mut dw, bufs, Parallelism::Rayon(threads()));
+            }
+        });
         dw
     };
     (dx, dw)
