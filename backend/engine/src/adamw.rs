@@ -51,6 +51,8 @@ pub struct AdamW {
     m: HashMap<String, Tensor>,
     v: HashMap<String, Tensor>,
     step: u64,
+    /// In-place single-pass updates on the CPU (see `fused_update`); off only to test equality.
+    pub fused: bool,
 }
 
 impl AdamW {
@@ -67,6 +69,7 @@ impl AdamW {
             m,
             v,
             step: 0,
+            fused: true,
         })
     }
 
@@ -96,6 +99,19 @@ impl AdamW {
         );
         for (name, var) in &self.vars {
             let Some(g) = grads.get(var) else { continue };
+            let (m, v) = (&self.m[name], &self.v[name]);
+            if self.fused && crate::fused_update::applies(&[var.as_tensor(), g, m, v]) {
+                crate::fused_update::adamw(
+                    var.as_tensor(),
+                    g,
+                    m,
+                    v,
+                    (c.beta1, c.beta2, c.eps),
+                    (bc1, bc2),
+                    (c.lr, c.weight_decay, scale),
+                )?;
+                continue;
+            }
             let g = (g * scale)?;
             let m = ((&self.m[name] * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
             let v = ((&self.v[name] * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
@@ -161,7 +177,7 @@ impl AdamW {
                         message: format!("`{key}` has shape {:?}, model has {:?}", x.dims(), var.dims()),
                     });
                 }
-                map.insert(name.clone(), x.clone());
+                map.insert(name.clone(), x.copy()?); // own storage: updated in place
             }
         }
         let step = t.get("step").ok_or_else(|| Error::Format {

@@ -32,6 +32,10 @@ impl Ema {
         let d = self.decay(step);
         for (name, var) in vars {
             let s = &self.shadow[name];
+            if crate::fused_update::applies(&[s, var.as_tensor()]) {
+                crate::fused_update::ema(s, var.as_tensor(), d)?;
+                continue;
+            }
             let new = ((s * d)? + (var.as_tensor().detach() * (1.0 - d))?)?;
             self.shadow.insert(name.clone(), new);
         }

@@ -25,6 +25,7 @@ pub mod error;
 pub mod face_landmark68;
 pub mod group_norm;
 pub mod fr_train;
+pub mod fused_update;
 pub mod generator;
 pub mod image_io;
 pub mod inquiry;

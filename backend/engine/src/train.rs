@@ -335,7 +335,7 @@ impl Trainer {
                 path: ema_path.clone(),
                 message: format!("lacks `{name}`"),
             })?;
-            self.ema.shadow.insert(name.clone(), t.clone());
+            self.ema.shadow.insert(name.clone(), t.copy()?); // own storage: updated in place
         }
         self.opt.load(&ckpt.join("optimizer.safetensors"))?;
         self.step = state.step;

@@ -123,3 +123,31 @@ fn conv_layer_with_bias_matches_candle_forward_and_backward() {
         assert!(max_diff(a, b) / magnitude(b) < 1e-5, "{:?}", v.shape());
     }
 }
+
+#[test]
+fn in_place_adamw_and_ema_equal_the_composed_tensor_updates() {
+    use cemiface_engine::adamw::{AdamW, AdamWConfig};
+    let dev = Device::Cpu;
+    let init = Tensor::randn(0f32, 1.0, (7, 5), &dev).unwrap();
+    let cfg = AdamWConfig { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, grad_clip: 0.5 };
+    let run = |fused: bool| {
+        let p = Var::from_tensor(&init.copy().unwrap()).unwrap();
+        let mut opt = AdamW::new(vec![("p".into(), p.clone())], cfg.clone()).unwrap();
+        opt.fused = fused;
+        for k in 0..4 {
+            let loss = (p.as_tensor().sqr().unwrap() * (k as f64 + 1.0)).unwrap().sum_all().unwrap();
+            opt.step(&loss.backward().unwrap()).unwrap();
+        }
+        p.as_tensor().clone()
+    };
+    let (a, b) = (run(true), run(false));
+    assert!(max_diff(&a, &b) <= 1e-6 * magnitude(&b), "{}", max_diff(&a, &b));
+    assert!(max_diff(&a, &init) > 1e-3, "the parameters moved");
+
+    let shadow = Tensor::randn(0f32, 1.0, (3, 4), &dev).unwrap();
+    let p = Tensor::randn(0f32, 1.0, (3, 4), &dev).unwrap();
+    let composed = ((&shadow * 0.9).unwrap() + (&p * 0.1).unwrap()).unwrap();
+    let s = shadow.copy().unwrap();
+    cemiface_engine::fused_update::ema(&s, &p, 0.9).unwrap();
+    assert!(max_diff(&s, &composed) <= 1e-6);
+}
