@@ -15,6 +15,8 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Module, Result, Shape, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+use crate::ops::cpu_f32;
+
 /// Geometry of one convolution (square stride and padding, no dilation or groups).
 #[derive(Debug, Clone, Copy)]
 struct Geo {
@@ -69,7 +71,11 @@ fn im2col(x: &[f32], g: &Geo, col: &mut [f32]) {
                     } else {
                         for (ox, d) in dst.iter_mut().enumerate() {
                             let ix = (ox * g.stride + kx) as isize - g.pad as isize;
-                            *d = if ix >= 0 && ix < g.w as isize { src[ix as usize] } else { 0.0 };
+                            *d = if ix >= 0 && ix < g.w as isize {
+                                src[ix as usize]
+                            } else {
+                                0.0
+                            };
                         }
                     }
                 }
@@ -120,8 +126,14 @@ fn matmul(
         return;
     }
     assert!(dst.len() >= m * n, "gemm: dst too short");
-    assert!((m - 1) * lhs_rs + (k - 1) * lhs_cs < lhs.len(), "gemm: lhs too short");
-    assert!((k - 1) * rhs_rs + (n - 1) * rhs_cs < rhs.len(), "gemm: rhs too short");
+    assert!(
+        (m - 1) * lhs_rs + (k - 1) * lhs_cs < lhs.len(),
+        "gemm: lhs too short"
+    );
+    assert!(
+        (k - 1) * rhs_rs + (n - 1) * rhs_cs < rhs.len(),
+        "gemm: rhs too short"
+    );
     // SAFETY: the asserts above prove that every element the strides address lies inside the
     // slices; dst is exclusively borrowed and does not alias lhs or rhs (distinct borrows).
     unsafe {
@@ -177,21 +189,13 @@ pub struct Conv2dOp {
     pub padding: usize,
 }
 
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else {
-        candle_core::bail!("conv2d: {what} must be f32");
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => candle_core::bail!("conv2d: {what} must be contiguous"),
-    }
-}
-
 impl Conv2dOp {
     fn geo(&self, x: &[usize], w: &[usize]) -> Result<Geo> {
         let ([b, cin, h, wd], [cout, cin2, kh, kw]) = (
-            <[usize; 4]>::try_from(x).map_err(|_| candle_core::Error::Msg("conv2d: input is not 4-D".into()))?,
-            <[usize; 4]>::try_from(w).map_err(|_| candle_core::Error::Msg("conv2d: weight is not 4-D".into()))?,
+            <[usize; 4]>::try_from(x)
+                .map_err(|_| candle_core::Error::Msg("conv2d: input is not 4-D".into()))?,
+            <[usize; 4]>::try_from(w)
+                .map_err(|_| candle_core::Error::Msg("conv2d: weight is not 4-D".into()))?,
         );
         if cin != cin2 || h + 2 * self.padding < kh || wd + 2 * self.padding < kw || self.stride == 0 {
             candle_core::bail!("conv2d: input {x:?} does not fit weight {w:?}");
@@ -200,7 +204,19 @@ impl Conv2dOp {
             (h + 2 * self.padding - kh) / self.stride + 1,
             (wd + 2 * self.padding - kw) / self.stride + 1,
         );
-        Ok(Geo { b, cin, h, w: wd, cout, kh, kw, stride: self.stride, pad: self.padding, oh, ow })
+        Ok(Geo {
+            b,
+            cin,
+            h,
+            w: wd,
+            cout,
+            kh,
+            kw,
+            stride: self.stride,
+            pad: self.padding,
+            oh,
+            ow,
+        })
     }
 }
 
@@ -246,24 +262,25 @@ fn backward(x: &[f32], wt: &[f32], dy: &[f32], g: &Geo) -> (Vec<f32>, Vec<f32>) 
     let (k, ohw, img) = (g.k(), g.ohw(), g.cin * g.h * g.w);
     let mut dx = vec![0f32; g.b * img];
     // Per image: dW += dY_b · col_bᵀ, dcol = Wᵀ · dY_b, dX_b = col2im(dcol).
-    let one = |xb: &[f32], dyb: &[f32], dxb: &mut [f32], dw: &mut [f32], bufs: &mut (Vec<f32>, Vec<f32>), par| {
-        let (col, dcol) = bufs;
-        let colr: &[f32] = if g.pointwise() {
-            xb
-        } else {
-            col.resize(k * ohw, 0.0);
-            im2col(xb, g, col);
-            col
+    let one =
+        |xb: &[f32], dyb: &[f32], dxb: &mut [f32], dw: &mut [f32], bufs: &mut (Vec<f32>, Vec<f32>), par| {
+            let (col, dcol) = bufs;
+            let colr: &[f32] = if g.pointwise() {
+                xb
+            } else {
+                col.resize(k * ohw, 0.0);
+                im2col(xb, g, col);
+                col
+            };
+            matmul(dw, (g.cout, k, ohw), dyb, (ohw, 1), colr, (1, ohw), true, par);
+            if g.pointwise() {
+                matmul(dxb, (k, ohw, g.cout), wt, (1, k), dyb, (ohw, 1), false, par);
+            } else {
+                dcol.resize(k * ohw, 0.0);
+                matmul(dcol, (k, ohw, g.cout), wt, (1, k), dyb, (ohw, 1), false, par);
+                col2im(dcol, g, dxb);
+            }
         };
-        matmul(dw, (g.cout, k, ohw), dyb, (ohw, 1), colr, (1, ohw), true, par);
-        if g.pointwise() {
-            matmul(dxb, (k, ohw, g.cout), wt, (1, k), dyb, (ohw, 1), false, par);
-        } else {
-            dcol.resize(k * ohw, 0.0);
-            matmul(dcol, (k, ohw, g.cout), wt, (1, k), dyb, (ohw, 1), false, par);
-            col2im(dcol, g, dxb);
-        }
-    };
     let dw = if g.b >= threads() && threads() > 1 {
         let dws: Vec<Vec<f32>> = dx
             .par_chunks_mut(img)
@@ -298,13 +315,25 @@ impl CustomOp2 for Conv2dOp {
         "cemiface-conv2d"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let g = self.geo(l1.dims(), l2.dims())?;
-        let y = forward(f32_slice(s1, l1, "input")?, f32_slice(s2, l2, "weight")?, None, &g);
+        let y = forward(cpu_f32(s1, l1, "input")?, cpu_f32(s2, l2, "weight")?, None, &g);
         Ok((CpuStorage::F32(y), Shape::from((g.b, g.cout, g.oh, g.ow))))
     }
 
-    fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let g = self.geo(x.dims(), w.dims())?;
         let dy = dy.contiguous()?;
         let (xs, xl) = x.storage_and_layout();
@@ -316,9 +345,9 @@ impl CustomOp2 for Conv2dOp {
             candle_core::bail!("conv2d: the custom op runs on the CPU only");
         };
         let (dx, dw) = backward(
-            f32_slice(xs, xl, "input")?,
-            f32_slice(ws, wl, "weight")?,
-            f32_slice(ds, dl, "output gradient")?,
+            cpu_f32(xs, xl, "input")?,
+            cpu_f32(ws, wl, "weight")?,
+            cpu_f32(ds, dl, "output gradient")?,
             &g,
         );
         Ok((
@@ -347,11 +376,16 @@ impl candle_core::CustomOp3 for Conv2dBiasOp {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = self.0.geo(l1.dims(), l2.dims())?;
-        let bias = f32_slice(s3, l3, "bias")?;
+        let bias = cpu_f32(s3, l3, "bias")?;
         if bias.len() != g.cout {
             candle_core::bail!("conv2d: bias of {} for {} output channels", bias.len(), g.cout);
         }
-        let y = forward(f32_slice(s1, l1, "input")?, f32_slice(s2, l2, "weight")?, Some(bias), &g);
+        let y = forward(
+            cpu_f32(s1, l1, "input")?,
+            cpu_f32(s2, l2, "weight")?,
+            Some(bias),
+            &g,
+        );
         Ok((CpuStorage::F32(y), Shape::from((g.b, g.cout, g.oh, g.ow))))
     }
 
@@ -373,7 +407,8 @@ impl candle_core::CustomOp3 for Conv2dBiasOp {
 /// Candle's kernel elsewhere.
 pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
     if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 && w.dtype() == candle_core::DType::F32 {
-        x.contiguous()?.apply_op2(&w.contiguous()?, Conv2dOp { stride, padding })
+        x.contiguous()?
+            .apply_op2(&w.contiguous()?, Conv2dOp { stride, padding })
     } else {
         x.conv2d(w, padding, stride, 1, 1)
     }
@@ -391,7 +426,10 @@ pub struct Conv2d {
 impl From<candle_nn::Conv2d> for Conv2d {
     fn from(c: candle_nn::Conv2d) -> Self {
         let cfg = *c.config();
-        assert!(cfg.dilation == 1 && cfg.groups == 1, "dilated or grouped convolutions are not used here");
+        assert!(
+            cfg.dilation == 1 && cfg.groups == 1,
+            "dilated or grouped convolutions are not used here"
+        );
         Self {
             weight: c.weight().clone(),
             bias: c.bias().cloned(),
@@ -409,10 +447,17 @@ impl Conv2d {
 
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let f32s = [x, &self.weight].iter().all(|t| t.dtype() == candle_core::DType::F32);
+        let f32s = [x, &self.weight]
+            .iter()
+            .all(|t| t.dtype() == candle_core::DType::F32);
         if let (Some(b), true, true) = (&self.bias, x.device().is_cpu(), f32s) {
-            let op = Conv2dBiasOp(Conv2dOp { stride: self.stride, padding: self.padding });
-            return x.contiguous()?.apply_op3(&self.weight.contiguous()?, &b.contiguous()?, op);
+            let op = Conv2dBiasOp(Conv2dOp {
+                stride: self.stride,
+                padding: self.padding,
+            });
+            return x
+                .contiguous()?
+                .apply_op3(&self.weight.contiguous()?, &b.contiguous()?, op);
         }
         let y = conv2d(x, &self.weight, self.stride, self.padding)?;
         match &self.bias {

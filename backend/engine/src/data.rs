@@ -117,13 +117,7 @@ impl ImageFolderSource {
                 let p = entry.map_err(|e| Error::io(&dir, e))?.path();
                 if p.is_dir() {
                     stack.push(p);
-                } else if matches!(
-                    p.extension()
-                        .and_then(|e| e.to_str())
-                        .map(str::to_ascii_lowercase)
-                        .as_deref(),
-                    Some("jpg" | "jpeg" | "png" | "webp")
-                ) {
+                } else if image_io::is_image_path(&p) {
                     files.push(p);
                 }
             }

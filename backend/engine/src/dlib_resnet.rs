@@ -60,7 +60,9 @@ impl Module for ConvLayer {
         // (conv(x, W) + bias)·scale + shift = conv(x, W·scale) + (bias·scale + shift): the affine
         // folds into the convolution (weights are tiny next to activations).
         let cout = self.filters.dim(0)?;
-        let w = self.filters.broadcast_mul(&self.scale.reshape((cout, 1, 1, 1))?)?;
+        let w = self
+            .filters
+            .broadcast_mul(&self.scale.reshape((cout, 1, 1, 1))?)?;
         let b = ((&self.bias * &self.scale)? + &self.shift)?.flatten_all()?;
         let y = if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
             let op = crate::conv::Conv2dBiasOp(crate::conv::Conv2dOp {
@@ -69,7 +71,8 @@ impl Module for ConvLayer {
             });
             x.contiguous()?.apply_op3(&w.contiguous()?, &b, op)?
         } else {
-            x.conv2d(&w, self.padding, self.stride, 1, 1)?.broadcast_add(&b.reshape((1, cout, 1, 1))?)?
+            x.conv2d(&w, self.padding, self.stride, 1, 1)?
+                .broadcast_add(&b.reshape((1, cout, 1, 1))?)?
         };
         if self.relu {
             y.relu()

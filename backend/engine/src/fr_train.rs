@@ -215,33 +215,27 @@ impl FrTrainer {
     /// atomically. `backbone.safetensors` has the reference key names: it loads anywhere an
     /// insightface/AdaFace checkpoint does.
     pub fn save(&self, run_dir: &Path) -> Result<PathBuf> {
-        let root = run_dir.join("checkpoints");
-        let final_dir = root.join(format!("step_{:08}", self.step));
-        let tmp = root.join(format!(".tmp_step_{:08}", self.step));
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        for (vm, name) in [(&self.backbone_vars, "backbone"), (&self.head_vars, "head")] {
-            let p = tmp.join(format!("{name}.safetensors"));
-            vm.save(&p).map_err(|e| Error::Format {
-                path: p.clone(),
-                message: e.to_string(),
-            })?;
-        }
-        self.opt.save(&tmp.join("optimizer.safetensors"))?;
-        let state = FrState {
-            step: self.step,
-            classes: self.head.classes(),
-            config: self.cfg.clone(),
-        };
-        let p = tmp.join("state.json");
-        std::fs::write(
-            &p,
-            serde_json::to_string_pretty(&state).expect("state serialises"),
-        )
-        .map_err(|e| Error::io(&p, e))?;
-        let _ = std::fs::remove_dir_all(&final_dir);
-        std::fs::rename(&tmp, &final_dir).map_err(|e| Error::io(&final_dir, e))?;
-        Ok(final_dir)
+        crate::train::save_checkpoint_dir(run_dir, self.step, |tmp| {
+            for (vm, name) in [(&self.backbone_vars, "backbone"), (&self.head_vars, "head")] {
+                let p = tmp.join(format!("{name}.safetensors"));
+                vm.save(&p).map_err(|e| Error::Format {
+                    path: p.clone(),
+                    message: e.to_string(),
+                })?;
+            }
+            self.opt.save(&tmp.join("optimizer.safetensors"))?;
+            let state = FrState {
+                step: self.step,
+                classes: self.head.classes(),
+                config: self.cfg.clone(),
+            };
+            let p = tmp.join("state.json");
+            std::fs::write(
+                &p,
+                serde_json::to_string_pretty(&state).expect("state serialises"),
+            )
+            .map_err(|e| Error::io(&p, e))
+        })
     }
 
     /// Restores weights, statistics, momentum and step from a checkpoint folder.

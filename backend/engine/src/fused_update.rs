@@ -4,19 +4,7 @@
 
 use candle_core::{CpuStorage, InplaceOp2, InplaceOp3, Layout, Result, Tensor};
 
-fn data<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
-        _ => candle_core::bail!("fused update: f32 contiguous tensors only"),
-    }
-}
-
-fn data_mut<'a>(s: &'a mut CpuStorage, l: &Layout) -> Result<&'a mut [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((a, b))) => Ok(&mut v[a..b]),
-        _ => candle_core::bail!("fused update: f32 contiguous tensors only"),
-    }
-}
+use crate::ops::{cpu_f32, cpu_f32_mut};
 
 /// m ← m·β + (g·s)·(1 − β), or with `square` v ← v·β + (g·s)²·(1 − β).
 struct Moment {
@@ -30,7 +18,10 @@ impl InplaceOp2 for Moment {
         "cemiface-adamw-moment"
     }
     fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<()> {
-        let (m, g) = (data_mut(s1, l1)?, data(s2, l2)?);
+        let (m, g) = (
+            cpu_f32_mut(s1, l1, "fused update")?,
+            cpu_f32(s2, l2, "fused update")?,
+        );
         let one_minus = 1.0 - self.beta;
         for (m, &g) in m.iter_mut().zip(g) {
             let g = g * self.scale;
@@ -64,7 +55,11 @@ impl InplaceOp3 for Param {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<()> {
-        let (p, m, v) = (data_mut(s1, l1)?, data(s2, l2)?, data(s3, l3)?);
+        let (p, m, v) = (
+            cpu_f32_mut(s1, l1, "fused update")?,
+            cpu_f32(s2, l2, "fused update")?,
+            cpu_f32(s3, l3, "fused update")?,
+        );
         for ((p, &m), &v) in p.iter_mut().zip(m).zip(v) {
             let update = (m * self.inv_bc1) / ((v * self.inv_bc2).sqrt() + self.eps);
             *p = *p * self.decay - update * self.lr;
@@ -83,7 +78,10 @@ impl InplaceOp2 for EmaStep {
         "cemiface-ema"
     }
     fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<()> {
-        let (s, p) = (data_mut(s1, l1)?, data(s2, l2)?);
+        let (s, p) = (
+            cpu_f32_mut(s1, l1, "fused update")?,
+            cpu_f32(s2, l2, "fused update")?,
+        );
         let one_minus = 1.0 - self.d;
         for (s, &p) in s.iter_mut().zip(p) {
             *s = *s * self.d + p * one_minus;
@@ -116,8 +114,22 @@ pub fn adamw(
     (lr, weight_decay, grad_scale): (f64, f64, f64),
 ) -> Result<()> {
     let scale = grad_scale as f32;
-    m.inplace_op2(g, &Moment { beta: beta1 as f32, scale, square: false })?;
-    v.inplace_op2(g, &Moment { beta: beta2 as f32, scale, square: true })?;
+    m.inplace_op2(
+        g,
+        &Moment {
+            beta: beta1 as f32,
+            scale,
+            square: false,
+        },
+    )?;
+    v.inplace_op2(
+        g,
+        &Moment {
+            beta: beta2 as f32,
+            scale,
+            square: true,
+        },
+    )?;
     p.inplace_op3(
         m,
         v,

@@ -12,6 +12,8 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
+use crate::ops::cpu_f32;
+
 /// The fused op: arguments (x, a, b), all contiguous f32.
 #[derive(Debug, Clone, Copy)]
 struct GroupNormOp {
@@ -22,16 +24,6 @@ struct GroupNormOp {
 
 fn sigmoid(z: f32) -> f32 {
     1.0 / (1.0 + (-z).exp())
-}
-
-fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else {
-        candle_core::bail!("group_norm: {what} must be f32");
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => candle_core::bail!("group_norm: {what} must be contiguous"),
-    }
 }
 
 /// Mean and 1/√(var + ε) of a group (two passes, f64 sums).
@@ -66,24 +58,31 @@ impl CustomOp3 for GroupNormOp {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (_, c, hw) = self.dims(l1.dims())?;
-        let (x, a, b) = (slice(s1, l1, "x")?, slice(s2, l2, "a")?, slice(s3, l3, "b")?);
+        let (x, a, b) = (
+            cpu_f32(s1, l1, "x")?,
+            cpu_f32(s2, l2, "a")?,
+            cpu_f32(s3, l3, "b")?,
+        );
         let cpg = c / self.groups;
         let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(cpg * hw).zip(x.par_chunks(cpg * hw)).enumerate().for_each(|(i, (yg, xg))| {
-            let (mean, rstd) = stats(xg, self.eps);
-            let first = i * cpg; // index into the (B·C) coefficients
-            for (k, (yc, xc)) in yg.chunks_mut(hw).zip(xg.chunks(hw)).enumerate() {
-                let (ak, bk) = (a[first + k] * rstd, b[first + k] - mean * rstd * a[first + k]);
-                if self.silu {
-                    yc.iter_mut().zip(xc).for_each(|(o, &v)| {
-                        let z = v * ak + bk;
-                        *o = z * sigmoid(z);
-                    });
-                } else {
-                    yc.iter_mut().zip(xc).for_each(|(o, &v)| *o = v * ak + bk);
+        y.par_chunks_mut(cpg * hw)
+            .zip(x.par_chunks(cpg * hw))
+            .enumerate()
+            .for_each(|(i, (yg, xg))| {
+                let (mean, rstd) = stats(xg, self.eps);
+                let first = i * cpg; // index into the (B·C) coefficients
+                for (k, (yc, xc)) in yg.chunks_mut(hw).zip(xg.chunks(hw)).enumerate() {
+                    let (ak, bk) = (a[first + k] * rstd, b[first + k] - mean * rstd * a[first + k]);
+                    if self.silu {
+                        yc.iter_mut().zip(xc).for_each(|(o, &v)| {
+                            let z = v * ak + bk;
+                            *o = z * sigmoid(z);
+                        });
+                    } else {
+                        yc.iter_mut().zip(xc).for_each(|(o, &v)| *o = v * ak + bk);
+                    }
                 }
-            }
-        });
+            });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -106,7 +105,12 @@ impl CustomOp3 for GroupNormOp {
         let (Cpu(xs), Cpu(as_), Cpu(bs), Cpu(ds)) = (&*xs, &*as_, &*bs, &*ds) else {
             candle_core::bail!("group_norm: the custom op runs on the CPU only");
         };
-        let (xv, av, bv, dv) = (slice(xs, xl, "x")?, slice(as_, al, "a")?, slice(bs, bl, "b")?, slice(ds, dl, "dy")?);
+        let (xv, av, bv, dv) = (
+            cpu_f32(xs, xl, "x")?,
+            cpu_f32(as_, al, "a")?,
+            cpu_f32(bs, bl, "b")?,
+            cpu_f32(ds, dl, "dy")?,
+        );
         let mut dx = vec![0f32; xv.len()];
         let mut da = vec![0f32; av.len()];
         let mut db = vec![0f32; av.len()];
@@ -123,7 +127,11 @@ impl CustomOp3 for GroupNormOp {
                     let (ak, bk) = (av[first + k], bv[first + k]);
                     let (mut sa, mut sb) = (0f64, 0f64);
                     let range = k * hw..(k + 1) * hw;
-                    for ((o, &v), &g) in dxg[range.clone()].iter_mut().zip(&xg[range.clone()]).zip(&dyg[range]) {
+                    for ((o, &v), &g) in dxg[range.clone()]
+                        .iter_mut()
+                        .zip(&xg[range.clone()])
+                        .zip(&dyg[range])
+                    {
                         let xh = (v - mean) * rstd;
                         let dz = if self.silu {
                             let z = xh * ak + bk;
@@ -183,7 +191,12 @@ impl GroupNorm {
 
     /// act(norm(x)·γ·(1 + scale) + β·(1 + scale) + shift) with optional (B, C) `scale_shift` and
     /// SiLU; `x` is (B, C, …).
-    pub fn forward_fused(&self, x: &Tensor, scale_shift: Option<(&Tensor, &Tensor)>, silu: bool) -> Result<Tensor> {
+    pub fn forward_fused(
+        &self,
+        x: &Tensor,
+        scale_shift: Option<(&Tensor, &Tensor)>,
+        silu: bool,
+    ) -> Result<Tensor> {
         let (bsz, c) = (x.dim(0)?, x.dim(1)?);
         let (mut a, mut b) = (
             self.weight.unsqueeze(0)?.broadcast_as((bsz, c))?,
@@ -195,7 +208,11 @@ impl GroupNorm {
             b = ((b * &s1)? + shift)?;
         }
         if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
-            let op = GroupNormOp { groups: self.groups, eps: self.eps, silu };
+            let op = GroupNormOp {
+                groups: self.groups,
+                eps: self.eps,
+                silu,
+            };
             return x.contiguous()?.apply_op3(&a.contiguous()?, &b.contiguous()?, op);
         }
         // Composed reference (other devices).
@@ -204,10 +221,14 @@ impl GroupNorm {
         let mean = g.mean_keepdim(2)?;
         let centred = g.broadcast_sub(&mean)?;
         let var = centred.sqr()?.mean_keepdim(2)?;
-        let xh = centred.broadcast_div(&(var + self.eps)?.sqrt()?)?.reshape(dims.as_slice())?;
+        let xh = centred
+            .broadcast_div(&(var + self.eps)?.sqrt()?)?
+            .reshape(dims.as_slice())?;
         let mut shape = vec![bsz, c];
         shape.resize(dims.len(), 1);
-        let z = xh.broadcast_mul(&a.reshape(shape.as_slice())?)?.broadcast_add(&b.reshape(shape.as_slice())?)?;
+        let z = xh
+            .broadcast_mul(&a.reshape(shape.as_slice())?)?
+            .broadcast_add(&b.reshape(shape.as_slice())?)?;
         if silu {
             z.silu()
         } else {

@@ -67,6 +67,17 @@ pub fn decode(bytes: &[u8], name: &str, limits: ImageLimits) -> Result<RgbImage>
     Ok(img.to_rgb8())
 }
 
+/// Whether a path names an image this crate reads (JPEG, PNG or WebP, by extension).
+pub fn is_image_path(p: &Path) -> bool {
+    matches!(
+        p.extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
+        Some("jpg" | "jpeg" | "png" | "webp")
+    )
+}
+
 /// Reads and decodes an image file.
 pub fn read(path: &Path, limits: ImageLimits) -> Result<RgbImage> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;

@@ -98,15 +98,6 @@ pub fn greedy_unique(
 
 /// Square images under `root`: (identity name, file), one per sub-folder or per file.
 fn folder_candidates(root: &Path) -> Result<Vec<(String, PathBuf)>> {
-    let is_image = |p: &Path| {
-        matches!(
-            p.extension()
-                .and_then(|e| e.to_str())
-                .map(str::to_ascii_lowercase)
-                .as_deref(),
-            Some("jpg" | "jpeg" | "png" | "webp")
-        )
-    };
     let mut entries: Vec<PathBuf> = std::fs::read_dir(root)
         .map_err(|e| Error::io(root, e))?
         .map(|e| e.map(|e| e.path()).map_err(|e| Error::io(root, e)))
@@ -122,13 +113,13 @@ fn folder_candidates(root: &Path) -> Result<Vec<(String, PathBuf)>> {
             let mut files: Vec<PathBuf> = std::fs::read_dir(&p)
                 .map_err(|e| Error::io(&p, e))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| is_image(f))
+                .filter(|f| image_io::is_image_path(f))
                 .collect();
             files.sort();
             if let Some(first) = files.into_iter().next() {
                 out.push((name, first));
             }
-        } else if is_image(&p) {
+        } else if image_io::is_image_path(&p) {
             out.push((name, p));
         }
     }

@@ -13,8 +13,8 @@
 
 use candle_core::{Module, ModuleT, Tensor};
 use candle_nn::{
-    batch_norm, conv2d_no_bias, linear, prelu, BatchNorm, BatchNormConfig, Conv2dConfig, Linear,
-    PReLU, VarBuilder,
+    batch_norm, conv2d_no_bias, linear, prelu, BatchNorm, BatchNormConfig, Conv2dConfig, Linear, PReLU,
+    VarBuilder,
 };
 use serde::{Deserialize, Serialize};
 

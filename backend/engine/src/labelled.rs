@@ -23,16 +23,6 @@ pub trait LabelledSet: Send {
     fn describe(&self) -> String;
 }
 
-fn is_image(p: &Path) -> bool {
-    matches!(
-        p.extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase)
-            .as_deref(),
-        Some("jpg" | "jpeg" | "png" | "webp")
-    )
-}
-
 /// `root/<identity>/<image>`.
 pub struct FolderSet {
     root: PathBuf,
@@ -60,7 +50,7 @@ impl FolderSet {
             let mut files: Vec<PathBuf> = std::fs::read_dir(d)
                 .map_err(|e| Error::io(d, e))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| is_image(p))
+                .filter(|p| image_io::is_image_path(p))
                 .collect();
             if files.is_empty() {
                 continue;

@@ -66,14 +66,7 @@ impl ResBlock {
         let skip = if cin == cout {
             None
         } else {
-            Some(conv2d(
-                cin,
-                cout,
-                1,
-                Default::default(),
-                vb.pp("skip_connection"),
-            )?
-            .into())
+            Some(conv2d(cin, cout, 1, Default::default(), vb.pp("skip_connection"))?.into())
         };
         Ok(Self {
             in_norm: norm32(cin, vb.pp("in_layers").pp(0))?,

@@ -262,32 +262,26 @@ impl Trainer {
     /// Writes `run_dir/checkpoints/step_NNNNNNNN/{model,ema,optimizer}.safetensors` and `state.json`
     /// (step, RNG state, resolved config), atomically (a temp folder renamed into place).
     pub fn save(&self, run_dir: &Path) -> Result<PathBuf> {
-        let root = run_dir.join("checkpoints");
-        let final_dir = root.join(format!("step_{:08}", self.step));
-        let tmp = root.join(format!(".tmp_step_{:08}", self.step));
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        let fmt = |p: &Path, e: candle_core::Error| Error::Format {
-            path: p.into(),
-            message: e.to_string(),
-        };
-        let model = tmp.join("model.safetensors");
-        self.varmap.save(&model).map_err(|e| fmt(&model, e))?;
-        let ema = tmp.join("ema.safetensors");
-        candle_core::safetensors::save(&self.ema.shadow, &ema).map_err(|e| fmt(&ema, e))?;
-        self.opt.save(&tmp.join("optimizer.safetensors"))?;
-        let (rng_state, rng_spare) = self.rng.state();
-        let state = TrainState {
-            step: self.step,
-            rng_state,
-            rng_spare,
-            config: self.cfg.clone(),
-        };
-        let json = serde_json::to_string_pretty(&state).expect("state serialises");
-        std::fs::write(tmp.join("state.json"), json).map_err(|e| Error::io(tmp.join("state.json"), e))?;
-        let _ = std::fs::remove_dir_all(&final_dir);
-        std::fs::rename(&tmp, &final_dir).map_err(|e| Error::io(&final_dir, e))?;
-        Ok(final_dir)
+        save_checkpoint_dir(run_dir, self.step, |tmp| {
+            let fmt = |p: &Path, e: candle_core::Error| Error::Format {
+                path: p.into(),
+                message: e.to_string(),
+            };
+            let model = tmp.join("model.safetensors");
+            self.varmap.save(&model).map_err(|e| fmt(&model, e))?;
+            let ema = tmp.join("ema.safetensors");
+            candle_core::safetensors::save(&self.ema.shadow, &ema).map_err(|e| fmt(&ema, e))?;
+            self.opt.save(&tmp.join("optimizer.safetensors"))?;
+            let (rng_state, rng_spare) = self.rng.state();
+            let state = TrainState {
+                step: self.step,
+                rng_state,
+                rng_spare,
+                config: self.cfg.clone(),
+            };
+            let json = serde_json::to_string_pretty(&state).expect("state serialises");
+            std::fs::write(tmp.join("state.json"), json).map_err(|e| Error::io(tmp.join("state.json"), e))
+        })
     }
 
     /// The newest complete checkpoint of a run, if any.
@@ -342,6 +336,24 @@ impl Trainer {
         self.rng = NoiseRng::from_state(state.rng_state, state.rng_spare);
         Ok(())
     }
+}
+
+/// Writes `run_dir/checkpoints/step_NNNNNNNN/` atomically: `write` fills a temporary folder, which
+/// is then renamed into place, so a crash never leaves a half-written checkpoint that looks complete.
+pub(crate) fn save_checkpoint_dir(
+    run_dir: &Path,
+    step: u64,
+    write: impl FnOnce(&Path) -> Result<()>,
+) -> Result<PathBuf> {
+    let root = run_dir.join("checkpoints");
+    let final_dir = root.join(format!("step_{step:08}"));
+    let tmp = root.join(format!(".tmp_step_{step:08}"));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    write(&tmp)?;
+    let _ = std::fs::remove_dir_all(&final_dir);
+    std::fs::rename(&tmp, &final_dir).map_err(|e| Error::io(&final_dir, e))?;
+    Ok(final_dir)
 }
 
 /// Re-draws the randomly initialised variables from the run's seed (Candle's CPU initialisers cannot

@@ -340,7 +340,9 @@ impl UNet {
             let skip = skips.pop().expect("one skip per output block");
             h = run(block, &Tensor::cat(&[h, skip], 1)?, &emb, &kv)?;
         }
-        let out = self.out_conv.forward(&self.out_norm.forward_fused(&h, None, true)?)?;
+        let out = self
+            .out_conv
+            .forward(&self.out_norm.forward_fused(&h, None, true)?)?;
         Ok(out.narrow(1, 0, self.cfg.in_channels)?)
     }
 }

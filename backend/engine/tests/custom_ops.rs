@@ -4,11 +4,28 @@ use candle_core::{Device, Tensor, Var};
 use cemiface_engine::conv::conv2d;
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }
 
 fn magnitude(t: &Tensor) -> f32 {
-    t.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap().max(1e-6)
+    t.abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+        .max(1e-6)
 }
 
 #[test]
@@ -27,18 +44,33 @@ fn gemm_conv_matches_candle_forward_and_backward() {
     for (b, cin, h, w, cout, k, s, p) in cases {
         let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (b, cin, h, w), &dev).unwrap()).unwrap();
         let wt = Var::from_tensor(&Tensor::randn(0f32, 0.5, (cout, cin, k, k), &dev).unwrap()).unwrap();
-        let probe = Tensor::randn(0f32, 1.0, (b, cout, (h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1), &dev).unwrap();
+        let probe = Tensor::randn(
+            0f32,
+            1.0,
+            (b, cout, (h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1),
+            &dev,
+        )
+        .unwrap();
         let ours = conv2d(x.as_tensor(), wt.as_tensor(), s, p).unwrap();
         let reference = x.as_tensor().conv2d(wt.as_tensor(), p, s, 1, 1).unwrap();
         assert_eq!(ours.dims(), reference.dims());
         let d = max_diff(&ours, &reference) / magnitude(&reference);
         assert!(d < 1e-5, "forward {:?}: {d}", (b, cin, h, w, cout, k, s, p));
         let g_ours = (ours * &probe).unwrap().sum_all().unwrap().backward().unwrap();
-        let g_ref = (reference * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        let g_ref = (reference * &probe)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
         for (name, v) in [("input", &x), ("weight", &wt)] {
             let (a, r) = (g_ours.get(v).unwrap(), g_ref.get(v).unwrap());
             let d = max_diff(a, r) / magnitude(r);
-            assert!(d < 1e-5, "{name} gradient {:?}: {d}", (b, cin, h, w, cout, k, s, p));
+            assert!(
+                d < 1e-5,
+                "{name} gradient {:?}: {d}",
+                (b, cin, h, w, cout, k, s, p)
+            );
         }
     }
 }
@@ -60,9 +92,11 @@ fn fused_group_norm_matches_the_composed_ops_forward_and_backward() {
         let reference = candle_nn::group_norm(groups, c, 1e-5, vb.pp("n")).unwrap();
         // Non-trivial γ and β.
         for v in vm.all_vars() {
-            v.set(&Tensor::randn(1f32, 0.3, v.shape(), &dev).unwrap()).unwrap();
+            v.set(&Tensor::randn(1f32, 0.3, v.shape(), &dev).unwrap())
+                .unwrap();
         }
-        let x = Var::from_tensor(&(Tensor::randn(0f32, 2.0, (b, c, h, h), &dev).unwrap() + 0.7).unwrap()).unwrap();
+        let x = Var::from_tensor(&(Tensor::randn(0f32, 2.0, (b, c, h, h), &dev).unwrap() + 0.7).unwrap())
+            .unwrap();
         let scale = Var::from_tensor(&Tensor::randn(0f32, 0.5, (b, c), &dev).unwrap()).unwrap();
         let shift = Var::from_tensor(&Tensor::randn(0f32, 0.5, (b, c), &dev).unwrap()).unwrap();
         let ss = adagn.then_some((scale.as_tensor(), shift.as_tensor()));
@@ -85,7 +119,13 @@ fn fused_group_norm_matches_the_composed_ops_forward_and_backward() {
         let g1 = (y * &probe).unwrap().sum_all().unwrap().backward().unwrap();
         let g2 = (r * &probe).unwrap().sum_all().unwrap().backward().unwrap();
         let mut vars: Vec<(String, Var)> = vec![("x".into(), x.clone())];
-        vars.extend(vm.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())));
+        vars.extend(
+            vm.data()
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
         if adagn {
             vars.push(("scale".into(), scale.clone()));
             vars.push(("shift".into(), shift.clone()));
@@ -104,14 +144,22 @@ fn conv_layer_with_bias_matches_candle_forward_and_backward() {
     let dev = Device::Cpu;
     let vm = VarMap::new();
     let vb = VarBuilder::from_varmap(&vm, candle_core::DType::F32, &dev);
-    let cfg = candle_nn::Conv2dConfig { padding: 1, stride: 2, ..Default::default() };
+    let cfg = candle_nn::Conv2dConfig {
+        padding: 1,
+        stride: 2,
+        ..Default::default()
+    };
     let reference = candle_nn::conv2d(4, 6, 3, cfg, vb.pp("c")).unwrap();
     let ours = cemiface_engine::conv::Conv2d::from(reference.clone());
     for v in vm.all_vars() {
-        v.set(&Tensor::randn(0f32, 0.5, v.shape(), &dev).unwrap()).unwrap();
+        v.set(&Tensor::randn(0f32, 0.5, v.shape(), &dev).unwrap())
+            .unwrap();
     }
     let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (3, 4, 9, 9), &dev).unwrap()).unwrap();
-    let (y, r) = (ours.forward(x.as_tensor()).unwrap(), reference.forward(x.as_tensor()).unwrap());
+    let (y, r) = (
+        ours.forward(x.as_tensor()).unwrap(),
+        reference.forward(x.as_tensor()).unwrap(),
+    );
     assert!(max_diff(&y, &r) / magnitude(&r) < 1e-5);
     let probe = Tensor::randn(0f32, 1.0, y.shape(), &dev).unwrap();
     let g1 = (y * &probe).unwrap().sum_all().unwrap().backward().unwrap();
@@ -129,13 +177,23 @@ fn in_place_adamw_and_ema_equal_the_composed_tensor_updates() {
     use cemiface_engine::adamw::{AdamW, AdamWConfig};
     let dev = Device::Cpu;
     let init = Tensor::randn(0f32, 1.0, (7, 5), &dev).unwrap();
-    let cfg = AdamWConfig { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, grad_clip: 0.5 };
+    let cfg = AdamWConfig {
+        lr: 0.01,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.01,
+        grad_clip: 0.5,
+    };
     let run = |fused: bool| {
         let p = Var::from_tensor(&init.copy().unwrap()).unwrap();
         let mut opt = AdamW::new(vec![("p".into(), p.clone())], cfg.clone()).unwrap();
         opt.fused = fused;
         for k in 0..4 {
-            let loss = (p.as_tensor().sqr().unwrap() * (k as f64 + 1.0)).unwrap().sum_all().unwrap();
+            let loss = (p.as_tensor().sqr().unwrap() * (k as f64 + 1.0))
+                .unwrap()
+                .sum_all()
+                .unwrap();
             opt.step(&loss.backward().unwrap()).unwrap();
         }
         p.as_tensor().clone()

@@ -73,8 +73,17 @@ fn candle_rows(args: &BenchArgs) -> anyhow::Result<Vec<Row>> {
         let t = Tensor::new(vec![500u32; b].as_slice(), &dev)?;
         let id = Tensor::randn(0f32, 1., (b, d), &dev)?;
         let m = Tensor::zeros(b, DType::F32, &dev)?;
-        let mut row = |what: &str, sec: f64| rows.push(Row { what: what.into(), batch: b, seconds: sec });
-        row("unet forward", median_secs(args.iters, || Ok(unet.forward(&x, &t, &id, &m).map(drop)?))?);
+        let mut row = |what: &str, sec: f64| {
+            rows.push(Row {
+                what: what.into(),
+                batch: b,
+                seconds: sec,
+            })
+        };
+        row(
+            "unet forward",
+            median_secs(args.iters, || Ok(unet.forward(&x, &t, &id, &m).map(drop)?))?,
+        );
         row(
             "unet forward + backward",
             median_secs(args.iters, || {
@@ -92,7 +101,10 @@ fn candle_rows(args: &BenchArgs) -> anyhow::Result<Vec<Row>> {
             })?,
         );
         let chips = (Tensor::rand(0f32, 255., (b, 3, 150, 150), &dev))?;
-        row("dlib forward", median_secs(args.iters, || Ok(dlib.forward(&chips).map(drop)?))?);
+        row(
+            "dlib forward",
+            median_secs(args.iters, || Ok(dlib.forward(&chips).map(drop)?))?,
+        );
         let var = candle_core::Var::from_tensor(&chips)?;
         row(
             "dlib forward + backward",
@@ -119,13 +131,18 @@ fn torch_rows(args: &BenchArgs, python: &PathBuf) -> anyhow::Result<Vec<Row>> {
         .stdout(Stdio::piped())
         .spawn()
         .with_context(|| format!("running {} {}", python.display(), args.torch_script.display()))?;
-    child.stdin.take().expect("piped").write_all(request.to_string().as_bytes())?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(request.to_string().as_bytes())?;
     let out = child.wait_with_output()?;
     anyhow::ensure!(out.status.success(), "the PyTorch twin failed ({})", out.status);
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).with_context(|| format!("twin output: {l}"))?;
+            let v: serde_json::Value =
+                serde_json::from_str(l).with_context(|| format!("twin output: {l}"))?;
             Ok(Row {
                 what: v["what"].as_str().unwrap_or_default().to_string(),
                 batch: v["batch"].as_u64().unwrap_or(0) as usize,
@@ -147,7 +164,13 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     let Some(python) = &args.torch else {
         println!("| what | batch | seconds | images/s |\n|---|---|---|---|");
         for r in &ours {
-            println!("| {} | {} | {:.3} | {:.2} |", r.what, r.batch, r.seconds, r.batch as f64 / r.seconds);
+            println!(
+                "| {} | {} | {:.3} | {:.2} |",
+                r.what,
+                r.batch,
+                r.seconds,
+                r.batch as f64 / r.seconds
+            );
         }
         return Ok(());
     };

@@ -93,7 +93,10 @@ pub fn main() -> ExitCode {
     // Candle looks its thread count up at every matmul: without RAYON_NUM_THREADS that means reading
     // the CPU topology files each time. Pin it once (same value Candle would pick).
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        std::env::set_var("RAYON_NUM_THREADS", candle_core::utils::get_num_threads().to_string());
+        std::env::set_var(
+            "RAYON_NUM_THREADS",
+            candle_core::utils::get_num_threads().to_string(),
+        );
     }
     let mut args: Vec<String> = std::env::args().collect();
     let mut cli = Cli::parse_from(&args);

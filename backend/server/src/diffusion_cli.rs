@@ -31,21 +31,28 @@ const PRESETS: [(&str, &str); 2] = [
     ("paper-112", include_str!("../../../configs/paper-112.toml")),
 ];
 
-/// Reads a preset name or a TOML file into a config (unknown keys are errors).
-pub fn load_config(spec: &str) -> anyhow::Result<TrainConfig> {
-    let (name, text) = match PRESETS.iter().find(|(n, _)| *n == spec) {
+/// Reads a preset name (`presets`: name and compiled-in text) or a TOML file into a config; unknown
+/// keys are errors.
+pub fn load_toml<T: serde::de::DeserializeOwned>(spec: &str, presets: &[(&str, &str)]) -> anyhow::Result<T> {
+    let (name, text) = match presets.iter().find(|(n, _)| *n == spec) {
         Some((n, t)) => (n.to_string(), t.to_string()),
         None => {
             let text = std::fs::read_to_string(spec).with_context(|| {
+                let names: Vec<&str> = presets.iter().map(|p| p.0).collect();
                 format!(
                     "{spec}: not a preset ({}) and not a readable config file",
-                    PRESETS.map(|p| p.0).join(", ")
+                    names.join(", ")
                 )
             })?;
             (spec.to_string(), text)
         }
     };
     toml::from_str(&text).map_err(|e| anyhow::anyhow!("{name}: {e}"))
+}
+
+/// Reads a generator preset or TOML file.
+pub fn load_config(spec: &str) -> anyhow::Result<TrainConfig> {
+    load_toml(spec, &PRESETS)
 }
 
 /// Options of `cemiface train-diffusion`.

@@ -17,18 +17,9 @@ const PRESETS: [(&str, &str); 2] = [
     ("fr-tiny", include_str!("../../../configs/fr-tiny.toml")),
 ];
 
-/// Reads a preset name or a TOML file (unknown keys are errors).
+/// Reads an FR preset or TOML file (unknown keys are errors).
 pub fn load_fr_config(spec: &str) -> anyhow::Result<FrConfig> {
-    let text = match PRESETS.iter().find(|(n, _)| *n == spec) {
-        Some((_, t)) => t.to_string(),
-        None => std::fs::read_to_string(spec).with_context(|| {
-            format!(
-                "{spec}: not a preset ({}) and not a readable config file",
-                PRESETS.map(|p| p.0).join(", ")
-            )
-        })?,
-    };
-    toml::from_str(&text).map_err(|e| anyhow::anyhow!("{spec}: {e}"))
+    crate::diffusion_cli::load_toml(spec, &PRESETS)
 }
 
 /// Options of `cemiface train-fr`.
