@@ -124,6 +124,10 @@ pub struct GenerateArgs {
     /// LSB_JOBINDEX, else 0/1].
     #[arg(long)]
     pub shard: Option<ShardArg>,
+    /// Only select the inquiry identities and record the settings, then exit: run this once before
+    /// starting an array job, so every shard reads the same `inquiries.json`.
+    #[arg(long)]
+    pub prepare_only: bool,
     /// Use the raw weights instead of the EMA weights.
     #[arg(long)]
     pub raw: bool,
@@ -203,6 +207,14 @@ pub fn run_generate(args: GenerateArgs) -> anyhow::Result<()> {
     let inquiries = load_or_select_inquiries(&args, &dir, &source, encoder.as_ref(), &gen, &dev.device)?;
     if copies > 0 && inquiries.iter().any(|q| q.image.is_none()) {
         bail!("--inquiry-copies {copies}: random identities have no face to copy; pass --inquiry-copies 0");
+    }
+    if args.prepare_only {
+        eprintln!(
+            "prepared {}: {} identities in inquiries.json; start the shards with the same options",
+            dir.root.display(),
+            inquiries.len()
+        );
+        return Ok(());
     }
     let todo: Vec<usize> = shard
         .identities(inquiries.len())

@@ -141,6 +141,11 @@ fn interrupted_and_sharded_runs_equal_an_uninterrupted_one() {
 
     // Two shards, run one after the other, give the same set; a lone shard does not finish it.
     let sharded = dir.join("sharded");
+    let out = generate(&ckpt, &sharded, &assets, &["--rec", "--prepare-only"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(sharded.join("inquiries.json").exists() && !sharded.join("parts").exists());
     let out = generate(&ckpt, &sharded, &assets, &["--rec", "--shard", "1/2"])
         .output()
         .unwrap();
