@@ -77,18 +77,25 @@ pub struct TrainArgs {
     pub assets: AssetsDirArg,
 }
 
+/// Creates a run folder; one with checkpoints is refused unless resuming. Returns its newest
+/// checkpoint, if any.
+pub fn open_run_dir(run_dir: &Path, resume: bool) -> anyhow::Result<Option<PathBuf>> {
+    let latest = Trainer::latest_checkpoint(run_dir);
+    if latest.is_some() && !resume {
+        bail!(
+            "{} already has checkpoints: pass --resume to continue, or choose another --run-dir",
+            run_dir.display()
+        );
+    }
+    std::fs::create_dir_all(run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+    Ok(latest)
+}
+
 /// `cemiface train-diffusion`.
 pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
     let cfg = load_config(&args.config)?;
     let device = ComputeDevice::select(args.device)?;
-    let latest = Trainer::latest_checkpoint(&args.run_dir);
-    if latest.is_some() && !args.resume {
-        bail!(
-            "{} already has checkpoints: pass --resume to continue, or choose another --run-dir",
-            args.run_dir.display()
-        );
-    }
-    std::fs::create_dir_all(&args.run_dir).with_context(|| format!("creating {}", args.run_dir.display()))?;
+    let latest = open_run_dir(&args.run_dir, args.resume)?;
     let encoder = build_encoder(&cfg.encoder, &args.assets.assets_dir, &device.device)?;
     let source = build_source(&cfg, encoder.clone(), &args.assets.assets_dir, &device.device)?;
     let mut trainer = Trainer::new(cfg.clone(), encoder, source, &device.device)?;

@@ -2,11 +2,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use cemiface_engine::device::{ComputeDevice, DeviceRequest};
 use cemiface_engine::fr_train::{FrConfig, FrStepMetrics, FrTrainer};
 use cemiface_engine::plot::{Chart, Series};
-use cemiface_engine::train::Trainer;
 use clap::Args;
 
 use crate::progress::Progress;
@@ -65,14 +64,7 @@ pub fn run_train_fr(args: TrainFrArgs) -> anyhow::Result<()> {
         bail!("no training data: pass --data <folder or .rec>");
     };
     let device = ComputeDevice::select(args.device)?;
-    let latest = Trainer::latest_checkpoint(&args.run_dir);
-    if latest.is_some() && !args.resume {
-        bail!(
-            "{} already has checkpoints: pass --resume to continue, or choose another --run-dir",
-            args.run_dir.display()
-        );
-    }
-    std::fs::create_dir_all(&args.run_dir).with_context(|| format!("creating {}", args.run_dir.display()))?;
+    let latest = crate::diffusion_cli::open_run_dir(&args.run_dir, args.resume)?;
     let data = cemiface_engine::labelled::open(&data_path)?;
     let mut trainer = FrTrainer::new(cfg.clone(), data, &device.device)?;
     let metrics_path = args.run_dir.join("metrics.jsonl");

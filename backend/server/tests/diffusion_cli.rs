@@ -58,25 +58,9 @@ fn config_files_are_strict() {
 
 #[test]
 fn train_then_refuse_to_overwrite_then_resume_then_sample() {
-    let assets = common::repo_root().join("assets");
-    if !assets.join("gan-face-generate/weights.tar").exists() {
-        assert!(
-            std::env::var_os("CEMIFACE_REQUIRE_ASSETS").is_none(),
-            "run scripts/setup.sh"
-        );
-        return;
-    }
+    let Some(assets) = common::assets() else { return };
     let dir = common::temp_dir("train-cli");
-    let tiny = include_str!("../../../configs/demo-64.toml")
-        .replace("image_size = 64", "image_size = 32")
-        .replace("model_channels = 64", "model_channels = 32")
-        .replace("channel_mult = [1, 2, 2, 4]", "channel_mult = [1, 2]")
-        .replace("attention_resolutions = [8]", "attention_resolutions = [2]")
-        .replace("num_head_channels = 64", "num_head_channels = 32")
-        .replace("batch_size = 8", "batch_size = 2")
-        .replace("checkpoint_every = 250", "checkpoint_every = 1")
-        .replace("min_flip_cos = 0.95", "min_flip_cos = -1.0");
-    std::fs::write(dir.join("tiny.toml"), tiny).unwrap();
+    std::fs::write(dir.join("tiny.toml"), common::tiny_config()).unwrap();
     let train = |extra: &[&str]| {
         cemiface()
             .arg("train-diffusion")
@@ -163,14 +147,7 @@ fn train_then_refuse_to_overwrite_then_resume_then_sample() {
 /// run has.
 #[test]
 fn demo_64_lowers_the_loss_and_resumes_exactly_after_a_kill() {
-    let assets = common::repo_root().join("assets");
-    if !assets.join("gan-face-generate/weights.tar").exists() {
-        assert!(
-            std::env::var_os("CEMIFACE_REQUIRE_ASSETS").is_none(),
-            "run scripts/setup.sh"
-        );
-        return;
-    }
+    let Some(assets) = common::assets() else { return };
     let dir = common::temp_dir("demo64-kill");
     let cfg = include_str!("../../../configs/demo-64.toml")
         .replace("batch_size = 8", "batch_size = 2")
