@@ -7,6 +7,7 @@ use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes, A};
 use leptos_router::StaticSegment;
 
+pub mod demo_protocol;
 pub mod pages;
 pub mod regime;
 pub mod status;

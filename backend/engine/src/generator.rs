@@ -19,6 +19,10 @@ pub struct Generator {
     pub unet: UNet,
     pub schedule: NoiseSchedule,
     pub config: TrainConfig,
+    /// Training steps of the loaded checkpoint.
+    pub step: u64,
+    /// The checkpoint folder it was loaded from.
+    pub dir: PathBuf,
     device: Device,
 }
 
@@ -54,6 +58,8 @@ impl Generator {
             unet,
             schedule: NoiseSchedule::new(&config.schedule)?,
             config,
+            step: v["step"].as_u64().unwrap_or(0),
+            dir,
             device: device.clone(),
         })
     }

@@ -68,6 +68,52 @@ pub struct ServeArgs {
     /// Folder of the built site (wasm, JS, CSS, public files), as written by `cargo leptos build`.
     #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
+    #[command(flatten)]
+    pub demo: DemoArgs,
+}
+
+/// Options of the live demo.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Generator the demo samples with: a checkpoint folder or a `train-diffusion` run folder (its
+    /// newest checkpoint). Without one the demo page says how to train one.
+    #[arg(long, env = "CEMIFACE_GENERATOR", default_value = "models/demo-64")]
+    pub generator: PathBuf,
+    /// Demo jobs sampled at the same time (each on its own worker thread).
+    #[arg(long, env = "CEMIFACE_DEMO_WORKERS", default_value_t = 1)]
+    pub demo_workers: usize,
+    /// Most demo jobs waiting at once; more are refused with "queue full".
+    #[arg(long, env = "CEMIFACE_DEMO_QUEUE", default_value_t = 8)]
+    pub demo_queue: usize,
+    /// Demo jobs one visitor may start per minute.
+    #[arg(long, env = "CEMIFACE_DEMO_JOBS_PER_MINUTE", default_value_t = 12)]
+    pub demo_jobs_per_minute: u32,
+    /// Largest photo upload, in bytes.
+    #[arg(long, env = "CEMIFACE_UPLOAD_MAX_BYTES", default_value_t = 10 << 20)]
+    pub upload_max_bytes: u64,
+    /// Largest photo upload, in pixels (width × height).
+    #[arg(long, env = "CEMIFACE_UPLOAD_MAX_PIXELS", default_value_t = 25_000_000)]
+    pub upload_max_pixels: u64,
+    /// Skip the per-step E_id similarity of x̂0 (the final image's is still measured).
+    #[arg(long, env = "CEMIFACE_DEMO_NO_STEP_SIMILARITY")]
+    pub no_step_similarity: bool,
+}
+
+impl DemoArgs {
+    /// The demo settings these options give.
+    pub fn settings(&self) -> anyhow::Result<crate::demo::DemoSettings> {
+        if self.demo_workers == 0 || self.demo_jobs_per_minute == 0 {
+            anyhow::bail!("--demo-workers and --demo-jobs-per-minute must be at least 1");
+        }
+        let mut s = crate::demo::DemoSettings::default();
+        s.queue.workers = self.demo_workers;
+        s.queue.max_queue = self.demo_queue;
+        s.queue.jobs_per_minute = self.demo_jobs_per_minute;
+        s.queue.step_similarity = !self.no_step_similarity;
+        s.max_upload_bytes = self.upload_max_bytes;
+        s.max_pixels = self.upload_max_pixels;
+        Ok(s)
+    }
 }
 
 /// The assets folder option, shared by every command that reads models.
@@ -154,7 +200,13 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             bundle.display()
         );
     }
-    let state = AppState::new(leptos, args.assets.assets_dir, args.data_dir, device);
+    let demo = crate::demo::Demo::start(
+        &args.demo.generator,
+        &args.assets.assets_dir,
+        &device.device,
+        args.demo.settings()?,
+    );
+    let state = AppState::new(leptos, args.assets.assets_dir, args.data_dir, device).with_demo(demo);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr)

@@ -3,6 +3,7 @@
 
 pub mod bench_cli;
 pub mod cli;
+pub mod demo;
 pub mod diffusion_cli;
 pub mod error;
 pub mod eval_cli;

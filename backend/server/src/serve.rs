@@ -30,10 +30,12 @@ pub fn router(state: AppState) -> Router {
     let options = state.leptos.clone();
     Router::new()
         .route("/healthz", get(healthz))
+        .merge(crate::demo::routes())
         .leptos_routes_with_context(&state, generate_route_list(App), context.clone(), move || {
             shell(options.clone())
         })
         .fallback(file_and_error_handler_with_context::<AppState, _>(context, shell))
+        .layer(axum::middleware::from_fn(crate::demo::client::assign))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

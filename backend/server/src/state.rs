@@ -8,11 +8,15 @@ use cemiface_engine::assets::{AssetFile, Verifier};
 use cemiface_engine::device::ComputeDevice;
 use leptos::prelude::LeptosOptions;
 
+use crate::demo::{Demo, DemoSettings};
+
 /// Everything handlers need; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     pub leptos: LeptosOptions,
     pub inner: Arc<Inner>,
+    /// The live demo (model, sampling queue, uploads).
+    pub demo: Arc<Demo>,
 }
 
 /// The parts of [`AppState`] behind one `Arc`.
@@ -41,7 +45,17 @@ impl AppState {
         Self {
             leptos,
             inner: Arc::new(inner),
+            demo: Arc::new(Demo::without_model(
+                "this server was started without a generator",
+                DemoSettings::default(),
+            )),
         }
+    }
+
+    /// The same state with the live demo `demo`.
+    pub fn with_demo(mut self, demo: Demo) -> Self {
+        self.demo = Arc::new(demo);
+        self
     }
 }
 

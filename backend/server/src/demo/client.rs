@@ -1,0 +1,96 @@
+//! Who is asking: every browser gets a random client id in an HttpOnly, SameSite=Strict cookie on
+//! its first response. Uploads, jobs and previews belong to that id and are invisible to others.
+
+use axum::extract::{FromRequestParts, Request};
+use axum::http::header::{COOKIE, SET_COOKIE};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use crate::error::AppError;
+
+/// Name of the cookie.
+pub const COOKIE_NAME: &str = "cemiface_client";
+
+/// The requesting client's id (32 hex digits).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientId(pub String);
+
+impl ClientId {
+    fn fresh() -> Self {
+        let mut b = [0u8; 16];
+        getrandom::fill(&mut b).expect("the OS random source works");
+        Self(b.iter().map(|x| format!("{x:02x}")).collect())
+    }
+
+    /// The id in a request's cookies, if well-formed.
+    pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
+        headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|kv| kv.trim().split_once('='))
+            .find(|(k, _)| *k == COOKIE_NAME)
+            .map(|(_, v)| v)
+            .filter(|v| v.len() == 32 && v.bytes().all(|c| c.is_ascii_hexdigit()))
+            .map(|v| Self(v.to_ascii_lowercase()))
+    }
+}
+
+/// Middleware: makes sure every request has a [`ClientId`] extension, setting the cookie when the
+/// request came without one.
+pub async fn assign(mut req: Request, next: Next) -> Response {
+    let (id, new) = match ClientId::from_headers(req.headers()) {
+        Some(id) => (id, false),
+        None => (ClientId::fresh(), true),
+    };
+    req.extensions_mut().insert(id.clone());
+    let mut res = next.run(req).await;
+    if new {
+        let cookie = format!(
+            "{COOKIE_NAME}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age=31536000",
+            id.0
+        );
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            res.headers_mut().append(SET_COOKIE, v);
+        }
+    }
+    res
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientId {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<ClientId>()
+            .cloned()
+            .ok_or_else(|| AppError::Internal(anyhow::anyhow!("the client-id middleware is not installed")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_well_formed_ids_are_read_from_cookies() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            COOKIE,
+            HeaderValue::from_static("a=1; cemiface_client=00112233445566778899AABBCCDDEEFF"),
+        );
+        assert_eq!(
+            ClientId::from_headers(&h).unwrap().0,
+            "00112233445566778899aabbccddeeff"
+        );
+        h.insert(COOKIE, HeaderValue::from_static("cemiface_client=../../etc"));
+        assert!(ClientId::from_headers(&h).is_none());
+        let (a, b) = (ClientId::fresh(), ClientId::fresh());
+        assert_ne!(a, b);
+        assert_eq!(a.0.len(), 32);
+    }
+}

@@ -1,0 +1,188 @@
+//! The live demo: upload a face (`POST /api/demo/upload`), then sample it at a similarity target m
+//! over one websocket per page (`GET /api/demo/ws`) that streams each DDIM step's x̂0.
+
+pub mod client;
+pub mod job;
+pub mod model;
+pub mod queue;
+pub mod upload;
+pub mod uploads;
+pub mod ws;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::Router;
+use candle_core::Device;
+use cemiface_app::demo_protocol::{DemoLimits, ServerEvent};
+
+use crate::error::AppError;
+use crate::state::AppState;
+use model::DemoModel;
+use queue::{QueueLimits, SamplingQueue};
+use uploads::Uploads;
+
+/// Demo settings (`cemiface serve` options).
+#[derive(Debug, Clone)]
+pub struct DemoSettings {
+    pub queue: QueueLimits,
+    /// Largest upload in bytes.
+    pub max_upload_bytes: u64,
+    /// Largest upload in pixels (width × height).
+    pub max_pixels: u64,
+    /// Interval of the websocket heartbeat.
+    pub heartbeat: Duration,
+    /// How long an uploaded face (its aligned crop and embedding, in memory only) is kept unused.
+    pub upload_ttl: Duration,
+}
+
+/// The demo's state: the model (or why there is none), the queue and the uploads.
+pub struct Demo {
+    pub model: Result<Arc<DemoModel>, String>,
+    pub queue: Option<SamplingQueue>,
+    pub uploads: Uploads,
+    pub settings: DemoSettings,
+}
+
+impl Demo {
+    /// Loads the generator at `checkpoint` and starts the workers. A missing checkpoint is not an
+    /// error: the demo then says that no trained generator is installed and how to get one.
+    pub fn start(checkpoint: &Path, assets_dir: &Path, device: &Device, settings: DemoSettings) -> Self {
+        let model = if !checkpoint.exists() {
+            Err(format!(
+                "No trained generator is installed ({} does not exist). Train one with \
+                 `cemiface train-diffusion --config demo-64 --run-dir runs/demo-64`, then start the \
+                 server with `cemiface serve --generator runs/demo-64`.",
+                checkpoint.display()
+            ))
+        } else {
+            DemoModel::load(checkpoint, assets_dir, device)
+                .map(Arc::new)
+                .map_err(|e| {
+                    tracing::error!("demo generator not loaded: {e:#}");
+                    format!(
+                        "The generator at {} could not be loaded: {e:#}",
+                        checkpoint.display()
+                    )
+                })
+        };
+        if let Ok(m) = &model {
+            tracing::info!(checkpoint = %m.info.checkpoint, step = m.info.step, "demo generator loaded");
+        }
+        let queue = model
+            .as_ref()
+            .ok()
+            .map(|m| SamplingQueue::start(m.clone(), settings.queue.clone()));
+        Self {
+            model,
+            queue,
+            uploads: Uploads::new(settings.upload_ttl),
+            settings,
+        }
+    }
+
+    /// A demo without a model (tests of other pages, or before `start`).
+    pub fn without_model(reason: &str, settings: DemoSettings) -> Self {
+        Self {
+            model: Err(reason.into()),
+            queue: None,
+            uploads: Uploads::new(settings.upload_ttl),
+            settings,
+        }
+    }
+
+    /// The limits the page shows.
+    pub fn limits(&self) -> DemoLimits {
+        DemoLimits {
+            max_upload_bytes: self.settings.max_upload_bytes,
+            max_pixels: self.settings.max_pixels,
+            max_queue: self.settings.queue.max_queue,
+            jobs_per_minute: self.settings.queue.jobs_per_minute,
+        }
+    }
+
+    /// The first event of every socket.
+    pub fn hello(&self) -> ServerEvent {
+        ServerEvent::Hello {
+            model: self.model.as_ref().ok().map(|m| m.info.clone()),
+            no_model: self.model.as_ref().err().cloned(),
+            limits: self.limits(),
+        }
+    }
+}
+
+impl Default for DemoSettings {
+    fn default() -> Self {
+        Self {
+            queue: QueueLimits {
+                workers: 1,
+                max_queue: 8,
+                max_active_per_client: 2,
+                jobs_per_minute: 12,
+                keep_finished: Duration::from_secs(600),
+                step_similarity: true,
+            },
+            max_upload_bytes: 10 << 20,
+            max_pixels: 25_000_000,
+            heartbeat: Duration::from_secs(15),
+            upload_ttl: Duration::from_secs(900),
+        }
+    }
+}
+
+/// A demo request that cannot be served: HTTP status, machine-readable code, plain message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DemoError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl DemoError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn too_many(message: String) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+    }
+    pub fn busy(message: String) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "queue_full", message)
+    }
+    pub fn not_found(message: String) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+    /// As a websocket error event.
+    pub fn event(&self, job_id: Option<u64>) -> ServerEvent {
+        ServerEvent::Error {
+            job_id,
+            code: self.code.into(),
+            message: self.message.clone(),
+        }
+    }
+}
+
+impl From<DemoError> for AppError {
+    fn from(e: DemoError) -> Self {
+        AppError::BadRequest {
+            status: e.status,
+            code: e.code,
+            message: e.message,
+        }
+    }
+}
+
+/// The demo's routes (under `/api/demo`).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/demo/upload", post(upload::upload))
+        .route("/api/demo/upload/{id}", delete(upload::forget))
+        .route("/api/demo/upload/{id}/crop.png", get(upload::crop))
+        .route("/api/demo/ws", get(ws::connect))
+}

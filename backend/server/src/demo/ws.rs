@@ -1,0 +1,181 @@
+//! `GET /api/demo/ws`: one websocket per page. Text messages in ([`ClientMessage`]), JSON events
+//! and binary frames out; heartbeats; a reconnecting page re-subscribes to its job and gets its
+//! state events and last preview again.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::header::{HOST, ORIGIN};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use cemiface_app::demo_protocol::{ClientMessage, ServerEvent};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use super::client::ClientId;
+use super::job::{select, Item, Job};
+use super::{Demo, DemoError};
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// Preview frames a subscriber may fall behind before older ones are skipped.
+const MAX_PREVIEW_LAG: usize = 4;
+
+/// Refuses cross-site upgrades: a page on another origin must not drive this server.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true; // not a browser (scripts, tests)
+    };
+    let host = headers.get(HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    origin.split_once("://").map(|(_, h)| h) == Some(host)
+}
+
+/// The upgrade handler.
+pub async fn connect(
+    State(state): State<AppState>,
+    client: ClientId,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if !same_origin(&headers) {
+        return AppError::from(DemoError::new(
+            StatusCode::FORBIDDEN,
+            "cross_origin",
+            "websocket connections are only accepted from this server's own pages",
+        ))
+        .into_response();
+    }
+    let demo = state.demo.clone();
+    ws.on_upgrade(move |socket| session(socket, demo, client))
+}
+
+fn text(event: &ServerEvent) -> Message {
+    Message::Text(serde_json::to_string(event).expect("events serialise").into())
+}
+
+async fn session(socket: WebSocket, demo: Arc<Demo>, client: ClientId) {
+    let (mut sink, mut stream) = socket.split();
+    let (tx, mut rx) = mpsc::channel::<Message>(8);
+    let writer = tokio::spawn(async move {
+        while let Some(m) = rx.recv().await {
+            if sink.send(m).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut forwarders = JoinSet::new();
+    let mut heartbeat = tokio::time::interval(demo.settings.heartbeat);
+    heartbeat.tick().await;
+    if tx.send(text(&demo.hello())).await.is_err() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            msg = stream.next() => {
+                let Some(Ok(msg)) = msg else { break };
+                let reply = match msg {
+                    Message::Text(t) => handle(&demo, &client, &t, &mut forwarders, &tx).err(),
+                    Message::Binary(_) => Some(DemoError::new(
+                        StatusCode::BAD_REQUEST, "bad_message", "send JSON text messages").event(None)),
+                    Message::Close(_) => break,
+                    _ => None,
+                };
+                if let Some(event) = reply {
+                    if tx.send(text(&event)).await.is_err() { break }
+                }
+            }
+            _ = heartbeat.tick() => {
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+                if tx.send(text(&ServerEvent::Heartbeat { server_time_ms: now })).await.is_err()
+                    || tx.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    // Jobs keep running: the page may reconnect and subscribe again.
+    forwarders.abort_all();
+    drop(tx);
+    let _ = writer.await;
+}
+
+/// Handles one client message; errors become error events.
+fn handle(
+    demo: &Demo,
+    client: &ClientId,
+    text: &str,
+    forwarders: &mut JoinSet<()>,
+    tx: &mpsc::Sender<Message>,
+) -> Result<(), ServerEvent> {
+    let msg: ClientMessage = serde_json::from_str(text).map_err(|e| {
+        DemoError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_message",
+            format!("cannot read the message: {e}"),
+        )
+        .event(None)
+    })?;
+    let queue = demo.queue.as_ref().ok_or_else(|| {
+        let why = demo.model.as_ref().err().cloned().unwrap_or_default();
+        DemoError::new(StatusCode::SERVICE_UNAVAILABLE, "no_model", why).event(None)
+    })?;
+    match msg {
+        ClientMessage::Submit(request) => {
+            request.validate().map_err(|m| {
+                DemoError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", m).event(None)
+            })?;
+            let face = demo
+                .uploads
+                .get(&client.0, &request.upload_id)
+                .map_err(|e| e.event(None))?;
+            let job = queue
+                .submit(&client.0, request, face.c_id.clone())
+                .map_err(|e| e.event(None))?;
+            forwarders.spawn(forward(job, tx.clone(), false));
+        }
+        ClientMessage::Cancel { job_id } => queue
+            .cancel(&client.0, job_id)
+            .map_err(|e| e.event(Some(job_id)))?,
+        ClientMessage::Subscribe { job_id } => {
+            let job = queue.get(&client.0, job_id).map_err(|e| e.event(Some(job_id)))?;
+            forwarders.spawn(forward(job, tx.clone(), true));
+        }
+    }
+    Ok(())
+}
+
+/// Sends a job's items to one socket until the job has ended and everything is sent.
+async fn forward(job: Arc<Job>, tx: mpsc::Sender<Message>, mut replay: bool) {
+    let mut changed = job.watch();
+    let mut sent = 0;
+    loop {
+        let (batch, total, finished) = {
+            let log = job.log();
+            (
+                select(&log.items, sent, MAX_PREVIEW_LAG, replay),
+                log.items.len(),
+                log.finished.is_some(),
+            )
+        };
+        replay = false;
+        sent = total;
+        for item in batch {
+            let msg = match item {
+                Item::Text(t) => Message::Text(t.to_string().into()),
+                Item::Preview(b) | Item::Final(b) => Message::Binary(b.to_vec().into()),
+            };
+            if tx.send(msg).await.is_err() {
+                return;
+            }
+        }
+        if finished {
+            return;
+        }
+        if changed.changed().await.is_err() {
+            return;
+        }
+    }
+}
