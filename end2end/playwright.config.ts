@@ -39,6 +39,8 @@ export default defineConfig({
       CEMIFACE_ADDR: `127.0.0.1:${port}`,
       LEPTOS_SITE_ROOT: "target/site",
       CEMIFACE_LOG: "warn",
+      // The demo's generator: the tiny checkpoint scripts/test.sh trains (32×32), unless set.
+      CEMIFACE_GENERATOR: process.env.CEMIFACE_GENERATOR ?? "target/e2e/generator",
     },
     reuseExistingServer: true,
     timeout: 60_000,

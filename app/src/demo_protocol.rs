@@ -102,6 +102,18 @@ pub struct ModelInfo {
     pub checkpoint: String,
 }
 
+/// The answer to `POST /api/demo/upload`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UploadReply {
+    pub upload_id: String,
+    /// Where the aligned crop can be fetched (by this client only).
+    pub crop_url: String,
+    /// Faces the detector found; the largest is used.
+    pub faces_found: usize,
+    /// Something the page should say, e.g. that the largest of several faces is used.
+    pub note: Option<String>,
+}
+
 /// Limits the server enforces, so the page can say them up front.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DemoLimits {

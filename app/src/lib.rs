@@ -2,17 +2,21 @@
 //! browser (`hydrate`, the wasm entry point below). No model code lives here: pages talk to the
 //! backend through server functions and, later, websockets.
 
+#![recursion_limit = "256"]
+
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes, A};
 use leptos_router::StaticSegment;
 
+pub mod demo_client;
 pub mod demo_protocol;
 pub mod pages;
 pub mod regime;
+pub mod sim_chart;
 pub mod status;
 
-use pages::{home::HomePage, status::StatusPage};
+use pages::{demo::DemoPage, home::HomePage, status::StatusPage};
 
 /// The HTML document the server renders around the app.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -50,12 +54,14 @@ pub fn App() -> impl IntoView {
                 <A href="/" attr:class="brand">"CemiFace-rs"</A>
                 <nav>
                     <A href="/">"Overview"</A>
+                    <A href="/demo">"Live demo"</A>
                     <A href="/status">"System status"</A>
                 </nav>
             </header>
             <main data-hydrated=move || hydrated.get().to_string()>
                 <Routes fallback=|| view! { <p class="notice">"No such page."</p> }>
                     <Route path=StaticSegment("") view=HomePage/>
+                    <Route path=StaticSegment("demo") view=DemoPage/>
                     <Route path=StaticSegment("status") view=StatusPage/>
                 </Routes>
             </main>

@@ -1,4 +1,5 @@
 //! One module per page.
 
+pub mod demo;
 pub mod home;
 pub mod status;

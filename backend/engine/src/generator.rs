@@ -64,6 +64,24 @@ impl Generator {
         })
     }
 
+    /// A generator with freshly initialised (untrained) weights: for benchmarks, whose timings do
+    /// not depend on the weights' values.
+    pub fn untrained(config: TrainConfig, device: &Device) -> Result<Self> {
+        let vm = candle_nn::VarMap::new();
+        let unet = UNet::new(
+            config.model.clone(),
+            VarBuilder::from_varmap(&vm, DType::F32, device),
+        )?;
+        Ok(Self {
+            unet,
+            schedule: NoiseSchedule::new(&config.schedule)?,
+            config,
+            step: 0,
+            dir: PathBuf::from("(untrained)"),
+            device: device.clone(),
+        })
+    }
+
     /// Image side the model works at.
     pub fn image_size(&self) -> usize {
         self.config.model.image_size

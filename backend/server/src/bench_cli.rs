@@ -37,6 +37,14 @@ pub struct BenchArgs {
     /// The twin script.
     #[arg(long, default_value = "bench/torch_twin.py")]
     pub torch_script: PathBuf,
+    /// Instead: time the live demo's streaming (previews, similarity) against bare sampling.
+    #[arg(long)]
+    pub demo_stream: bool,
+    /// DDIM steps of the `--demo-stream` runs.
+    #[arg(long, default_value_t = 20)]
+    pub steps: u32,
+    #[command(flatten)]
+    pub assets: crate::cli::AssetsDirArg,
 }
 
 fn median_secs(iters: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
@@ -154,6 +162,9 @@ fn torch_rows(args: &BenchArgs, python: &PathBuf) -> anyhow::Result<Vec<Row>> {
 
 /// `cemiface bench`.
 pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
+    if args.demo_stream {
+        return crate::bench_demo::run(&args.config, args.steps, args.iters, &args.assets.assets_dir);
+    }
     println!(
         "{} on {} CPU thread(s) (RAYON_NUM_THREADS), median of {}:",
         args.config,

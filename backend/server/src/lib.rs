@@ -2,6 +2,7 @@
 //! drives the engine.
 
 pub mod bench_cli;
+pub mod bench_demo;
 pub mod cli;
 pub mod demo;
 pub mod diffusion_cli;

@@ -65,6 +65,11 @@ impl DemoModel {
     pub fn load(checkpoint: &Path, assets_dir: &Path, device: &Device) -> anyhow::Result<Self> {
         let generator = Generator::load(checkpoint, false, device)
             .with_context(|| format!("loading the generator {}", checkpoint.display()))?;
+        Self::new(generator, assets_dir, device)
+    }
+
+    /// Wraps a loaded generator with its E_id and the aligner from `assets_dir`.
+    pub fn new(generator: Generator, assets_dir: &Path, device: &Device) -> anyhow::Result<Self> {
         let encoder = build_encoder(&generator.config.encoder, assets_dir, device)?;
         let aligner = FaceAligner::load(assets_dir, device)?;
         let info = ModelInfo {
@@ -80,6 +85,11 @@ impl DemoModel {
             device: device.clone(),
             info,
         })
+    }
+
+    /// The generator.
+    pub fn generator(&self) -> &Generator {
+        &self.generator
     }
 
     /// Aligns the largest face of a decoded photo and embeds it. `name` names it in errors.

@@ -10,24 +10,13 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
+use cemiface_app::demo_protocol::UploadReply;
 use cemiface_engine::image_io::{self, ImageLimits};
-use serde::Serialize;
 
 use super::client::ClientId;
 use super::DemoError;
 use crate::error::AppError;
 use crate::state::AppState;
-
-/// The answer to an upload.
-#[derive(Debug, Serialize)]
-pub struct UploadReply {
-    pub upload_id: String,
-    /// Where the aligned crop can be fetched (by this client only).
-    pub crop_url: String,
-    pub faces_found: usize,
-    /// Something the page should say, e.g. that the largest of several faces is used.
-    pub note: Option<String>,
-}
 
 fn mb(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / (1 << 20) as f64)

@@ -148,7 +148,7 @@ fn handle(
 }
 
 /// Sends a job's items to one socket until the job has ended and everything is sent.
-async fn forward(job: Arc<Job>, tx: mpsc::Sender<Message>, mut replay: bool) {
+pub(crate) async fn forward(job: Arc<Job>, tx: mpsc::Sender<Message>, mut replay: bool) {
     let mut changed = job.watch();
     let mut sent = 0;
     loop {

@@ -1,0 +1,153 @@
+import { expect, test, type Browser, type Page } from "@playwright/test";
+import * as path from "node:path";
+
+// The live demo against the server started by playwright.config.ts, whose generator is the tiny
+// checkpoint scripts/test.sh trains with `cemiface train-diffusion` (32×32 images).
+
+const PHOTO = path.join(__dirname, "../../assets/face_recognition/obama.jpg");
+
+type Frame = { kind: number; meta: any; image: Buffer };
+
+// Records every binary frame the page's websocket receives, decoded like the page decodes them:
+// [u32 BE kind][u32 BE meta length][meta JSON][PNG bytes].
+function recordFrames(page: Page): Frame[] {
+  const frames: Frame[] = [];
+  page.on("websocket", (ws) => {
+    ws.on("framereceived", ({ payload }) => {
+      if (typeof payload === "string") return;
+      const kind = payload.readUInt32BE(0);
+      const len = payload.readUInt32BE(4);
+      const meta = JSON.parse(payload.subarray(8, 8 + len).toString("utf8"));
+      frames.push({ kind, meta, image: payload.subarray(8 + len) });
+    });
+  });
+  return frames;
+}
+
+function watchErrors(page: Page): string[] {
+  const errors: string[] = [];
+  page.on("pageerror", (e) => errors.push(`pageerror: ${e.message}`));
+  return errors;
+}
+
+async function openDemo(page: Page) {
+  await expect(async () => {
+    const r = await page.request.get("/healthz");
+    expect(r.ok()).toBeTruthy();
+  }).toPass({ timeout: 30_000 });
+  await page.goto("/demo");
+  await expect(page.locator('main[data-hydrated="true"]')).toBeVisible({ timeout: 15_000 });
+  await expect(page.locator("#connection")).toHaveText("connected", { timeout: 10_000 });
+  await expect(page.locator("#model-info")).toContainText("32×32");
+}
+
+async function uploadPhoto(page: Page) {
+  await page.locator("#photo-input").setInputFiles(PHOTO);
+  const crop = page.locator("#aligned-crop");
+  await expect(crop).toBeVisible({ timeout: 20_000 });
+  await expect.poll(() => crop.evaluate((img: HTMLImageElement) => img.naturalWidth)).toBe(112);
+}
+
+test("upload a photo, see the aligned crop, stream 5 steps and get the final image", async ({ page }) => {
+  const errors = watchErrors(page);
+  const frames = recordFrames(page);
+  await openDemo(page);
+  await uploadPhoto(page);
+  await page.locator("#m-input").fill("0");
+  await page.locator("#steps-input").fill("5");
+  await page.locator("#seed-input").fill("1234");
+  await page.locator("#start").click();
+
+  await expect(page.locator("#progress-text")).toContainText("Done: 5 steps", { timeout: 30_000 });
+  const previews = frames.filter((f) => f.kind === 1);
+  expect(previews.map((f) => f.meta.step)).toEqual([1, 2, 3, 4, 5]);
+  for (const f of previews) {
+    expect(f.meta.m).toEqual([0]);
+    expect(f.image.subarray(1, 4).toString()).toBe("PNG");
+  }
+  const final = frames.filter((f) => f.kind === 2);
+  expect(final).toHaveLength(1);
+  expect(await page.locator("#preview").getAttribute("src")).toMatch(/^blob:/);
+  await expect(page.locator("#similarity")).toHaveText(/^similarity [+-]\d\.\d{3} \(target m = \+0\.00\)$/);
+  await expect(page.locator("#sim-chart polyline")).toHaveCount(1);
+  await expect(page.locator("#gallery figure")).toHaveCount(1);
+  await expect(page.locator("#gallery figcaption").first()).toContainText("seed 1234 · 5 steps");
+
+  // Re-running a gallery entry reproduces the image byte for byte.
+  await page.locator("#gallery .rerun").first().click();
+  await expect(page.locator("#gallery figure")).toHaveCount(2, { timeout: 30_000 });
+  const finals = frames.filter((f) => f.kind === 2);
+  expect(finals).toHaveLength(2);
+  expect(finals[1].image.equals(finals[0].image)).toBeTruthy();
+
+  // The m-sweep renders the five targets side by side.
+  await page.locator("#steps-input").fill("2");
+  await page.locator("#sweep").click();
+  await expect(page.locator("#gallery figure")).toHaveCount(3, { timeout: 30_000 });
+  const sweep = frames.filter((f) => f.kind === 2)[2];
+  expect(sweep.meta.m).toEqual([-1, -0.5, 0, 0.5, 1]);
+  expect([sweep.meta.width, sweep.meta.height]).toEqual([160, 32]);
+  await expect(page.locator("#sim-chart polyline")).toHaveCount(5);
+  expect(errors).toEqual([]);
+});
+
+test("cancel stops a run within a step", async ({ page }) => {
+  const frames = recordFrames(page);
+  await openDemo(page);
+  await uploadPhoto(page);
+  await page.locator("#steps-input").fill("100");
+  await page.locator("#start").click();
+  await expect(page.locator("#progress-text")).toContainText("Step 2 of 100", { timeout: 30_000 });
+  const seen = Math.max(...frames.filter((f) => f.kind === 1).map((f) => f.meta.step));
+  await page.locator("#cancel").click();
+  const text = page.locator("#progress-text");
+  await expect(text).toContainText("Cancelled after", { timeout: 10_000 });
+  const stopped = Number((await text.textContent())!.match(/after (\d+) step/)![1]);
+  expect(stopped).toBeGreaterThanOrEqual(seen);
+  expect(stopped).toBeLessThanOrEqual(seen + 3); // the step in flight plus messages in transit
+  expect(frames.filter((f) => f.kind === 2)).toHaveLength(0);
+  await expect(page.locator("#start")).toBeEnabled();
+});
+
+test("a file that is not an image is refused with a message", async ({ page }) => {
+  await openDemo(page);
+  await page.locator("#photo-input").setInputFiles({
+    name: "notes.jpg",
+    mimeType: "image/jpeg",
+    buffer: Buffer.from("these are my notes, not a photo"),
+  });
+  await expect(page.locator("#upload-error")).toContainText("not an image");
+  await expect(page.locator("#aligned-crop")).toHaveCount(0);
+  await expect(page.locator("#start")).toBeDisabled();
+});
+
+async function visitor(browser: Browser) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const frames = recordFrames(page);
+  await openDemo(page);
+  await uploadPhoto(page);
+  return { context, page, frames };
+}
+
+test("two visitors never see each other's previews or photos", async ({ browser }) => {
+  const a = await visitor(browser);
+  const b = await visitor(browser);
+  for (const v of [a, b]) {
+    await v.page.locator("#steps-input").fill("3");
+    await v.page.locator("#start").click();
+  }
+  for (const v of [a, b]) {
+    await expect(v.page.locator("#progress-text")).toContainText("Done", { timeout: 30_000 });
+  }
+  const jobs = (v: { frames: Frame[] }) => new Set(v.frames.map((f) => f.meta.job_id));
+  expect(jobs(a).size).toBe(1);
+  expect(jobs(b).size).toBe(1);
+  expect([...jobs(a)][0]).not.toBe([...jobs(b)][0]);
+  // A's aligned crop is not served to B.
+  const cropA = await a.page.locator("#aligned-crop").getAttribute("src");
+  expect((await a.page.request.get(cropA!)).status()).toBe(200);
+  expect((await b.page.request.get(cropA!)).status()).toBe(404);
+  await a.context.close();
+  await b.context.close();
+});
