@@ -68,9 +68,21 @@ impl Generator {
     /// not depend on the weights' values.
     pub fn untrained(config: TrainConfig, device: &Device) -> Result<Self> {
         let vm = candle_nn::VarMap::new();
-        let unet = UNet::new(
+        UNet::new(
             config.model.clone(),
             VarBuilder::from_varmap(&vm, DType::F32, device),
+        )?;
+        // Plain tensors, not variables: sampling must not record an autograd graph across steps.
+        let weights = vm
+            .data()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
+            .collect();
+        let unet = UNet::new(
+            config.model.clone(),
+            VarBuilder::from_tensors(weights, DType::F32, device),
         )?;
         Ok(Self {
             unet,
