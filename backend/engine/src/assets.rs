@@ -202,6 +202,7 @@ mod tests {
             "face-landmark-68",
             "dcgan-faces",
             "test-photos",
+            "mobileface",
         ] {
             assert!(
                 files.iter().any(|f| f.group == group),

@@ -158,17 +158,50 @@ impl IdentityEncoder for DlibEncoder {
 /// An IResNet checkpoint behind the interface; images that are not 112×112 are resized bilinearly.
 pub struct IResNetEncoder {
     net: IResNet,
-    device: Device,
-    resamplers: Mutex<HashMap<usize, AffineResample>>,
+    resize: Resize112,
 }
 
 impl IResNetEncoder {
     pub fn new(net: IResNet, device: &Device) -> Self {
         Self {
             net,
+            resize: Resize112::new(device),
+        }
+    }
+}
+
+/// Brings (B, 3, S, S) ArcFace-frame images to 112×112 (bilinear, pixel centres aligned), caching
+/// one resampler per input size.
+pub struct Resize112 {
+    device: Device,
+    resamplers: Mutex<HashMap<usize, AffineResample>>,
+}
+
+impl Resize112 {
+    pub fn new(device: &Device) -> Self {
+        Self {
             device: device.clone(),
             resamplers: Mutex::new(HashMap::new()),
         }
+    }
+
+    pub fn to_112(&self, images: &Tensor) -> Result<Tensor> {
+        let (_, _, h, _) = images.dims4()?;
+        if h == 112 {
+            return Ok(images.clone());
+        }
+        let mut cache = self.resamplers.lock().unwrap_or_else(|p| p.into_inner());
+        if !cache.contains_key(&h) {
+            let s = h as f64 / 112.0;
+            let map = Similarity {
+                a: s,
+                b: 0.0,
+                tx: 0.5 * s - 0.5,
+                ty: 0.5 * s - 0.5,
+            };
+            cache.insert(h, AffineResample::new((h, h), (112, 112), &map, &self.device)?);
+        }
+        cache[&h].forward(images)
     }
 }
 
@@ -183,23 +216,7 @@ impl IdentityEncoder for IResNetEncoder {
     }
 
     fn descriptors(&self, images: &Tensor) -> Result<Tensor> {
-        let (_, _, h, _) = images.dims4()?;
-        let x = if h == 112 {
-            images.clone()
-        } else {
-            let mut cache = self.resamplers.lock().unwrap_or_else(|p| p.into_inner());
-            if !cache.contains_key(&h) {
-                let s = h as f64 / 112.0;
-                let map = Similarity {
-                    a: s,
-                    b: 0.0,
-                    tx: 0.5 * s - 0.5,
-                    ty: 0.5 * s - 0.5,
-                };
-                cache.insert(h, AffineResample::new((h, h), (112, 112), &map, &self.device)?);
-            }
-            cache[&h].forward(images)?
-        };
+        let x = self.resize.to_112(images)?;
         self.net.forward_t(&x, false)
     }
 }

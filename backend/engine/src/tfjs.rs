@@ -131,9 +131,14 @@ pub fn load(manifest: &Path, device: &Device) -> Result<HashMap<String, Tensor>>
     let text = std::fs::read_to_string(manifest).map_err(|e| Error::io(manifest, e))?;
     let groups: Vec<Group> = serde_json::from_str(&text)
         .map_err(|e| malformed(manifest, format!("not a tfjs weights manifest: {e}")))?;
-    let dir = manifest.parent().unwrap_or(Path::new("."));
+    load_groups(&groups, manifest.parent().unwrap_or(Path::new(".")), device)
+}
+
+/// Loads the tensors of manifest `groups` whose shards lie in `dir` (a graph model's
+/// `weightsManifest` has the same form).
+pub fn load_groups(groups: &[Group], dir: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
     let mut out = HashMap::new();
-    for group in &groups {
+    for group in groups {
         let mut data = Vec::new();
         for p in &group.paths {
             let shard = dir.join(p);

@@ -49,6 +49,9 @@ pub enum Command {
     TrainFr(crate::fr_cli::TrainFrArgs),
     /// 10-fold verification accuracy on insightface .bin sets (LFW, CFP-FP, AgeDB-30, …).
     Eval(crate::eval_cli::EvalArgs),
+    /// Measure a generator's similarity control: achieved similarity per target m under E_id and an
+    /// independent judge, Spearman correlation, plot and contact sheet.
+    ReportControl(crate::report_cli::ReportControlArgs),
 }
 
 /// Options of `cemiface serve`.
@@ -166,6 +169,7 @@ pub fn main() -> ExitCode {
         Command::Generate(a) => crate::generate_cli::run_generate(a).map(|()| ExitCode::SUCCESS),
         Command::TrainFr(a) => crate::fr_cli::run_train_fr(a).map(|()| ExitCode::SUCCESS),
         Command::Eval(a) => crate::eval_cli::run_eval(a).map(|()| ExitCode::SUCCESS),
+        Command::ReportControl(a) => crate::report_cli::run_report_control(a).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,67 @@
+//! `cemiface report-control` on a tiny generator trained by the CLI: the JSON shape the issue
+//! names, the files, and range checks.
+
+mod common;
+
+use std::process::Command;
+
+#[test]
+fn report_control_measures_each_m_under_both_judges_and_writes_plot_and_sheet() {
+    let Some(assets) = common::assets() else { return };
+    let dir = common::temp_dir("report-control");
+    let gen = common::tiny_generator(&dir, &assets);
+    let out = dir.join("report");
+    let run = Command::new(env!("CARGO_BIN_EXE_cemiface"))
+        .args([
+            "report-control",
+            "--inquiries",
+            "1",
+            "--steps",
+            "1",
+            "--m",
+            "-1,0,1",
+            "--sheet-rows",
+            "2",
+            "--json",
+        ])
+        .arg("--checkpoint")
+        .arg(&gen)
+        .arg("--out")
+        .arg(&out)
+        .arg("--assets-dir")
+        .arg(&assets)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(
+        v["inquiries"].as_array().unwrap().len(),
+        5,
+        "4 photos + 1 DCGAN inquiry: {v}"
+    );
+    for judge in ["dlib-resnet", "mobileface"] {
+        let j = &v["judges"][judge];
+        assert!(j["spearman"].is_number() || j["spearman"].is_null(), "{j}");
+        let means = j["mean_by_m"].as_object().unwrap();
+        assert_eq!(means.keys().collect::<Vec<_>>(), ["-1", "0", "1"]);
+        assert!(means.values().all(|s| s.as_f64().unwrap().abs() <= 1.0));
+    }
+    let file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(file["judges"], v["judges"]);
+    let sheet = image::open(out.join("contact_sheet.png")).unwrap();
+    assert_eq!(
+        (sheet.width(), sheet.height()),
+        (4 + 4 * 36, 4 + 2 * 36),
+        "2 rows of inquiry + 3 m"
+    );
+    assert!(image::open(out.join("control.png")).unwrap().width() > 100);
+
+    let bad = Command::new(env!("CARGO_BIN_EXE_cemiface"))
+        .args(["report-control", "--m", "0,1.5", "--checkpoint"])
+        .arg(&gen)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("1.5 is outside [-1, 1]"));
+}
