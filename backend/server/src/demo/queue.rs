@@ -173,13 +173,6 @@ impl SamplingQueue {
         drop(st);
         self.shared.work.notify_all();
     }
-
-    /// Jobs waiting and running.
-    pub fn counts(&self) -> (usize, usize) {
-        let st = self.state();
-        let running = st.jobs.values().filter(|j| !j.finished()).count() - st.waiting.len();
-        (st.waiting.len(), running)
-    }
 }
 
 /// Tells every waiting job its new position.

@@ -3,6 +3,7 @@
 //! while unused, and its owner can delete it at once.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,7 +23,7 @@ struct Entry {
 pub struct Uploads {
     ttl: Duration,
     entries: Mutex<HashMap<String, Entry>>,
-    next: Mutex<u64>,
+    next: AtomicU64,
 }
 
 impl Uploads {
@@ -30,17 +31,13 @@ impl Uploads {
         Self {
             ttl,
             entries: Mutex::new(HashMap::new()),
-            next: Mutex::new(0),
+            next: AtomicU64::new(0),
         }
     }
 
     /// Keeps `face` for `owner`; returns its id.
     pub fn insert(&self, owner: &str, face: PreparedFace) -> String {
-        let id = {
-            let mut n = self.next.lock().unwrap_or_else(|p| p.into_inner());
-            *n += 1;
-            format!("u{}", *n)
-        };
+        let id = format!("u{}", self.next.fetch_add(1, Ordering::Relaxed) + 1);
         let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         map.retain(|_, e| now - e.last_used < self.ttl);
