@@ -355,8 +355,9 @@ async fn cancel_stops_within_a_step_and_bad_messages_get_typed_errors() {
     let Some(Got::Event(ServerEvent::Cancelled { steps_done, .. })) = got.last() else {
         panic!("{got:?}")
     };
+    // The step running when the cancel arrives, plus frames already on their way to this client.
     assert!(
-        *steps_done >= seen && *steps_done <= seen + 2,
+        *steps_done >= seen && *steps_done <= seen + 3,
         "stopped at {steps_done} after {seen}"
     );
     assert!(!got.iter().any(|g| matches!(g, Got::Frame(FRAME_FINAL, ..))));
