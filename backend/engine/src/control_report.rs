@@ -95,11 +95,15 @@ pub fn measure(
     let mut names = Vec::new();
     let mut rows = Vec::new();
     for (i, (name, face)) in inquiries.iter().enumerate() {
-        let c_id = crate::encoder::l2_normalize(&judges[0].descriptors(face)?)?;
+        // Each judge embeds the inquiry once; the first (the generator's E_id) also gives C_id.
+        let references = judges
+            .iter()
+            .map(|j| j.descriptors(face))
+            .collect::<Result<Vec<_>>>()?;
+        let c_id = crate::encoder::l2_normalize(&references[0])?;
         let seeds = vec![crate::noise::NoiseRng::derive(&[seed, i as u64]); m.len()];
         let out = gen.sample(&c_id, m, &seeds, steps, 1.0, |_| ControlFlow::Continue(()))?;
-        for judge in judges {
-            let reference = judge.descriptors(face)?;
+        for (judge, reference) in judges.iter().zip(&references) {
             let target = reference
                 .broadcast_as((m.len(), reference.dim(1)?))?
                 .contiguous()?;

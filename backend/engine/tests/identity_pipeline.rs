@@ -1,6 +1,8 @@
 //! From raw photos to dlib descriptors: the face_recognition 1.3.0 photos against dlib's own pipeline
 //! (`scripts/reference/dlib_golden.py` → `tests/golden/dlib_photos.json`).
 
+mod common;
+
 use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
@@ -9,16 +11,7 @@ use cemiface_engine::encoder::DlibEncoder;
 use cemiface_engine::image_io;
 
 fn assets() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets");
-    if dir.join("face_recognition/obama.jpg").exists() && dir.join("face-api").exists() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var_os("CEMIFACE_REQUIRE_ASSETS").is_none(),
-        "assets missing: run scripts/setup.sh"
-    );
-    eprintln!("skipped: assets not installed");
-    None
+    common::assets_with(&["face_recognition/obama.jpg", "face-api"])
 }
 
 const PHOTOS: [&str; 4] = ["obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg"];

@@ -2,6 +2,8 @@
 //! independent numpy interpreter (`scripts/reference/mobileface_golden.py` →
 //! `tests/golden/mobileface.json`), and it tells the same person from another on real photos.
 
+mod common;
+
 use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
@@ -12,16 +14,7 @@ use cemiface_engine::image_io;
 use cemiface_engine::mobileface::MobileFace;
 
 fn assets() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets");
-    if dir.join(cemiface_engine::mobileface::MODEL_PATH).exists() && dir.join("face-api").exists() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var_os("CEMIFACE_REQUIRE_ASSETS").is_none(),
-        "assets missing: run scripts/setup.sh"
-    );
-    eprintln!("skipped: assets not installed");
-    None
+    common::assets_with(&[cemiface_engine::mobileface::MODEL_PATH, "face-api"])
 }
 
 /// The two input patterns of the golden script, in raw 0..255, as NCHW.
