@@ -35,7 +35,7 @@ stamp "browser tests (Playwright + Debian Chromium)"
 # The demo's generator for these tests: one training step of the tiny test config, made by the
 # project's own training command.
 rm -rf target/e2e/generator
-./target/release/cemiface train-diffusion --config end2end/fixtures/tiny-generator.toml \
+./target/release/cemiface train-diffusion --config tiny-32 \
   --run-dir target/e2e/generator --max-steps 1
 (cd end2end && npx playwright test)
 

@@ -21,7 +21,7 @@ use crate::diffusion_cli::load_config;
 /// Options of `cemiface bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// A preset (demo-64, paper-112) or a TOML config file.
+    /// A preset (demo-64, paper-112, tiny-32) or a TOML config file.
     #[arg(default_value = "demo-64")]
     pub config: String,
     /// Batch sizes to time.

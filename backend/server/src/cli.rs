@@ -52,6 +52,8 @@ pub enum Command {
     /// Measure a generator's similarity control: achieved similarity per target m under E_id and an
     /// independent judge, Spearman correlation, plot and contact sheet.
     ReportControl(crate::report_cli::ReportControlArgs),
+    /// Print a password hash for CEMIFACE_ADMIN_PASSWORD_HASH (the password is read from stdin).
+    HashPassword,
 }
 
 /// Options of `cemiface serve`.
@@ -73,6 +75,22 @@ pub struct ServeArgs {
     pub site_root: PathBuf,
     #[command(flatten)]
     pub demo: DemoArgs,
+    #[command(flatten)]
+    pub jobs: JobArgs,
+}
+
+/// Options of the job system and the admin panel.
+#[derive(Debug, Args)]
+pub struct JobArgs {
+    /// Admin password hash (`cemiface hash-password`); without it /admin stays locked.
+    #[arg(long, env = "CEMIFACE_ADMIN_PASSWORD_HASH", hide_env_values = true)]
+    pub admin_password_hash: Option<String>,
+    /// Jobs that may run at once on the compute device.
+    #[arg(long, env = "CEMIFACE_JOB_SLOTS", default_value_t = 1)]
+    pub job_slots: usize,
+    /// Mark cookies Secure (set when the server is reached over https, e.g. behind a TLS proxy).
+    #[arg(long, env = "CEMIFACE_SECURE_COOKIES")]
+    pub secure_cookies: bool,
 }
 
 /// Options of the live demo.
@@ -157,19 +175,21 @@ pub fn main() -> ExitCode {
         eprintln!("error: {e:#}");
         return ExitCode::from(2);
     }
+    let console = crate::jobs::ctx::JobCtx::console();
     let result = match cli.command.expect("set above") {
         Command::Serve(a) => run_serve(a),
         Command::Assets(a) => run_assets(a),
         Command::Align(a) => crate::identity_cli::run_align(a).map(|()| ExitCode::SUCCESS),
         Command::Embed(a) => crate::identity_cli::run_embed(a).map(|()| ExitCode::SUCCESS),
-        Command::TrainDiffusion(a) => crate::diffusion_cli::run_train(a).map(|()| ExitCode::SUCCESS),
+        Command::TrainDiffusion(a) => crate::diffusion_cli::run_train(a, &console).map(|()| ExitCode::SUCCESS),
         Command::Sample(a) => crate::diffusion_cli::run_sample(a).map(|()| ExitCode::SUCCESS),
         Command::ModelInfo(a) => crate::diffusion_cli::run_model_info(a).map(|()| ExitCode::SUCCESS),
         Command::Bench(a) => crate::bench_cli::run_bench(a).map(|()| ExitCode::SUCCESS),
-        Command::Generate(a) => crate::generate_cli::run_generate(a).map(|()| ExitCode::SUCCESS),
-        Command::TrainFr(a) => crate::fr_cli::run_train_fr(a).map(|()| ExitCode::SUCCESS),
-        Command::Eval(a) => crate::eval_cli::run_eval(a).map(|()| ExitCode::SUCCESS),
+        Command::Generate(a) => crate::generate_cli::run_generate(a, &console).map(|()| ExitCode::SUCCESS),
+        Command::TrainFr(a) => crate::fr_cli::run_train_fr(a, &console).map(|()| ExitCode::SUCCESS),
+        Command::Eval(a) => crate::eval_cli::run_eval(a, &console).map(|()| ExitCode::SUCCESS),
         Command::ReportControl(a) => crate::report_cli::run_report_control(a).map(|()| ExitCode::SUCCESS),
+        Command::HashPassword => run_hash_password(),
     };
     match result {
         Ok(code) => code,
@@ -210,7 +230,28 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         &device.device,
         args.demo.settings()?,
     );
-    let state = AppState::new(leptos, args.assets.assets_dir, args.data_dir, device).with_demo(demo);
+    if args.jobs.job_slots == 0 {
+        anyhow::bail!("--job-slots must be at least 1");
+    }
+    let jobs = crate::jobs::Jobs::start(
+        crate::jobs::runner::RunnerSettings {
+            data_dir: args.data_dir.clone(),
+            assets_dir: args.assets.assets_dir.clone(),
+            device: args.device,
+            device_label: device.label.clone(),
+            slots: args.jobs.job_slots,
+            default_generator: args.demo.generator.clone(),
+        },
+        args.jobs.admin_password_hash.clone().filter(|h| !h.trim().is_empty()),
+        args.jobs.secure_cookies,
+    )?;
+    if jobs.admin_hash.is_none() {
+        tracing::warn!("no admin password hash configured: /admin is locked (see `cemiface hash-password`)");
+    }
+    let state = AppState::new(leptos, args.assets.assets_dir, args.data_dir, device)
+        .with_demo(demo)
+        .with_jobs(jobs);
+    let runner = state.jobs.as_ref().map(|j| j.runner.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr)
@@ -219,9 +260,32 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let local = listener.local_addr()?;
         tracing::info!(device = %state.inner.device, "listening on http://{local}");
         serve::run(listener, state, serve::shutdown_signal()).await?;
+        if let Some(r) = runner {
+            // Running jobs checkpoint and stop; they show as interrupted and resume on request.
+            r.shutdown();
+            let t = std::time::Instant::now();
+            while !r.running().is_empty() && t.elapsed() < std::time::Duration::from_secs(120) {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
         tracing::info!("server stopped");
         anyhow::Ok(())
     })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_hash_password() -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        eprintln!("password (input is shown; end with Enter):");
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.len() < 8 {
+        anyhow::bail!("the password must have at least 8 characters");
+    }
+    println!("{}", crate::jobs::auth::hash_password(password));
     Ok(ExitCode::SUCCESS)
 }
 

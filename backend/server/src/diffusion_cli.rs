@@ -23,12 +23,15 @@ use cemiface_engine::unet::{UNet, UNetConfig};
 use clap::Args;
 
 use crate::cli::AssetsDirArg;
+use crate::jobs::ctx::{JobCtx, Stop};
+use crate::jobs::sample_grid::SampleGrid;
 use crate::progress::eta;
 
 /// Named presets (files in `configs/`, compiled in).
-const PRESETS: [(&str, &str); 2] = [
+pub const PRESETS: [(&str, &str); 3] = [
     ("demo-64", include_str!("../../../configs/demo-64.toml")),
     ("paper-112", include_str!("../../../configs/paper-112.toml")),
+    ("tiny-32", include_str!("../../../configs/tiny-32.toml")),
 ];
 
 /// Reads a preset name (`presets`: name and compiled-in text) or a TOML file into a config; unknown
@@ -58,7 +61,7 @@ pub fn load_config(spec: &str) -> anyhow::Result<TrainConfig> {
 /// Options of `cemiface train-diffusion`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// A preset (demo-64, paper-112) or a TOML config file.
+    /// A preset (demo-64, paper-112, tiny-32) or a TOML config file.
     #[arg(long)]
     pub config: String,
     /// Folder for checkpoints, metrics.jsonl and the resolved config.
@@ -70,6 +73,10 @@ pub struct TrainArgs {
     /// Stop after this many steps in total (default: the config's train.steps).
     #[arg(long)]
     pub max_steps: Option<u64>,
+    /// At each checkpoint, sample four held-out DCGAN identities at m = -1, 0, 1 with the EMA
+    /// weights into `samples/step_NNNNNNN.png`.
+    #[arg(long)]
+    pub sample_grid: bool,
     /// Compute device: auto, cpu, cuda or cuda:N.
     #[arg(long, env = "CEMIFACE_DEVICE", default_value = "auto")]
     pub device: DeviceRequest,
@@ -92,33 +99,58 @@ pub fn open_run_dir(run_dir: &Path, resume: bool) -> anyhow::Result<Option<PathB
 }
 
 /// `cemiface train-diffusion`.
-pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
+pub fn run_train(args: TrainArgs, ctx: &JobCtx) -> anyhow::Result<()> {
     let cfg = load_config(&args.config)?;
     let device = ComputeDevice::select(args.device)?;
     let latest = open_run_dir(&args.run_dir, args.resume)?;
     let encoder = build_encoder(&cfg.encoder, &args.assets.assets_dir, &device.device)?;
     let source = build_source(&cfg, encoder.clone(), &args.assets.assets_dir, &device.device)?;
-    let mut trainer = Trainer::new(cfg.clone(), encoder, source, &device.device)?;
+    let mut trainer = Trainer::new(cfg.clone(), encoder.clone(), source, &device.device)?;
     if let (true, Some(ckpt)) = (args.resume, &latest) {
         trainer.load(ckpt)?;
         truncate_metrics(&args.run_dir, trainer.step())?;
-        eprintln!("resumed from {} (step {})", ckpt.display(), trainer.step());
+        ctx.log(format!("resumed from {} (step {})", ckpt.display(), trainer.step()));
     }
     std::fs::write(args.run_dir.join("config.toml"), toml::to_string_pretty(&cfg)?)?;
     let total = args.max_steps.unwrap_or(cfg.train.steps).min(cfg.train.steps);
-    eprintln!(
+    ctx.log(format!(
         "training {} parameters on {} ({}), batch {}, to step {total}",
         trainer.parameter_count(),
         device,
         cfg.encoder_name(),
         cfg.train.batch_size
-    );
-    let tty = std::io::stderr().is_terminal();
+    ));
+    let tty = !ctx.is_job() && std::io::stderr().is_terminal();
     let started = Instant::now();
     let first = trainer.step();
+    let grid = args
+        .sample_grid
+        .then(|| SampleGrid::new(encoder.as_ref(), &args.assets.assets_dir, cfg.model.image_size, &device.device))
+        .transpose()?;
+    ctx.progress(first, total, "step");
     while trainer.step() < total {
+        if let Some(stop) = ctx.requested() {
+            if stop == Stop::Paused && trainer.step() > first {
+                let dir = trainer.save(&args.run_dir)?;
+                ctx.log(format!("paused: checkpoint {}", dir.display()));
+                ctx.artifact("checkpoint", &dir, Some(trainer.step()));
+            }
+            return Err(stop.into());
+        }
         let m = trainer.train_step()?;
         append_metrics(&args.run_dir, &m)?;
+        ctx.metrics(
+            m.step,
+            vec![
+                ("loss", m.loss as f64),
+                ("mse", m.mse as f64),
+                ("sim_mat", m.sim_mat as f64),
+                ("similarity", m.sim as f64),
+                ("lr", m.lr),
+                ("images_per_s", m.images_per_s),
+            ],
+        );
+        ctx.progress(m.step, total, "step");
         let done = (m.step - first) as f64;
         let rate = done / started.elapsed().as_secs_f64();
         let line = format!(
@@ -133,14 +165,19 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         if tty {
             eprint!("\r{line}   ");
         } else if m.step % 10 == 0 || m.step == total {
-            eprintln!("{line}");
+            ctx.log(line);
         }
         if m.step % cfg.train.checkpoint_every == 0 || m.step == total {
             let dir = trainer.save(&args.run_dir)?;
             if tty {
                 eprintln!();
             }
-            eprintln!("checkpoint {}", dir.display());
+            ctx.log(format!("checkpoint {}", dir.display()));
+            ctx.artifact("checkpoint", &dir, Some(m.step));
+            if let Some(grid) = &grid {
+                let path = grid.render(&dir, &args.run_dir, m.step)?;
+                ctx.artifact("sample-grid", &path, Some(m.step));
+            }
         }
     }
     Ok(())
@@ -251,7 +288,7 @@ pub fn run_sample(args: SampleArgs) -> anyhow::Result<()> {
 /// Options of `cemiface model-info`.
 #[derive(Debug, Args)]
 pub struct ModelInfoArgs {
-    /// A preset (demo-64, paper-112) or a TOML config file.
+    /// A preset (demo-64, paper-112, tiny-32) or a TOML config file.
     pub config: String,
     /// DDIM steps whose timesteps are listed.
     #[arg(long, default_value_t = 20)]

@@ -14,8 +14,28 @@ pub enum AppError {
         code: &'static str,
         message: String,
     },
+    /// The request body has invalid fields (422); each is listed.
+    Invalid {
+        message: String,
+        fields: Vec<crate::jobs::spec::FieldError>,
+    },
     /// Something failed inside the server (500); details stay in the log.
     Internal(anyhow::Error),
+}
+
+impl AppError {
+    /// A 4xx error with a code and a message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self::BadRequest {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", what)
+    }
 }
 
 impl From<anyhow::Error> for AppError {
@@ -27,6 +47,10 @@ impl From<anyhow::Error> for AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, code, message) = match self {
+            Self::Invalid { message, fields } => {
+                let body = json!({ "error": { "code": "invalid", "message": message, "fields": fields } });
+                return (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response();
+            }
             Self::BadRequest {
                 status,
                 code,

@@ -17,6 +17,7 @@ use clap::Args;
 use serde_json::json;
 
 use crate::cli::AssetsDirArg;
+use crate::jobs::ctx::{JobCtx, Stop};
 use crate::identity_cli::Arch;
 
 /// Options of `cemiface eval`.
@@ -43,6 +44,9 @@ pub struct EvalArgs {
     /// Print `{"sets": {name: {accuracy, std, threshold}}, "average": a}`.
     #[arg(long)]
     pub json: bool,
+    /// Also write the JSON result to this file.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
     /// Compute device: auto, cpu, cuda or cuda:N.
     #[arg(long, env = "CEMIFACE_DEVICE", default_value = "auto")]
     pub device: DeviceRequest,
@@ -50,15 +54,23 @@ pub struct EvalArgs {
     pub assets: AssetsDirArg,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn embed_all(
     enc: &dyn IdentityEncoder,
     images: &[Vec<u8>],
     name: &str,
     batch: usize,
     dev: &Device,
+    ctx: &JobCtx,
+    done: &mut u64,
+    total: u64,
 ) -> anyhow::Result<Vec<Vec<f32>>> {
     let mut out = Vec::with_capacity(images.len());
     for (c, chunk) in images.chunks(batch.max(1)).enumerate() {
+        if ctx.requested().is_some() {
+            // Evaluation keeps no state worth a checkpoint (the runner refuses to pause it).
+            return Err(Stop::Cancelled.into());
+        }
         let tensors = chunk
             .iter()
             .enumerate()
@@ -75,18 +87,20 @@ fn embed_all(
         // Flip fusion: the embedding of an image plus that of its mirror image.
         let e = (enc.descriptors(&x)? + enc.descriptors(&x.flip(&[3])?)?)?;
         out.extend(e.to_vec2::<f32>()?);
+        *done += chunk.len() as u64;
+        ctx.progress(*done, total, "img");
     }
     Ok(out)
 }
 
 /// `cemiface eval`.
-pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
+pub fn run_eval(args: EvalArgs, ctx: &JobCtx) -> anyhow::Result<()> {
     let dev = ComputeDevice::select(args.device)?.device;
     let enc: Box<dyn IdentityEncoder> = match &args.checkpoint {
         None => Box::new(DlibEncoder::load(&args.assets.assets_dir, &dev)?),
         Some(p) if p.is_dir() => {
             let (net, ckpt) = cemiface_engine::fr_train::load_backbone(p, &dev)?;
-            eprintln!("evaluating {}", ckpt.display());
+            ctx.log(format!("evaluating {}", ckpt.display()));
             Box::new(IResNetEncoder::new(net, &dev))
         }
         Some(p) => {
@@ -97,28 +111,34 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
     };
     let mut results = BTreeMap::new();
     let mut saved = serde_json::Map::new();
+    let (mut done, mut total) = (0u64, 0u64);
+    let mut sets = Vec::new();
     for path in &args.sets {
-        let name = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
         let set = if path.extension().is_some_and(|e| e == "bin") {
             insightface_bin::read(path)?
         } else {
             cemiface_engine::pair_list::read(path)?
         };
-        let emb = embed_all(enc.as_ref(), &set.images, &name, args.batch, &dev)?;
+        total += set.images.len() as u64;
+        sets.push(set);
+    }
+    for (path, set) in args.sets.iter().zip(sets) {
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let emb = embed_all(enc.as_ref(), &set.images, &name, args.batch, &dev, ctx, &mut done, total)?;
         if args.save_embeddings.is_some() {
             saved.insert(name.clone(), json!({"embeddings": emb, "same": set.same}));
         }
         let (a, b): (Vec<_>, Vec<_>) = emb.chunks(2).map(|p| (p[0].clone(), p[1].clone())).unzip();
         let r = verify(&a, &b, &set.same, 10).with_context(|| path.display().to_string())?;
-        eprintln!(
+        ctx.log(format!(
             "{name}: {} pairs, accuracy {:.2}% ± {:.2}",
             set.same.len(),
             100.0 * r.accuracy,
             100.0 * r.std
-        );
+        ));
         results.insert(name, r);
     }
     if let Some(p) = &args.save_embeddings {
@@ -126,17 +146,23 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
             .with_context(|| format!("writing {}", p.display()))?;
     }
     let average = results.values().map(|r| r.accuracy).sum::<f64>() / results.len() as f64;
+    let sets: serde_json::Map<String, serde_json::Value> = results
+        .iter()
+        .map(|(n, r)| {
+            (
+                n.clone(),
+                json!({"accuracy": r.accuracy, "std": r.std, "threshold": r.threshold}),
+            )
+        })
+        .collect();
+    let report = json!({"sets": sets, "average": average});
+    if let Some(p) = &args.report {
+        std::fs::write(p, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", p.display()))?;
+        ctx.artifact("report", p, None);
+    }
     if args.json {
-        let sets: serde_json::Map<String, serde_json::Value> = results
-            .iter()
-            .map(|(n, r)| {
-                (
-                    n.clone(),
-                    json!({"accuracy": r.accuracy, "std": r.std, "threshold": r.threshold}),
-                )
-            })
-            .collect();
-        println!("{}", json!({"sets": sets, "average": average}));
+        println!("{report}");
     } else {
         println!("| set | accuracy (%) | std | threshold |\n|---|---|---|---|");
         for (n, r) in &results {

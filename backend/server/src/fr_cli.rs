@@ -8,10 +8,11 @@ use cemiface_engine::fr_train::{FrConfig, FrStepMetrics, FrTrainer};
 use cemiface_engine::plot::{Chart, Series};
 use clap::Args;
 
+use crate::jobs::ctx::{JobCtx, Stop};
 use crate::progress::Progress;
 
 /// Named presets (files in `configs/`, compiled in).
-const PRESETS: [(&str, &str); 2] = [
+pub const PRESETS: [(&str, &str); 2] = [
     ("fr-paper", include_str!("../../../configs/fr-paper.toml")),
     ("fr-tiny", include_str!("../../../configs/fr-tiny.toml")),
 ];
@@ -55,7 +56,7 @@ fn read_metrics(path: &std::path::Path, upto: u64) -> Vec<FrStepMetrics> {
 }
 
 /// `cemiface train-fr`.
-pub fn run_train_fr(args: TrainFrArgs) -> anyhow::Result<()> {
+pub fn run_train_fr(args: TrainFrArgs, ctx: &JobCtx) -> anyhow::Result<()> {
     let mut cfg = load_fr_config(&args.config)?;
     if let Some(d) = &args.data {
         cfg.data = Some(d.clone());
@@ -72,7 +73,7 @@ pub fn run_train_fr(args: TrainFrArgs) -> anyhow::Result<()> {
     if let (true, Some(ckpt)) = (args.resume, &latest) {
         trainer.load(ckpt)?;
         history = read_metrics(&metrics_path, trainer.step());
-        eprintln!("resumed from {} (step {})", ckpt.display(), trainer.step());
+        ctx.log(format!("resumed from {} (step {})", ckpt.display(), trainer.step()));
     }
     let lines: String = history
         .iter()
@@ -81,7 +82,7 @@ pub fn run_train_fr(args: TrainFrArgs) -> anyhow::Result<()> {
     std::fs::write(&metrics_path, lines)?;
     std::fs::write(args.run_dir.join("config.toml"), toml::to_string_pretty(&cfg)?)?;
     let total = args.max_steps.unwrap_or(u64::MAX).min(trainer.total_steps());
-    eprintln!(
+    ctx.log(format!(
         "training {:?}-{} + {:?} on {} ({}), batch {}, {} steps per epoch, to step {total}",
         cfg.backbone.layout,
         cfg.backbone.depth,
@@ -90,24 +91,42 @@ pub fn run_train_fr(args: TrainFrArgs) -> anyhow::Result<()> {
         device,
         cfg.train.batch_size,
         trainer.steps_per_epoch()
-    );
+    ));
     let mut progress = Progress::new("train-fr", "step", total.saturating_sub(trainer.step()));
     let mut log = std::fs::OpenOptions::new().append(true).open(&metrics_path)?;
+    let first = trainer.step();
+    ctx.progress(first, total, "step");
     while trainer.step() < total {
+        if let Some(stop) = ctx.requested() {
+            if stop == Stop::Paused && trainer.step() > first {
+                let dir = trainer.save(&args.run_dir)?;
+                ctx.log(format!("paused: checkpoint {}", dir.display()));
+                ctx.artifact("checkpoint", &dir, Some(trainer.step()));
+            }
+            return Err(stop.into());
+        }
         let m = trainer.train_step()?;
         use std::io::Write;
         writeln!(log, "{}", serde_json::to_string(&m)?)?;
-        progress.advance(1);
+        ctx.metrics(
+            m.step,
+            vec![("loss", m.loss as f64), ("accuracy", m.accuracy as f64), ("lr", m.lr)],
+        );
+        ctx.progress(m.step, total, "step");
+        if !ctx.is_job() {
+            progress.advance(1);
+        }
         if m.step % 10 == 0 || m.step == total {
-            eprintln!(
+            ctx.log(format!(
                 "step {} epoch {} | loss {:.3} | batch accuracy {:.2} | lr {:.4}",
                 m.step, m.epoch, m.loss, m.accuracy, m.lr
-            );
+            ));
         }
         history.push(m.clone());
         if m.step % cfg.train.checkpoint_every == 0 || m.step == total {
             let dir = trainer.save(&args.run_dir)?;
-            eprintln!("checkpoint {}", dir.display());
+            ctx.log(format!("checkpoint {}", dir.display()));
+            ctx.artifact("checkpoint", &dir, Some(m.step));
             write_loss_chart(&args.run_dir, &history)?;
         }
     }

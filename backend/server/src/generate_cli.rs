@@ -18,6 +18,7 @@ use cemiface_engine::train::build_encoder;
 use clap::Args;
 
 use crate::cli::AssetsDirArg;
+use crate::jobs::ctx::{JobCtx, Stop};
 use crate::progress::Progress;
 
 /// `i/N`: this process does identities i, i+N, i+2N, …
@@ -157,7 +158,7 @@ fn inquiry_source(spec: &str, assets: &std::path::Path) -> anyhow::Result<Inquir
 }
 
 /// `cemiface generate`.
-pub fn run_generate(args: GenerateArgs) -> anyhow::Result<()> {
+pub fn run_generate(args: GenerateArgs, ctx: &JobCtx) -> anyhow::Result<()> {
     let shard = match args.shard {
         Some(s) => s.0,
         None => shard_from_env(|k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?,
@@ -221,7 +222,7 @@ pub fn run_generate(args: GenerateArgs) -> anyhow::Result<()> {
         .filter(|&i| !dir.identity_done(i))
         .collect();
     let in_shard = shard.identities(inquiries.len()).count();
-    eprintln!(
+    ctx.log(format!(
         "shard {}/{}: {} of {} identities left, {} images each at m = {:?}, {} DDIM steps on {}",
         shard.index,
         shard.count,
@@ -231,14 +232,13 @@ pub fn run_generate(args: GenerateArgs) -> anyhow::Result<()> {
         settings.m,
         settings.steps,
         dev
-    );
-    let mut progress = Progress::new(
-        "generating",
-        "img",
-        (todo.len() * settings.images_per_identity) as u64,
-    );
+    ));
+    let total = (todo.len() * settings.images_per_identity) as u64;
+    let mut progress = Progress::new("generating", "img", total);
+    let mut done = 0u64;
+    ctx.progress(0, total, "img");
     for &id in &todo {
-        generate_identity(
+        let finished = generate_identity(
             &gen,
             encoder.as_ref(),
             &inquiries[id],
@@ -247,9 +247,22 @@ pub fn run_generate(args: GenerateArgs) -> anyhow::Result<()> {
             args.batch,
             &dir,
             &dev.device,
-            |_| ControlFlow::Continue(()),
-            |n| progress.advance(n as u64),
+            |_| match ctx.requested() {
+                Some(_) => ControlFlow::Break(()),
+                None => ControlFlow::Continue(()),
+            },
+            |n| {
+                done += n as u64;
+                ctx.progress(done, total, "img");
+                if !ctx.is_job() {
+                    progress.advance(n as u64);
+                }
+            },
         )?;
+        if finished.is_none() {
+            // Stopped inside this identity: its images are regenerated on resume.
+            return Err(ctx.requested().unwrap_or(Stop::Cancelled).into());
+        }
     }
     write_atomic(&dir.shard_marker(shard), b"")?;
     if (0..inquiries.len()).all(|i| dir.identity_done(i)) {
@@ -257,7 +270,13 @@ pub fn run_generate(args: GenerateArgs) -> anyhow::Result<()> {
         let report = write_summary(&dir, &entries, &encoder.name())?;
         if args.rec {
             write_recordio(&dir, &entries)?;
+            ctx.artifact("recordio", &dir.root.join("train.rec"), None);
         }
+        let grid = crate::jobs::sample_grid::dataset_grid(&dir.root, &entries, 8, 8)?;
+        ctx.artifact("sample-grid", &grid, None);
+        ctx.artifact("report", &dir.root.join("report.json"), None);
+        ctx.artifact("plot", &dir.root.join("similarity_histogram.png"), None);
+        ctx.artifact("dataset", &dir.root, None);
         println!("| m | images | mean similarity | std | min | max |\n|---|---|---|---|---|---|");
         for (m, s) in &report.by_m {
             println!(
@@ -265,15 +284,15 @@ pub fn run_generate(args: GenerateArgs) -> anyhow::Result<()> {
                 s.count, s.mean, s.std, s.min, s.max
             );
         }
-        eprintln!(
+        ctx.log(format!(
             "complete: {} identities, {} images → {} (manifest.jsonl, report.json, similarity_histogram.png{})",
             report.identities,
             report.images,
             dir.root.display(),
             if args.rec { ", train.rec" } else { "" }
-        );
+        ));
     } else {
-        eprintln!("shard done; other shards still have identities left");
+        ctx.log("shard done; other shards still have identities left");
     }
     Ok(())
 }

@@ -12,6 +12,7 @@ pub mod fr_cli;
 pub mod generate_cli;
 pub mod health;
 pub mod identity_cli;
+pub mod jobs;
 pub mod progress;
 pub mod report_cli;
 pub mod serve;

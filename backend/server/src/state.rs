@@ -9,6 +9,7 @@ use cemiface_engine::device::ComputeDevice;
 use leptos::prelude::LeptosOptions;
 
 use crate::demo::{Demo, DemoSettings};
+use crate::jobs::Jobs;
 
 /// Everything handlers need; cheap to clone.
 #[derive(Clone)]
@@ -17,6 +18,8 @@ pub struct AppState {
     pub inner: Arc<Inner>,
     /// The live demo (model, sampling queue, uploads).
     pub demo: Arc<Demo>,
+    /// Durable jobs, admin and API keys (absent: those routes answer 503).
+    pub jobs: Option<Arc<Jobs>>,
 }
 
 /// The parts of [`AppState`] behind one `Arc`.
@@ -49,7 +52,14 @@ impl AppState {
                 "this server was started without a generator",
                 DemoSettings::default(),
             )),
+            jobs: None,
         }
+    }
+
+    /// The same state with the job system `jobs`.
+    pub fn with_jobs(mut self, jobs: Jobs) -> Self {
+        self.jobs = Some(Arc::new(jobs));
+        self
     }
 
     /// The same state with the live demo `demo`.

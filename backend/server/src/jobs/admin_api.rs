@@ -1,0 +1,382 @@
+//! `/api/admin/*`: login, jobs (launch, list, detail, curves, files, cancel / pause / resume),
+//! API keys and the system panel. Every route but login needs an admin session.
+
+use std::net::SocketAddr;
+use std::path::{Component, Path as FsPath};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::{self, hex, random_bytes, token_hash, SCOPES};
+use super::runner::job_dir;
+use super::spec::{FieldError, JobSpec, JobState};
+use super::store::{now, JobRow};
+use super::{invalid, jobs_of, parse_body, tar, Admin, Jobs, ADMIN_COOKIE};
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// How long an admin session lasts.
+const SESSION_SECONDS: f64 = 12.0 * 3600.0;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/admin/login", post(login))
+        .route("/api/admin/logout", post(logout))
+        .route("/api/admin/session", get(session))
+        .route("/api/admin/presets", get(presets))
+        .route("/api/admin/jobs", get(list).post(create))
+        .route("/api/admin/jobs/{id}", get(detail))
+        .route("/api/admin/jobs/{id}/metrics", get(metrics))
+        .route("/api/admin/jobs/{id}/cancel", post(cancel))
+        .route("/api/admin/jobs/{id}/pause", post(pause))
+        .route("/api/admin/jobs/{id}/resume", post(resume))
+        .route("/api/admin/jobs/{id}/files/{*path}", get(file))
+        .route("/api/admin/jobs/{id}/dataset.tar", get(dataset_tar))
+        .route("/api/admin/keys", get(keys).post(create_key))
+        .route("/api/admin/keys/{id}", delete(revoke_key))
+        .route("/api/admin/system", get(system))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Login {
+    password: String,
+}
+
+fn set_cookie(jobs: &Jobs, value: &str, max_age: i64) -> HeaderValue {
+    let secure = if jobs.secure_cookies { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{ADMIN_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+    ))
+    .expect("ASCII cookie")
+}
+
+/// The client's address, when the server was started with connection info.
+struct Peer(Option<String>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string())))
+    }
+}
+
+async fn login(State(st): State<AppState>, Peer(peer): Peer, body: Bytes) -> Result<Response, AppError> {
+    let jobs = jobs_of(&st)?;
+    let Some(hash) = jobs.admin_hash.clone() else {
+        return Err(AppError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "admin_disabled",
+            "no admin password is configured: set CEMIFACE_ADMIN_PASSWORD_HASH (make one with `cemiface hash-password`)",
+        ));
+    };
+    let who = peer.unwrap_or_else(|| "local".into());
+    if let Err(wait) = jobs.logins.hit(&who, 10) {
+        return Err(AppError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", format!("too many login attempts; retry in {wait} s")));
+    }
+    let req: Login = parse_body(&body)?;
+    let ok = tokio::task::spawn_blocking(move || auth::verify_password(&hash, &req.password))
+        .await
+        .map_err(anyhow::Error::from)?;
+    if !ok {
+        return Err(AppError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong password"));
+    }
+    let token = hex(&random_bytes(32));
+    let csrf = hex(&random_bytes(16));
+    jobs.store.add_session(&token_hash(&token), &csrf, now() + SESSION_SECONDS)?;
+    let mut res = Json(json!({ "csrf": csrf })).into_response();
+    res.headers_mut()
+        .append(header::SET_COOKIE, set_cookie(&jobs, &token, SESSION_SECONDS as i64));
+    Ok(res)
+}
+
+async fn logout(admin: Admin, headers: HeaderMap) -> Result<Response, AppError> {
+    let token = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == ADMIN_COOKIE)
+        .map(|(_, v)| v.to_owned())
+        .unwrap_or_default();
+    admin.jobs.store.remove_session(&token_hash(&token))?;
+    let mut res = StatusCode::NO_CONTENT.into_response();
+    res.headers_mut().append(header::SET_COOKIE, set_cookie(&admin.jobs, "", 0));
+    Ok(res)
+}
+
+async fn session(admin: Admin) -> Json<Value> {
+    Json(json!({ "csrf": admin.csrf }))
+}
+
+async fn presets(_admin: Admin) -> Json<Value> {
+    fn names(p: &[(&'static str, &'static str)]) -> Vec<&'static str> {
+        p.iter().map(|(n, _)| *n).collect()
+    }
+    Json(json!({
+        "train-diffusion": names(&crate::diffusion_cli::PRESETS),
+        "train-fr": names(&crate::fr_cli::PRESETS),
+    }))
+}
+
+async fn list(admin: Admin) -> Result<Json<Value>, AppError> {
+    let rows = admin.jobs.store.jobs(None, 200)?;
+    Ok(Json(Value::Array(rows.iter().map(|r| admin.jobs.view(r)).collect())))
+}
+
+async fn create(admin: Admin, body: Bytes) -> Result<(StatusCode, Json<Value>), AppError> {
+    let spec: JobSpec = parse_body(&body)?;
+    let id = admin.jobs.submit(&spec, "admin", true, None)?;
+    let row = admin.jobs.store.job(id)?.expect("just inserted");
+    Ok((StatusCode::CREATED, Json(admin.jobs.view(&row))))
+}
+
+fn job(jobs: &Jobs, id: i64) -> Result<JobRow, AppError> {
+    jobs.store.job(id)?.ok_or_else(|| AppError::not_found(format!("no job {id}")))
+}
+
+async fn detail(admin: Admin, Path(id): Path<i64>) -> Result<Json<Value>, AppError> {
+    let row = job(&admin.jobs, id)?;
+    let mut v = admin.jobs.view(&row);
+    v["artifacts"] = serde_json::to_value(admin.jobs.store.artifacts(id)?).expect("plain data");
+    v["logs"] = admin
+        .jobs
+        .store
+        .logs(id, 200)?
+        .into_iter()
+        .map(|(at, line)| json!({"at": at, "line": line}))
+        .collect();
+    Ok(Json(v))
+}
+
+/// Every metric of a job, each downsampled to at most 1000 points: `{"loss": [[step, value]]}`.
+async fn metrics(admin: Admin, Path(id): Path<i64>) -> Result<Json<Value>, AppError> {
+    job(&admin.jobs, id)?;
+    let mut out = serde_json::Map::new();
+    for key in admin.jobs.store.metric_keys(id)? {
+        let n = admin.jobs.store.metric_count(id, &key)?;
+        let stride = n.div_ceil(1000).max(1);
+        let pts = admin.jobs.store.metric(id, &key, 0, stride)?;
+        out.insert(key, json!(pts));
+    }
+    Ok(Json(Value::Object(out)))
+}
+
+async fn cancel(admin: Admin, Path(id): Path<i64>) -> Result<StatusCode, AppError> {
+    admin.jobs.cancel(&job(&admin.jobs, id)?)?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+async fn pause(admin: Admin, Path(id): Path<i64>) -> Result<StatusCode, AppError> {
+    admin.jobs.pause(&job(&admin.jobs, id)?)?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+async fn resume(admin: Admin, Path(id): Path<i64>) -> Result<StatusCode, AppError> {
+    admin.jobs.resume(&job(&admin.jobs, id)?)?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+async fn file(admin: Admin, Path((id, path)): Path<(i64, String)>) -> Result<Response, AppError> {
+    job(&admin.jobs, id)?;
+    send_file(&admin.jobs, id, &path).await
+}
+
+async fn dataset_tar(admin: Admin, Path(id): Path<i64>) -> Result<Response, AppError> {
+    let row = job(&admin.jobs, id)?;
+    send_dataset(&admin.jobs, &row).await
+}
+
+/// Streams a file of a job's folder (no path may leave the folder).
+pub async fn send_file(jobs: &Jobs, id: i64, rel: &str) -> Result<Response, AppError> {
+    let rel_path = FsPath::new(rel);
+    if rel.is_empty() || rel_path.components().any(|c| !matches!(c, Component::Normal(_))) {
+        return Err(AppError::new(StatusCode::BAD_REQUEST, "bad_path", "a relative path inside the job's folder"));
+    }
+    let path = job_dir(jobs.data_dir(), id).join(rel_path);
+    let meta = tokio::fs::metadata(&path)
+        .await
+        .ok()
+        .filter(|m| m.is_file())
+        .ok_or_else(|| AppError::not_found(format!("job {id} has no file {rel}")))?;
+    let kind = match path.extension().and_then(|e| e.to_str()) {
+        Some("png") => "image/png",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("json") => "application/json",
+        Some("jsonl" | "toml" | "txt" | "lst") => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    };
+    let size = meta.len();
+    Ok(stream(size, kind, None, move |send| {
+        let mut f = std::fs::File::open(&path)?;
+        let mut left = size;
+        while left > 0 {
+            let mut buf = vec![0u8; left.min(64 << 10) as usize];
+            std::io::Read::read_exact(&mut f, &mut buf)?;
+            left -= buf.len() as u64;
+            if !send(buf) {
+                break;
+            }
+        }
+        Ok(())
+    }))
+}
+
+/// Streams a finished generation job's data set as `cemiface-job-<id>.tar` (without `train.rec`
+/// and `train.idx`, which download on their own).
+pub async fn send_dataset(jobs: &Jobs, row: &JobRow) -> Result<Response, AppError> {
+    if row.state != JobState::Succeeded {
+        return Err(super::conflict(format!("job {} is {}; its data set downloads once it succeeded", row.id, row.state)));
+    }
+    let root = job_dir(jobs.data_dir(), row.id).join("dataset");
+    if !root.is_dir() {
+        return Err(AppError::not_found(format!("job {} has no data set", row.id)));
+    }
+    let prefix = format!("cemiface-job-{}", row.id);
+    let members = tar::members(&root, &prefix, |rel| {
+        matches!(rel, "train.rec" | "train.idx") || rel.contains(".tmp")
+    })
+    .map_err(anyhow::Error::from)?;
+    let len = tar::archive_len(&members);
+    Ok(stream(len, "application/x-tar", Some(format!("{prefix}.tar")), move |send| tar::write(&members, send)))
+}
+
+/// A response whose body a blocking thread writes in chunks (backpressure: 8 chunks in flight).
+fn stream(
+    len: u64,
+    content_type: &'static str,
+    attachment: Option<String>,
+    produce: impl FnOnce(&mut dyn FnMut(Vec<u8>) -> bool) -> std::io::Result<()> + Send + 'static,
+) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+    tokio::task::spawn_blocking(move || {
+        let tx2 = tx.clone();
+        let mut send = |chunk: Vec<u8>| tx2.blocking_send(Ok(Bytes::from(chunk))).is_ok();
+        if let Err(e) = produce(&mut send) {
+            tracing::warn!("download stopped: {e}");
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|c| (c, rx))
+    }));
+    let mut res = Response::new(body);
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if let Some(name) = attachment {
+        if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+            h.insert(header::CONTENT_DISPOSITION, v);
+        }
+    }
+    res
+}
+
+async fn keys(admin: Admin) -> Result<Json<Value>, AppError> {
+    Ok(Json(serde_json::to_value(admin.jobs.store.keys()?).expect("plain data")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    name: String,
+    #[serde(default = "all_scopes")]
+    scopes: Vec<String>,
+    #[serde(default = "default_rate")]
+    rate_per_minute: u32,
+    #[serde(default = "default_quota")]
+    quota_images: u64,
+}
+
+fn all_scopes() -> Vec<String> {
+    SCOPES.iter().map(|s| s.to_string()).collect()
+}
+fn default_rate() -> u32 {
+    120
+}
+fn default_quota() -> u64 {
+    100_000
+}
+
+/// Creates a key; the key and its webhook secret are shown once, in this response.
+async fn create_key(admin: Admin, body: Bytes) -> Result<(StatusCode, Json<Value>), AppError> {
+    let req: NewKey = parse_body(&body)?;
+    let mut errors = Vec::new();
+    if req.name.trim().is_empty() || req.name.len() > 100 {
+        errors.push(FieldError { field: "name".into(), message: "1 to 100 characters".into() });
+    }
+    if req.scopes.is_empty() || req.scopes.iter().any(|s| !SCOPES.contains(&s.as_str())) {
+        errors.push(FieldError { field: "scopes".into(), message: format!("one or more of {}", SCOPES.join(", ")) });
+    }
+    if req.rate_per_minute == 0 {
+        errors.push(FieldError { field: "rate_per_minute".into(), message: "at least 1".into() });
+    }
+    if !errors.is_empty() {
+        return Err(invalid(errors));
+    }
+    let key = format!("cf_{}", hex(&random_bytes(24)));
+    let secret = hex(&random_bytes(24));
+    let id = admin.jobs.store.add_key(
+        req.name.trim(),
+        &key[..11],
+        &token_hash(&key),
+        &req.scopes,
+        &secret,
+        req.rate_per_minute,
+        req.quota_images,
+    )?;
+    let row = admin.jobs.store.key(id)?.expect("just inserted");
+    let mut v = serde_json::to_value(row).expect("plain data");
+    v["key"] = json!(key);
+    v["webhook_secret"] = json!(secret);
+    Ok((StatusCode::CREATED, Json(v)))
+}
+
+async fn revoke_key(admin: Admin, Path(id): Path<i64>) -> Result<StatusCode, AppError> {
+    if admin.jobs.store.revoke_key(id)? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(AppError::not_found(format!("no live key {id}")))
+    }
+}
+
+fn meminfo(field: &str, text: &str) -> Option<u64> {
+    text.lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+}
+
+async fn system(admin: Admin, State(st): State<AppState>) -> Result<Json<Value>, AppError> {
+    let mem = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let me = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let jobs = admin.jobs.store.jobs(None, 10_000)?;
+    let count = |s: JobState| jobs.iter().filter(|j| j.state == s).count();
+    Ok(Json(json!({
+        "device": st.inner.device.label,
+        "cuda_compiled": cemiface_engine::device::CUDA_COMPILED,
+        "cpu_threads": cemiface_engine::device::ComputeDevice::cpu_threads(),
+        "memory": {
+            "total": meminfo("MemTotal:", &mem),
+            "available": meminfo("MemAvailable:", &mem),
+            "server_rss": meminfo("VmRSS:", &me),
+        },
+        "queue": {
+            "queued": count(JobState::Queued),
+            "running": count(JobState::Running),
+            "paused": count(JobState::Paused),
+            "interrupted": count(JobState::Interrupted),
+            "slots": admin.jobs.runner.settings.slots,
+        },
+        "demo_generator": st.demo.model.is_ok(),
+        "time": now(),
+    })))
+}

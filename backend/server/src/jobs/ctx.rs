@@ -1,0 +1,131 @@
+//! What a long-running command sees of whoever runs it: a progress/metrics/artifact sink and a
+//! stop request checked once per step. The CLI runs commands with [`JobCtx::console`]; the job
+//! runner with a context that writes to the job store and can pause or cancel.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+
+/// Something a running command reports.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// `done` of `total` units (steps, images, pairs) are finished.
+    Progress { done: u64, total: u64, unit: &'static str },
+    /// Scalars of one training step (loss terms, learning rate, throughput, similarity).
+    Metrics { step: u64, values: Vec<(&'static str, f64)> },
+    /// A file or folder the command produced (checkpoint, sample grid, data set, report).
+    Artifact { kind: &'static str, path: PathBuf, step: Option<u64> },
+    /// A human-readable log line.
+    Log(String),
+}
+
+/// Why a command stopped before its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Stopped at a step boundary; nothing is kept beyond the last checkpoint.
+    Cancelled,
+    /// A checkpoint was written first; resuming continues from it.
+    Paused,
+}
+
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stop::Cancelled => "cancelled",
+            Stop::Paused => "paused",
+        })
+    }
+}
+
+impl std::error::Error for Stop {}
+
+const RUN: u8 = 0;
+const PAUSE: u8 = 1;
+const CANCEL: u8 = 2;
+
+/// The shared stop switch of one running job.
+#[derive(Debug, Clone, Default)]
+pub struct StopSwitch(Arc<AtomicU8>);
+
+impl StopSwitch {
+    pub fn request(&self, stop: Stop) {
+        let v = match stop {
+            Stop::Paused => PAUSE,
+            Stop::Cancelled => CANCEL,
+        };
+        // A cancel overrides a pending pause, never the other way round.
+        self.0.fetch_max(v, Ordering::SeqCst);
+    }
+
+    pub fn requested(&self) -> Option<Stop> {
+        match self.0.load(Ordering::SeqCst) {
+            RUN => None,
+            PAUSE => Some(Stop::Paused),
+            _ => Some(Stop::Cancelled),
+        }
+    }
+}
+
+type Sink = Arc<dyn Fn(Event) + Send + Sync>;
+
+/// The context a command runs in.
+#[derive(Clone)]
+pub struct JobCtx {
+    pub stop: StopSwitch,
+    sink: Option<Sink>,
+}
+
+impl JobCtx {
+    /// The terminal: log lines go to stderr, nothing else is reported, nothing stops the command.
+    pub fn console() -> Self {
+        Self { stop: StopSwitch::default(), sink: None }
+    }
+
+    /// A context reporting to `sink`, stopped through `stop`.
+    pub fn new(stop: StopSwitch, sink: impl Fn(Event) + Send + Sync + 'static) -> Self {
+        Self { stop, sink: Some(Arc::new(sink)) }
+    }
+
+    /// True when the command runs under the job runner (not in a terminal).
+    pub fn is_job(&self) -> bool {
+        self.sink.is_some()
+    }
+
+    pub fn emit(&self, e: Event) {
+        match (&self.sink, e) {
+            (Some(s), e) => s(e),
+            (None, Event::Log(line)) => eprintln!("{line}"),
+            (None, _) => {}
+        }
+    }
+
+    pub fn log(&self, line: impl Into<String>) {
+        self.emit(Event::Log(line.into()));
+    }
+
+    pub fn progress(&self, done: u64, total: u64, unit: &'static str) {
+        if self.sink.is_some() {
+            self.emit(Event::Progress { done, total, unit });
+        }
+    }
+
+    pub fn metrics(&self, step: u64, values: Vec<(&'static str, f64)>) {
+        if self.sink.is_some() {
+            self.emit(Event::Metrics { step, values });
+        }
+    }
+
+    pub fn artifact(&self, kind: &'static str, path: &Path, step: Option<u64>) {
+        self.emit(Event::Artifact { kind, path: path.to_owned(), step });
+    }
+
+    /// The stop requested, if any (checked once per step).
+    pub fn requested(&self) -> Option<Stop> {
+        self.stop.requested()
+    }
+}
+
+/// Whether an error is a requested stop (and which).
+pub fn stopped(e: &anyhow::Error) -> Option<Stop> {
+    e.downcast_ref::<Stop>().copied()
+}

@@ -1,0 +1,197 @@
+//! Runs a job: turns its spec into the arguments of the matching CLI command and calls it with
+//! the job's context, in the job's folder (`data/jobs/<id>/`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+
+use super::ctx::JobCtx;
+use super::runner::{job_dir, RunnerSettings};
+use super::spec::{job_ref, JobSpec};
+use super::store::{JobRow, Store};
+use crate::cli::AssetsDirArg;
+
+/// The folder of another job's output, checked to exist.
+fn job_output(settings: &RunnerSettings, reference: &str, sub: &str, what: &str) -> anyhow::Result<PathBuf> {
+    let id = job_ref(reference).with_context(|| format!("`{reference}` is not job:<id>"))?;
+    let p = job_dir(&settings.data_dir, id).join(sub);
+    if !p.exists() {
+        bail!("job {id} has no {what} (is it the right kind of job, and did it run?)");
+    }
+    Ok(p)
+}
+
+/// The generator a generate job names.
+pub fn generator_path(settings: &RunnerSettings, name: &str) -> anyhow::Result<PathBuf> {
+    if name == "default" {
+        if !settings.default_generator.exists() {
+            bail!(
+                "the server has no default generator ({} does not exist)",
+                settings.default_generator.display()
+            );
+        }
+        return Ok(settings.default_generator.clone());
+    }
+    job_output(settings, name, "run/checkpoints", "checkpoints")?;
+    Ok(job_dir(&settings.data_dir, job_ref(name).expect("checked")).join("run"))
+}
+
+/// Runs `job` to its end (or its stop).
+pub fn execute(job: &JobRow, dir: &Path, settings: &RunnerSettings, ctx: &JobCtx) -> anyhow::Result<()> {
+    let assets = || AssetsDirArg {
+        assets_dir: settings.assets_dir.clone(),
+    };
+    let run_dir = dir.join("run");
+    match &job.spec {
+        JobSpec::TrainDiffusion(t) => {
+            let mut cfg = crate::diffusion_cli::load_config(&t.config)?;
+            if let Some(s) = t.steps {
+                cfg.train.steps = s;
+            }
+            if let Some(b) = t.batch_size {
+                cfg.train.batch_size = b;
+            }
+            if let Some(c) = t.checkpoint_every {
+                cfg.train.checkpoint_every = c;
+            }
+            if let Some(s) = t.seed {
+                cfg.train.seed = s;
+            }
+            let config = dir.join("config.toml");
+            std::fs::write(&config, toml::to_string_pretty(&cfg)?)?;
+            crate::diffusion_cli::run_train(
+                crate::diffusion_cli::TrainArgs {
+                    config: config.display().to_string(),
+                    run_dir,
+                    resume: true,
+                    max_steps: None,
+                    sample_grid: t.sample_grid,
+                    device: settings.device,
+                    assets: assets(),
+                },
+                ctx,
+            )
+        }
+        JobSpec::Generate(g) => {
+            let copies = (g.inquiries == "random").then_some(0);
+            crate::generate_cli::run_generate(
+                crate::generate_cli::GenerateArgs {
+                    checkpoint: generator_path(settings, &g.generator)?,
+                    out: dir.join("dataset"),
+                    inquiries: g.inquiries.clone(),
+                    identities: g.identities,
+                    unique_threshold: None,
+                    images_per_identity: g.images_per_identity,
+                    m: g.m.clone(),
+                    steps: g.steps,
+                    eta: g.eta,
+                    batch: 16,
+                    seed: g.seed,
+                    inquiry_copies: copies,
+                    format: if g.format == "jpeg" {
+                        crate::generate_cli::FormatArg::Jpeg
+                    } else {
+                        crate::generate_cli::FormatArg::Png
+                    },
+                    rec: g.rec,
+                    shard: Some(crate::generate_cli::ShardArg(cemiface_engine::dataset::Shard {
+                        index: 0,
+                        count: 1,
+                    })),
+                    prepare_only: false,
+                    raw: false,
+                    device: settings.device,
+                    assets: assets(),
+                },
+                ctx,
+            )
+        }
+        JobSpec::TrainFr(t) => {
+            let data = match job_ref(&t.data) {
+                Some(_) => {
+                    let d = job_output(settings, &t.data, "dataset", "data set")?;
+                    if !d.join("manifest.jsonl").exists() {
+                        bail!("the data set of {} is not complete yet", t.data);
+                    }
+                    d
+                }
+                None => PathBuf::from(&t.data),
+            };
+            crate::fr_cli::run_train_fr(
+                crate::fr_cli::TrainFrArgs {
+                    config: t.config.clone(),
+                    data: Some(data),
+                    run_dir,
+                    resume: true,
+                    max_steps: t.steps,
+                    device: settings.device,
+                },
+                ctx,
+            )
+        }
+        JobSpec::Eval(v) => {
+            let checkpoint = v
+                .checkpoint
+                .as_deref()
+                .map(|c| job_output(settings, c, "run/checkpoints", "checkpoints").map(|_| {
+                    job_dir(&settings.data_dir, job_ref(c).expect("checked")).join("run")
+                }))
+                .transpose()?;
+            crate::eval_cli::run_eval(
+                crate::eval_cli::EvalArgs {
+                    sets: v.sets.iter().map(PathBuf::from).collect(),
+                    checkpoint,
+                    arch: crate::identity_cli::Arch::IrSe50,
+                    batch: 32,
+                    save_embeddings: None,
+                    json: false,
+                    report: Some(dir.join("report.json")),
+                    device: settings.device,
+                    assets: assets(),
+                },
+                ctx,
+            )
+        }
+    }
+}
+
+/// The step of a training run's newest complete checkpoint.
+pub fn resume_point(run_dir: &Path) -> Option<u64> {
+    let ckpt = cemiface_engine::train::Trainer::latest_checkpoint(run_dir)?;
+    ckpt.file_name()?.to_str()?.strip_prefix("step_")?.parse().ok()
+}
+
+/// Bytes of a file, or of all files under a folder.
+pub fn size_of(path: &Path) -> u64 {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::read_dir(path)
+            .map(|rd| rd.filter_map(Result::ok).map(|e| size_of(&e.path())).sum())
+            .unwrap_or(0),
+        Ok(m) => m.len(),
+        Err(_) => 0,
+    }
+}
+
+/// Records checkpoints and sample grids found in a job's folder that the store does not list
+/// (a server killed between writing one and recording it). Recording is idempotent.
+pub fn reconcile_artifacts(store: &Store, id: i64, dir: &Path) -> anyhow::Result<()> {
+    let step_of = |name: &str| {
+        name.trim_start_matches("step_")
+            .trim_end_matches(".png")
+            .parse::<u64>()
+            .ok()
+    };
+    for (sub, kind) in [("run/checkpoints", "checkpoint"), ("run/samples", "sample-grid")] {
+        let Ok(rd) = std::fs::read_dir(dir.join(sub)) else {
+            continue;
+        };
+        for e in rd.filter_map(Result::ok) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let complete = kind != "checkpoint" || e.path().join("state.json").exists();
+            if let (Some(step), true) = (step_of(&name).filter(|_| name.starts_with("step_")), complete) {
+                store.add_artifact(id, kind, &format!("{sub}/{name}"), Some(step), size_of(&e.path()))?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,284 @@
+//! The job runner: a scheduler thread starts queued jobs while the device has a free slot; each
+//! job runs the same code as its CLI command on its own thread, reporting through a [`JobCtx`]
+//! into the store and onto a broadcast channel (websockets, the admin page).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use cemiface_engine::device::DeviceRequest;
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use super::ctx::{stopped, Event, JobCtx, Stop, StopSwitch};
+use super::exec;
+use super::spec::JobState;
+use super::store::{JobRow, Store};
+
+/// What the runner needs to know.
+#[derive(Debug, Clone)]
+pub struct RunnerSettings {
+    pub data_dir: PathBuf,
+    pub assets_dir: PathBuf,
+    pub device: DeviceRequest,
+    /// Label of the device jobs run on (one slot pool per device).
+    pub device_label: String,
+    /// Jobs that may run at once on the device.
+    pub slots: usize,
+    /// The generator `default` names (the demo's).
+    pub default_generator: PathBuf,
+}
+
+/// A change to a job, as websockets and the admin page see it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum JobEvent {
+    State { id: i64, state: JobState, error: Option<String> },
+    Progress { id: i64, done: u64, total: u64, unit: String, rate: Option<f64> },
+    Artifact { id: i64, kind: String, path: String, step: Option<u64> },
+    Log { id: i64, line: String },
+}
+
+impl JobEvent {
+    pub fn job(&self) -> i64 {
+        match self {
+            Self::State { id, .. } | Self::Progress { id, .. } | Self::Artifact { id, .. } | Self::Log { id, .. } => *id,
+        }
+    }
+}
+
+type FinalHook = Box<dyn Fn(&JobRow) + Send + Sync>;
+
+#[derive(Default)]
+struct Slots {
+    running: HashMap<i64, StopSwitch>,
+    shutdown: bool,
+}
+
+/// The runner (one per server).
+pub struct Runner {
+    pub store: Arc<Store>,
+    pub settings: RunnerSettings,
+    pub events: broadcast::Sender<JobEvent>,
+    slots: Mutex<Slots>,
+    wake: Condvar,
+    /// Called with each job that reached a final state (webhooks).
+    on_final: Mutex<Option<FinalHook>>,
+}
+
+/// A job's folder under the data folder.
+pub fn job_dir(data_dir: &Path, id: i64) -> PathBuf {
+    data_dir.join("jobs").join(id.to_string())
+}
+
+impl Runner {
+    /// Marks jobs a previous server left running as interrupted and starts the scheduler.
+    pub fn start(store: Arc<Store>, settings: RunnerSettings) -> anyhow::Result<Arc<Self>> {
+        for id in store.mark_interrupted()? {
+            tracing::warn!(job = id, "job was running when the server stopped: marked interrupted");
+        }
+        let (events, _) = broadcast::channel(1024);
+        let runner = Arc::new(Self {
+            store,
+            settings,
+            events,
+            slots: Mutex::new(Slots::default()),
+            wake: Condvar::new(),
+            on_final: Mutex::new(None),
+        });
+        let r = runner.clone();
+        std::thread::Builder::new()
+            .name("job-scheduler".into())
+            .spawn(move || r.schedule())?;
+        Ok(runner)
+    }
+
+    /// Sets what happens when a job ends (the webhook sender).
+    pub fn on_final(&self, f: impl Fn(&JobRow) + Send + Sync + 'static) {
+        *self.on_final.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(f));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wakes the scheduler (a job was queued).
+    pub fn poke(&self) {
+        self.wake.notify_all();
+    }
+
+    /// Stops scheduling; running jobs pause at their next step (checkpointing first).
+    pub fn shutdown(&self) {
+        let mut s = self.lock();
+        s.shutdown = true;
+        for sw in s.running.values() {
+            sw.request(Stop::Paused);
+        }
+        self.wake.notify_all();
+    }
+
+    /// Ids of the running jobs.
+    pub fn running(&self) -> Vec<i64> {
+        self.lock().running.keys().copied().collect()
+    }
+
+    /// Position of a queued job in the queue (0 = next).
+    pub fn queue_position(&self, id: i64) -> anyhow::Result<Option<usize>> {
+        Ok(self.store.queued()?.iter().position(|j| j.id == id))
+    }
+
+    /// Asks a running job to stop; returns false when it is not running here.
+    pub fn request(&self, id: i64, stop: Stop) -> bool {
+        match self.lock().running.get(&id) {
+            Some(sw) => {
+                sw.request(stop);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn publish(&self, e: JobEvent) {
+        let _ = self.events.send(e);
+    }
+
+    fn schedule(self: Arc<Self>) {
+        loop {
+            let mut slots = self.lock();
+            if slots.shutdown {
+                return;
+            }
+            let free = self.settings.slots.saturating_sub(slots.running.len());
+            let next = if free > 0 {
+                match self.store.queued() {
+                    Ok(q) => q.into_iter().find(|j| !slots.running.contains_key(&j.id)),
+                    Err(e) => {
+                        tracing::error!("reading the queue: {e:#}");
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            match next {
+                Some(job) => {
+                    let sw = StopSwitch::default();
+                    slots.running.insert(job.id, sw.clone());
+                    drop(slots);
+                    if let Err(e) = self.store.set_state(job.id, JobState::Running, None) {
+                        tracing::error!(job = job.id, "cannot start: {e:#}");
+                    }
+                    self.publish(JobEvent::State { id: job.id, state: JobState::Running, error: None });
+                    let r = self.clone();
+                    let spawned = std::thread::Builder::new()
+                        .name(format!("job-{}", job.id))
+                        .spawn(move || r.run_job(job, sw));
+                    if let Err(e) = spawned {
+                        tracing::error!("cannot spawn a job thread: {e}");
+                    }
+                }
+                None => {
+                    let _ = self.wake.wait_timeout(slots, Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    fn run_job(self: Arc<Self>, job: JobRow, sw: StopSwitch) {
+        let id = job.id;
+        let dir = job_dir(&self.settings.data_dir, id);
+        let outcome = std::fs::create_dir_all(&dir)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| {
+                exec::reconcile_artifacts(&self.store, id, &dir)?;
+                let ctx = self.context(id, &dir, sw);
+                let settings = self.settings.clone();
+                let job = job.clone();
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                    exec::execute(&job, &dir, &settings, &ctx)
+                }))
+                .unwrap_or_else(|p| {
+                    let msg = p
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "panic".into());
+                    Err(anyhow::anyhow!("the job panicked: {msg}"))
+                })
+            });
+        let (state, error) = match &outcome {
+            Ok(()) => (JobState::Succeeded, None),
+            Err(e) => match stopped(e) {
+                Some(Stop::Paused) if job.kind.pausable() => (JobState::Paused, None),
+                Some(_) => (JobState::Cancelled, None),
+                None => (JobState::Failed, Some(format!("{e:#}"))),
+            },
+        };
+        // A pause the server asked for while shutting down leaves the job resumable on restart.
+        let state = if state == JobState::Paused && self.lock().shutdown {
+            JobState::Interrupted
+        } else {
+            state
+        };
+        if let Some(e) = &error {
+            let _ = self.store.add_log(id, &format!("error: {e}"));
+            tracing::warn!(job = id, "job failed: {e}");
+        }
+        if let Err(e) = self.store.set_state(id, state, error.as_deref()) {
+            tracing::error!(job = id, "cannot record the end: {e:#}");
+        }
+        self.publish(JobEvent::State { id, state, error });
+        self.lock().running.remove(&id);
+        self.wake.notify_all();
+        if state.is_final() {
+            if let (Some(f), Ok(Some(row))) = (
+                self.on_final.lock().unwrap_or_else(|p| p.into_inner()).as_ref(),
+                self.store.job(id),
+            ) {
+                f(&row);
+            }
+        }
+    }
+
+    /// The context a job reports through: store rows plus broadcast events.
+    fn context(self: &Arc<Self>, id: i64, dir: &Path, sw: StopSwitch) -> JobCtx {
+        let r = self.clone();
+        let dir = dir.to_path_buf();
+        let started: Mutex<Option<(Instant, u64)>> = Mutex::new(None);
+        JobCtx::new(sw, move |e| {
+            let res = match e {
+                Event::Progress { done, total, unit } => {
+                    let mut s = started.lock().unwrap_or_else(|p| p.into_inner());
+                    let rate = match *s {
+                        None => {
+                            // First report of this run: a resumed run redoes the steps after it.
+                            *s = Some((Instant::now(), done));
+                            let _ = r.store.truncate_metrics(id, done);
+                            None
+                        }
+                        Some((t, d0)) => {
+                            let secs = t.elapsed().as_secs_f64();
+                            (done > d0 && secs > 0.0).then(|| (done - d0) as f64 / secs)
+                        }
+                    };
+                    r.publish(JobEvent::Progress { id, done, total, unit: unit.into(), rate });
+                    r.store.set_progress(id, done, total, unit, rate)
+                }
+                Event::Metrics { step, values } => r.store.add_metrics(id, step, &values),
+                Event::Log(line) => {
+                    r.publish(JobEvent::Log { id, line: line.clone() });
+                    r.store.add_log(id, &line)
+                }
+                Event::Artifact { kind, path, step } => {
+                    let rel = path.strip_prefix(&dir).unwrap_or(&path).to_string_lossy().into_owned();
+                    r.publish(JobEvent::Artifact { id, kind: kind.into(), path: rel.clone(), step });
+                    r.store.add_artifact(id, kind, &rel, step, exec::size_of(&path))
+                }
+            };
+            if let Err(e) = res {
+                tracing::error!(job = id, "job store: {e:#}");
+            }
+        })
+    }
+}

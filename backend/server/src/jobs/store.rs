@@ -1,0 +1,518 @@
+//! The durable job store: one SQLite file in the data folder (`cemiface.db`), migrated on open.
+//! Jobs, their per-step metrics, artifacts and logs, the admin sessions and the API keys.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::Serialize;
+
+use super::spec::{JobKind, JobSpec, JobState};
+
+/// Schema versions, applied in order; `PRAGMA user_version` remembers how many ran.
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        state TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        device TEXT NOT NULL,
+        resume INTEGER NOT NULL DEFAULT 0,
+        done INTEGER NOT NULL DEFAULT 0,
+        total INTEGER NOT NULL DEFAULT 0,
+        unit TEXT NOT NULL DEFAULT '',
+        rate REAL,
+        error TEXT,
+        webhook_url TEXT,
+        created_at REAL NOT NULL,
+        started_at REAL,
+        finished_at REAL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX jobs_state ON jobs(state, id);
+    CREATE TABLE metrics (
+        job_id INTEGER NOT NULL REFERENCES jobs(id),
+        step INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        value REAL NOT NULL,
+        PRIMARY KEY (job_id, key, step)
+    );
+    CREATE TABLE artifacts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id INTEGER NOT NULL REFERENCES jobs(id),
+        kind TEXT NOT NULL,
+        path TEXT NOT NULL,
+        step INTEGER,
+        bytes INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        UNIQUE (job_id, path)
+    );
+    CREATE TABLE logs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id INTEGER NOT NULL REFERENCES jobs(id),
+        at REAL NOT NULL,
+        line TEXT NOT NULL
+    );
+    CREATE INDEX logs_job ON logs(job_id, id);
+    CREATE TABLE api_keys (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        prefix TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE,
+        scopes TEXT NOT NULL,
+        webhook_secret TEXT NOT NULL,
+        rate_per_minute INTEGER NOT NULL,
+        quota_images INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        revoked_at REAL
+    );
+    CREATE TABLE sessions (
+        hash TEXT PRIMARY KEY,
+        csrf TEXT NOT NULL,
+        expires_at REAL NOT NULL
+    );",
+];
+
+/// Seconds since the Unix epoch.
+pub fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// A job as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobRow {
+    pub id: i64,
+    pub kind: JobKind,
+    pub spec: JobSpec,
+    pub state: JobState,
+    pub owner: String,
+    pub device: String,
+    pub resume: bool,
+    pub done: u64,
+    pub total: u64,
+    pub unit: String,
+    /// Units per second since the job last started.
+    pub rate: Option<f64>,
+    pub error: Option<String>,
+    pub webhook_url: Option<String>,
+    pub created_at: f64,
+    pub started_at: Option<f64>,
+    pub finished_at: Option<f64>,
+    pub updated_at: f64,
+}
+
+/// A file a job produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct ArtifactRow {
+    pub id: i64,
+    pub job_id: i64,
+    pub kind: String,
+    /// Relative to the job's folder.
+    pub path: String,
+    pub step: Option<u64>,
+    pub bytes: u64,
+    pub created_at: f64,
+}
+
+/// An API key as stored (never the key itself).
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyRow {
+    pub id: i64,
+    pub name: String,
+    pub prefix: String,
+    pub scopes: Vec<String>,
+    #[serde(skip)]
+    pub webhook_secret: String,
+    pub rate_per_minute: u32,
+    pub quota_images: u64,
+    pub created_at: f64,
+    pub revoked_at: Option<f64>,
+}
+
+/// The store; every call takes the connection for one short statement or transaction.
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+const JOB_COLUMNS: &str = "id, kind, spec, state, owner, device, resume, done, total, unit, rate, error, \
+     webhook_url, created_at, started_at, finished_at, updated_at";
+
+fn job_row(r: &Row) -> rusqlite::Result<JobRow> {
+    let text = |i: usize| r.get::<_, String>(i);
+    let bad = |i: usize, e: String| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+    };
+    Ok(JobRow {
+        id: r.get(0)?,
+        kind: text(1)?.parse().map_err(|e| bad(1, e))?,
+        spec: serde_json::from_str(&text(2)?).map_err(|e| bad(2, e.to_string()))?,
+        state: text(3)?.parse().map_err(|e| bad(3, e))?,
+        owner: text(4)?,
+        device: text(5)?,
+        resume: r.get(6)?,
+        done: r.get::<_, i64>(7)? as u64,
+        total: r.get::<_, i64>(8)? as u64,
+        unit: text(9)?,
+        rate: r.get(10)?,
+        error: r.get(11)?,
+        webhook_url: r.get(12)?,
+        created_at: r.get(13)?,
+        started_at: r.get(14)?,
+        finished_at: r.get(15)?,
+        updated_at: r.get(16)?,
+    })
+}
+
+fn key_row(r: &Row) -> rusqlite::Result<KeyRow> {
+    Ok(KeyRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        prefix: r.get(2)?,
+        scopes: r
+            .get::<_, String>(3)?
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        webhook_secret: r.get(4)?,
+        rate_per_minute: r.get(5)?,
+        quota_images: r.get::<_, i64>(6)? as u64,
+        created_at: r.get(7)?,
+        revoked_at: r.get(8)?,
+    })
+}
+
+const KEY_COLUMNS: &str =
+    "id, name, prefix, scopes, webhook_secret, rate_per_minute, quota_images, created_at, revoked_at";
+
+impl Store {
+    /// Opens (creating) the database at `path` and applies pending migrations.
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        let conn = Connection::open(path).with_context(|| format!("opening the job store {}", path.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version > MIGRATIONS.len() {
+            anyhow::bail!(
+                "{}: schema version {version} is newer than this build knows ({}); use a newer cemiface",
+                path.display(),
+                MIGRATIONS.len()
+            );
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(sql).with_context(|| format!("migration {}", i + 1))?;
+            tx.pragma_update(None, "user_version", i + 1)?;
+            tx.commit()?;
+        }
+        Ok(Self { conn: Mutex::new(conn) })
+    }
+
+    fn db(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    // ---- jobs ----
+
+    pub fn insert_job(&self, spec: &JobSpec, owner: &str, device: &str, webhook_url: Option<&str>) -> anyhow::Result<i64> {
+        let t = now();
+        let db = self.db();
+        db.execute(
+            "INSERT INTO jobs (kind, spec, state, owner, device, created_at, updated_at, webhook_url, total)
+             VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?5, ?6, ?7)",
+            params![
+                spec.kind().as_str(),
+                serde_json::to_string(spec)?,
+                owner,
+                device,
+                t,
+                webhook_url,
+                spec.planned_units() as i64
+            ],
+        )?;
+        Ok(db.last_insert_rowid())
+    }
+
+    pub fn job(&self, id: i64) -> anyhow::Result<Option<JobRow>> {
+        Ok(self
+            .db()
+            .query_row(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"), [id], job_row)
+            .optional()?)
+    }
+
+    /// Jobs, newest first; `owner` restricts to one owner.
+    pub fn jobs(&self, owner: Option<&str>, limit: usize) -> anyhow::Result<Vec<JobRow>> {
+        let db = self.db();
+        let mut st = db.prepare(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE ?1 IS NULL OR owner = ?1 ORDER BY id DESC LIMIT ?2"
+        ))?;
+        let rows = st.query_map(params![owner, limit as i64], job_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Queued jobs in the order they run.
+    pub fn queued(&self) -> anyhow::Result<Vec<JobRow>> {
+        let db = self.db();
+        let mut st = db.prepare(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'queued' ORDER BY id"
+        ))?;
+        let rows = st.query_map([], job_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Sets the state; `error` replaces the stored error (cleared when None).
+    pub fn set_state(&self, id: i64, state: JobState, error: Option<&str>) -> anyhow::Result<()> {
+        let t = now();
+        let db = self.db();
+        let (started, finished) = match state {
+            JobState::Running => (Some(t), None),
+            s if s.is_final() || s == JobState::Paused || s == JobState::Interrupted => (None, Some(t)),
+            _ => (None, None),
+        };
+        db.execute(
+            "UPDATE jobs SET state = ?2, error = ?3, updated_at = ?4,
+                 started_at = COALESCE(?5, started_at),
+                 finished_at = CASE WHEN ?2 IN ('queued', 'running') THEN NULL ELSE COALESCE(?6, finished_at) END,
+                 rate = CASE WHEN ?2 = 'running' THEN NULL ELSE rate END
+             WHERE id = ?1",
+            params![id, state.as_str(), error, t, started, finished],
+        )?;
+        Ok(())
+    }
+
+    /// Queues a paused, interrupted, failed or cancelled job again, continuing from its last
+    /// checkpoint.
+    pub fn requeue(&self, id: i64) -> anyhow::Result<()> {
+        self.db().execute(
+            "UPDATE jobs SET state = 'queued', resume = 1, error = NULL, updated_at = ?2 WHERE id = ?1",
+            params![id, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Jobs left `running` by a server that stopped without finishing them become `interrupted`.
+    pub fn mark_interrupted(&self) -> anyhow::Result<Vec<i64>> {
+        let db = self.db();
+        let ids: Vec<i64> = db
+            .prepare("SELECT id FROM jobs WHERE state = 'running'")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        db.execute(
+            "UPDATE jobs SET state = 'interrupted', error = 'the server stopped while the job ran',
+                 finished_at = ?1, updated_at = ?1 WHERE state = 'running'",
+            [now()],
+        )?;
+        Ok(ids)
+    }
+
+    pub fn set_progress(&self, id: i64, done: u64, total: u64, unit: &str, rate: Option<f64>) -> anyhow::Result<()> {
+        self.db().execute(
+            "UPDATE jobs SET done = ?2, total = ?3, unit = ?4, rate = COALESCE(?5, rate), updated_at = ?6 WHERE id = ?1",
+            params![id, done as i64, total as i64, unit, rate, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Images requested by an owner's jobs (for quotas); cancelled-before-start jobs excluded.
+    pub fn images_requested(&self, owner: &str) -> anyhow::Result<u64> {
+        let db = self.db();
+        let mut st = db.prepare("SELECT spec FROM jobs WHERE owner = ?1 AND kind = 'generate'")?;
+        let specs = st.query_map([owner], |r| r.get::<_, String>(0))?;
+        let mut n = 0;
+        for s in specs {
+            if let Ok(spec) = serde_json::from_str::<JobSpec>(&s?) {
+                n += spec.planned_images();
+            }
+        }
+        Ok(n)
+    }
+
+    // ---- metrics, logs, artifacts ----
+
+    pub fn add_metrics(&self, id: i64, step: u64, values: &[(&str, f64)]) -> anyhow::Result<()> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        for (k, v) in values.iter().filter(|(_, v)| v.is_finite()) {
+            tx.execute(
+                "INSERT OR REPLACE INTO metrics (job_id, step, key, value) VALUES (?1, ?2, ?3, ?4)",
+                params![id, step as i64, k, v],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Forgets metrics after `step` (a resumed run redoes those steps).
+    pub fn truncate_metrics(&self, id: i64, step: u64) -> anyhow::Result<()> {
+        self.db()
+            .execute("DELETE FROM metrics WHERE job_id = ?1 AND step > ?2", params![id, step as i64])?;
+        Ok(())
+    }
+
+    /// One metric's curve, every `stride`-th step after `since`.
+    pub fn metric(&self, id: i64, key: &str, since: u64, stride: u64) -> anyhow::Result<Vec<(u64, f64)>> {
+        let db = self.db();
+        let mut st = db.prepare(
+            "SELECT step, value FROM metrics WHERE job_id = ?1 AND key = ?2 AND step > ?3 AND step % ?4 = 0 ORDER BY step",
+        )?;
+        let rows = st.query_map(params![id, key, since as i64, stride.max(1) as i64], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Names of the metrics a job recorded.
+    pub fn metric_keys(&self, id: i64) -> anyhow::Result<Vec<String>> {
+        let db = self.db();
+        let mut st = db.prepare("SELECT DISTINCT key FROM metrics WHERE job_id = ?1 ORDER BY key")?;
+        let rows = st.query_map([id], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn metric_count(&self, id: i64, key: &str) -> anyhow::Result<u64> {
+        let n: i64 = self.db().query_row(
+            "SELECT COUNT(*) FROM metrics WHERE job_id = ?1 AND key = ?2",
+            params![id, key],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+
+    pub fn add_log(&self, id: i64, line: &str) -> anyhow::Result<()> {
+        self.db()
+            .execute("INSERT INTO logs (job_id, at, line) VALUES (?1, ?2, ?3)", params![id, now(), line])?;
+        Ok(())
+    }
+
+    /// The last `limit` log lines, oldest first.
+    pub fn logs(&self, id: i64, limit: usize) -> anyhow::Result<Vec<(f64, String)>> {
+        let db = self.db();
+        let mut st = db.prepare("SELECT at, line FROM logs WHERE job_id = ?1 ORDER BY id DESC LIMIT ?2")?;
+        let mut rows: Vec<(f64, String)> = st
+            .query_map(params![id, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        rows.reverse();
+        Ok(rows)
+    }
+
+    /// Records an artifact once (a path already recorded is left as it is).
+    pub fn add_artifact(&self, id: i64, kind: &str, path: &str, step: Option<u64>, bytes: u64) -> anyhow::Result<()> {
+        self.db().execute(
+            "INSERT OR IGNORE INTO artifacts (job_id, kind, path, step, bytes, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![id, kind, path, step.map(|s| s as i64), bytes as i64, now()],
+        )?;
+        Ok(())
+    }
+
+    pub fn artifacts(&self, id: i64) -> anyhow::Result<Vec<ArtifactRow>> {
+        let db = self.db();
+        let mut st = db.prepare(
+            "SELECT id, job_id, kind, path, step, bytes, created_at FROM artifacts WHERE job_id = ?1 ORDER BY id",
+        )?;
+        let rows = st.query_map([id], |r| {
+            Ok(ArtifactRow {
+                id: r.get(0)?,
+                job_id: r.get(1)?,
+                kind: r.get(2)?,
+                path: r.get(3)?,
+                step: r.get::<_, Option<i64>>(4)?.map(|s| s as u64),
+                bytes: r.get::<_, i64>(5)? as u64,
+                created_at: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    // ---- admin sessions ----
+
+    pub fn add_session(&self, hash: &str, csrf: &str, expires_at: f64) -> anyhow::Result<()> {
+        let db = self.db();
+        db.execute("DELETE FROM sessions WHERE expires_at < ?1", [now()])?;
+        db.execute(
+            "INSERT INTO sessions (hash, csrf, expires_at) VALUES (?1, ?2, ?3)",
+            params![hash, csrf, expires_at],
+        )?;
+        Ok(())
+    }
+
+    /// The CSRF token of a live session.
+    pub fn session(&self, hash: &str) -> anyhow::Result<Option<String>> {
+        Ok(self
+            .db()
+            .query_row(
+                "SELECT csrf FROM sessions WHERE hash = ?1 AND expires_at > ?2",
+                params![hash, now()],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    pub fn remove_session(&self, hash: &str) -> anyhow::Result<()> {
+        self.db().execute("DELETE FROM sessions WHERE hash = ?1", [hash])?;
+        Ok(())
+    }
+
+    // ---- API keys ----
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_key(
+        &self,
+        name: &str,
+        prefix: &str,
+        hash: &str,
+        scopes: &[String],
+        webhook_secret: &str,
+        rate_per_minute: u32,
+        quota_images: u64,
+    ) -> anyhow::Result<i64> {
+        let db = self.db();
+        db.execute(
+            "INSERT INTO api_keys (name, prefix, hash, scopes, webhook_secret, rate_per_minute, quota_images, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![name, prefix, hash, scopes.join(","), webhook_secret, rate_per_minute, quota_images as i64, now()],
+        )?;
+        Ok(db.last_insert_rowid())
+    }
+
+    pub fn keys(&self) -> anyhow::Result<Vec<KeyRow>> {
+        let db = self.db();
+        let mut st = db.prepare(&format!("SELECT {KEY_COLUMNS} FROM api_keys ORDER BY id"))?;
+        let rows = st.query_map([], key_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The live (not revoked) key with this hash.
+    pub fn key_by_hash(&self, hash: &str) -> anyhow::Result<Option<KeyRow>> {
+        Ok(self
+            .db()
+            .query_row(
+                &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE hash = ?1 AND revoked_at IS NULL"),
+                [hash],
+                key_row,
+            )
+            .optional()?)
+    }
+
+    pub fn key(&self, id: i64) -> anyhow::Result<Option<KeyRow>> {
+        Ok(self
+            .db()
+            .query_row(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?1"), [id], key_row)
+            .optional()?)
+    }
+
+    /// Revokes a key; false when there is no such live key.
+    pub fn revoke_key(&self, id: i64) -> anyhow::Result<bool> {
+        let n = self.db().execute(
+            "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+            params![id, now()],
+        )?;
+        Ok(n == 1)
+    }
+}

@@ -1,0 +1,142 @@
+//! Durability: a training job survives a SIGKILL of the server. After the restart it shows as
+//! interrupted, resume continues from its last checkpoint, and no artifact or metric is lost or
+//! duplicated. Pause checkpoints first and resume continues from there.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+
+fn serve(data: &Path, assets: &Path) -> common::Served {
+    let (hash, _) = common::admin_hash();
+    common::Served::start(
+        &[
+            "--data-dir".as_ref(),
+            data.as_os_str(),
+            "--assets-dir".as_ref(),
+            assets.as_os_str(),
+            "--generator".as_ref(),
+            data.join("none").as_os_str(),
+            "--site-root".as_ref(),
+            data.as_os_str(),
+        ],
+        &[("CEMIFACE_ADMIN_PASSWORD_HASH", &hash)],
+    )
+}
+
+async fn login(s: &common::Served) -> (Client, String) {
+    let c = Client::builder().cookie_store(true).build().unwrap();
+    let r = c
+        .post(s.url("/api/admin/login"))
+        .json(&json!({"password": common::admin_hash().1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let csrf = r.json::<Value>().await.unwrap()["csrf"].as_str().unwrap().to_owned();
+    (c, csrf)
+}
+
+async fn job(s: &common::Served, c: &Client, id: i64) -> Value {
+    c.get(s.url(&format!("/api/admin/jobs/{id}"))).send().await.unwrap().json().await.unwrap()
+}
+
+/// Polls the job until `pred` holds (panics after `secs`).
+async fn wait_for(s: &common::Served, c: &Client, id: i64, secs: u64, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let j = job(s, c, id).await;
+        if pred(&j) {
+            return j;
+        }
+        assert!(Instant::now() < deadline, "timed out; job is {j:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn checkpoints(j: &Value) -> Vec<u64> {
+    let mut v: Vec<u64> = j["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "checkpoint")
+        .map(|a| a["step"].as_u64().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+async fn action(s: &common::Served, c: &Client, csrf: &str, id: i64, what: &str) -> StatusCode {
+    c.post(s.url(&format!("/api/admin/jobs/{id}/{what}")))
+        .header("x-csrf-token", csrf)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn training_survives_sigkill_and_pause() {
+    let Some(assets) = common::assets() else { return };
+    let dir = common::temp_dir("jobs-restart");
+    let data = dir.join("data");
+    let s = serve(&data, &assets);
+    let (c, csrf) = login(&s).await;
+    let spec = json!({"kind": "train-diffusion", "config": "tiny-32", "steps": 12, "checkpoint_every": 3, "sample_grid": false});
+    let r = c.post(s.url("/api/admin/jobs")).header("x-csrf-token", &csrf).json(&spec).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+
+    // Kill the server once a checkpoint exists and the run has gone past it.
+    let before = wait_for(&s, &c, id, 240, |j| {
+        checkpoints(j).first().is_some_and(|&c| j["progress"]["done"].as_u64().unwrap() > c)
+    })
+    .await;
+    s.kill();
+    let last_ckpt = *checkpoints(&before).last().unwrap();
+
+    let s = serve(&data, &assets);
+    let (c, csrf) = login(&s).await;
+    let j = job(&s, &c, id).await;
+    assert_eq!(j["state"], "interrupted", "{j:#}");
+    let on_disk = checkpoints(&j);
+    assert!(on_disk.starts_with(&checkpoints(&before)), "lost artifacts: {on_disk:?} vs {:?}", checkpoints(&before));
+    let resumed_from = *on_disk.last().unwrap();
+    assert!(resumed_from >= last_ckpt);
+
+    // Resume; pause once it is past the next step; resume again to the end.
+    assert_eq!(action(&s, &c, &csrf, id, "resume").await, StatusCode::ACCEPTED);
+    wait_for(&s, &c, id, 240, |j| j["state"] == "running" && j["progress"]["done"].as_u64().unwrap() > resumed_from).await;
+    assert_eq!(action(&s, &c, &csrf, id, "pause").await, StatusCode::ACCEPTED);
+    let paused = wait_for(&s, &c, id, 240, |j| j["state"] != "running").await;
+    assert_eq!(paused["state"], "paused", "{paused:#}");
+    let paused_at = paused["progress"]["done"].as_u64().unwrap();
+    assert!(paused_at > resumed_from, "{paused:#}");
+    assert_eq!(checkpoints(&paused).last(), Some(&paused_at), "pause writes a checkpoint at its step");
+    assert_eq!(action(&s, &c, &csrf, id, "pause").await, StatusCode::CONFLICT);
+    assert_eq!(action(&s, &c, &csrf, id, "resume").await, StatusCode::ACCEPTED);
+    let done = wait_for(&s, &c, id, 300, |j| j["state"] == "succeeded" || j["state"] == "failed").await;
+    assert_eq!(done["state"], "succeeded", "{done:#}");
+
+    // Every checkpoint once, each on disk; every step's loss once; the logs show both resumes.
+    let mut expected: Vec<u64> = vec![3, 6, 9, 12];
+    expected.extend(on_disk.iter().chain([&paused_at]).copied());
+    expected.sort();
+    expected.dedup();
+    assert_eq!(checkpoints(&done), expected);
+    for a in done["artifacts"].as_array().unwrap() {
+        assert!(data.join("jobs").join(id.to_string()).join(a["path"].as_str().unwrap()).exists(), "{a}");
+    }
+    let metrics: Value = c.get(s.url(&format!("/api/admin/jobs/{id}/metrics"))).send().await.unwrap().json().await.unwrap();
+    let steps: Vec<u64> = metrics["loss"].as_array().unwrap().iter().map(|p| p[0].as_u64().unwrap()).collect();
+    assert_eq!(steps, (1..=12).collect::<Vec<u64>>());
+    assert!(metrics["lr"].is_array() && metrics["similarity"].is_array());
+    let logs: Vec<String> = done["logs"].as_array().unwrap().iter().map(|l| l["line"].as_str().unwrap().to_owned()).collect();
+    assert!(logs.iter().any(|l| l.contains(&format!("(step {resumed_from})"))), "{logs:?}");
+    assert!(logs.iter().any(|l| l.contains(&format!("(step {paused_at})"))), "{logs:?}");
+    let r = c.post(s.url(&format!("/api/admin/jobs/{id}/cancel"))).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "writes without the CSRF token are refused");
+}
