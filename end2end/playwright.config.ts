@@ -41,6 +41,9 @@ export default defineConfig({
       CEMIFACE_LOG: "warn",
       // The demo's generator: the tiny checkpoint scripts/test.sh trains (32×32), unless set.
       CEMIFACE_GENERATOR: process.env.CEMIFACE_GENERATOR ?? "target/e2e/generator",
+      // A fresh job store (scripts/test.sh empties it) and the admin password hash it made.
+      CEMIFACE_DATA_DIR: process.env.CEMIFACE_DATA_DIR ?? "target/e2e/data",
+      CEMIFACE_ADMIN_PASSWORD_HASH: process.env.E2E_ADMIN_HASH ?? "",
     },
     reuseExistingServer: true,
     timeout: 60_000,

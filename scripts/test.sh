@@ -37,6 +37,10 @@ stamp "browser tests (Playwright + Debian Chromium)"
 rm -rf target/e2e/generator
 ./target/release/cemiface train-diffusion --config tiny-32 \
   --run-dir target/e2e/generator --max-steps 1
+# The admin tests' job store and password.
+rm -rf target/e2e/data
+E2E_ADMIN_HASH=$(echo e2e-admin-password | ./target/release/cemiface hash-password)
+export E2E_ADMIN_HASH
 (cd end2end && npx playwright test)
 
 stamp "done"

@@ -7,16 +7,19 @@
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes, A};
-use leptos_router::StaticSegment;
+use leptos_router::{ParamSegment, StaticSegment};
 
+pub mod admin_client;
 pub mod demo_client;
 pub mod demo_protocol;
+pub mod launch_form;
+pub mod line_chart;
 pub mod pages;
 pub mod regime;
 pub mod sim_chart;
 pub mod status;
 
-use pages::{demo::DemoPage, home::HomePage, status::StatusPage};
+use pages::{admin::AdminPage, admin_job::AdminJobPage, demo::DemoPage, home::HomePage, status::StatusPage};
 
 /// The HTML document the server renders around the app.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -56,6 +59,7 @@ pub fn App() -> impl IntoView {
                     <A href="/">"Overview"</A>
                     <A href="/demo">"Live demo"</A>
                     <A href="/status">"System status"</A>
+                    <A href="/admin">"Admin"</A>
                 </nav>
             </header>
             <main data-hydrated=move || hydrated.get().to_string()>
@@ -63,6 +67,8 @@ pub fn App() -> impl IntoView {
                     <Route path=StaticSegment("") view=HomePage/>
                     <Route path=StaticSegment("demo") view=DemoPage/>
                     <Route path=StaticSegment("status") view=StatusPage/>
+                    <Route path=StaticSegment("admin") view=AdminPage/>
+                    <Route path=(StaticSegment("admin"), StaticSegment("jobs"), ParamSegment("id")) view=AdminJobPage/>
                 </Routes>
             </main>
         </Router>

@@ -1,5 +1,7 @@
 //! One module per page.
 
+pub mod admin;
+pub mod admin_job;
 pub mod demo;
 pub mod home;
 pub mod status;

@@ -1,0 +1,377 @@
+//! `/admin`: log in, launch jobs from presets with validated fields, watch the job list (progress
+//! bars with ETA), the system panel, and manage API keys.
+
+use std::time::Duration;
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use leptos_router::hooks::use_query_map;
+use serde_json::{json, Value};
+
+use crate::admin_client::{bytes, call, eta, poll};
+use crate::launch_form::{defaults, fields, from_spec, to_spec, FieldType, Values, KINDS};
+
+/// The admin area: the login form until a session exists, then the dashboard.
+#[component]
+pub fn AdminPage() -> impl IntoView {
+    let csrf: RwSignal<Option<String>> = RwSignal::new(None);
+    let checked = RwSignal::new(false);
+    let note: RwSignal<Option<String>> = RwSignal::new(None);
+    Effect::new(move |_| {
+        spawn_local(async move {
+            match call("GET", "/api/admin/session", None, None).await {
+                Ok(v) => csrf.set(v["csrf"].as_str().map(str::to_owned)),
+                Err(e) if e.status == 401 => {}
+                Err(e) => note.set(Some(e.message)),
+            }
+            checked.set(true);
+        });
+    });
+    view! {
+        <section class="admin">
+            <h1>"Admin"</h1>
+            {move || note.get().map(|n| view! { <p class="notice" role="alert">{n}</p> })}
+            {move || match (checked.get(), csrf.get()) {
+                (false, _) => view! { <p class="muted">"Checking the session…"</p> }.into_any(),
+                (true, None) => view! { <Login csrf note/> }.into_any(),
+                (true, Some(token)) => view! { <Dashboard csrf=token/> }.into_any(),
+            }}
+        </section>
+    }
+}
+
+#[component]
+fn Login(csrf: RwSignal<Option<String>>, note: RwSignal<Option<String>>) -> impl IntoView {
+    let password = RwSignal::new(String::new());
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let pw = password.get_untracked();
+        spawn_local(async move {
+            match call("POST", "/api/admin/login", Some(&json!({"password": pw})), None).await {
+                Ok(v) => {
+                    note.set(None);
+                    csrf.set(v["csrf"].as_str().map(str::to_owned));
+                }
+                Err(e) => note.set(Some(e.message)),
+            }
+        });
+    };
+    view! {
+        <form id="login" class="card" on:submit=submit>
+            <label for="admin-password">"Admin password"</label>
+            <div class="row">
+                <input id="admin-password" type="password" autocomplete="current-password"
+                    prop:value=move || password.get()
+                    on:input=move |ev| password.set(event_target_value(&ev))/>
+                <button type="submit" id="login-button">"Log in"</button>
+            </div>
+        </form>
+    }
+}
+
+#[component]
+fn Dashboard(csrf: String) -> impl IntoView {
+    let jobs: RwSignal<Vec<Value>> = RwSignal::new(vec![]);
+    let system: RwSignal<Value> = RwSignal::new(Value::Null);
+    let csrf = StoredValue::new(csrf);
+    Effect::new(move |_| {
+        poll(Duration::from_millis(1000), move || {
+            spawn_local(async move {
+                if let Ok(Value::Array(a)) = call("GET", "/api/admin/jobs", None, None).await {
+                    jobs.set(a);
+                }
+                if let Ok(v) = call("GET", "/api/admin/system", None, None).await {
+                    system.set(v);
+                }
+            })
+        });
+    });
+    let logout = move |_| {
+        spawn_local(async move {
+            let _ = call("POST", "/api/admin/logout", None, Some(&csrf.get_value())).await;
+            let _ = window().location().reload();
+        })
+    };
+    view! {
+        <div class="row"><button class="secondary" id="logout" on:click=logout>"Log out"</button></div>
+        <SystemPanel system/>
+        <LaunchForm csrf/>
+        <h2>"Jobs"</h2>
+        <JobTable jobs csrf/>
+        <Keys csrf/>
+    }
+}
+
+#[component]
+fn SystemPanel(system: RwSignal<Value>) -> impl IntoView {
+    let text = move |f: fn(&Value) -> String| move || system.with(f);
+    view! {
+        <div class="card system" id="system">
+            <h2>"System"</h2>
+            <dl class="facts">
+                <dt>"Device"</dt><dd>{text(|s| format!("{} ({} CPU threads{})", s["device"].as_str().unwrap_or("?"), s["cpu_threads"], if s["cuda_compiled"] == true { ", CUDA build" } else { "" }))}</dd>
+                <dt>"Memory"</dt><dd>{text(|s| format!("{} available of {}; server {}",
+                    bytes(s["memory"]["available"].as_u64().unwrap_or(0)),
+                    bytes(s["memory"]["total"].as_u64().unwrap_or(0)),
+                    bytes(s["memory"]["server_rss"].as_u64().unwrap_or(0))))}</dd>
+                <dt>"Queue"</dt><dd id="queue-summary">{text(|s| {
+                    let q = &s["queue"];
+                    format!("{} running (of {} slots), {} queued, {} paused, {} interrupted",
+                        q["running"], q["slots"], q["queued"], q["paused"], q["interrupted"])
+                })}</dd>
+            </dl>
+        </div>
+    }
+}
+
+/// "42% · 3m07s left" for a job view.
+pub fn progress_text(j: &Value) -> String {
+    let p = &j["progress"];
+    let pct = (p["fraction"].as_f64().unwrap_or(0.0) * 100.0).floor();
+    let mut s = format!("{pct:.0}% ({} / {} {})", p["done"], p["total"], p["unit"].as_str().unwrap_or(""));
+    if let Some(e) = p["eta_seconds"].as_f64() {
+        s.push_str(&format!(" · {} left", eta(e)));
+    }
+    if let Some(q) = j["queue_position"].as_u64() {
+        s.push_str(&format!(" · queue position {}", q + 1));
+    }
+    s
+}
+
+/// Posts a job action (cancel, pause, resume).
+pub fn act(csrf: StoredValue<String>, id: i64, what: &'static str, msg: RwSignal<Option<String>>) {
+    spawn_local(async move {
+        let url = format!("/api/admin/jobs/{id}/{what}");
+        if let Err(e) = call("POST", &url, None, Some(&csrf.get_value())).await {
+            msg.set(Some(e.message));
+        }
+    });
+}
+
+#[component]
+fn JobTable(jobs: RwSignal<Vec<Value>>, csrf: StoredValue<String>) -> impl IntoView {
+    let msg: RwSignal<Option<String>> = RwSignal::new(None);
+    view! {
+        {move || msg.get().map(|m| view! { <p class="error" role="alert">{m}</p> })}
+        <table id="jobs">
+            <thead><tr><th>"Job"</th><th>"Kind"</th><th>"State"</th><th>"Progress"</th><th></th></tr></thead>
+            <tbody>
+                <For each=move || jobs.get() key=|j| (j["id"].as_i64(), j["state"].to_string(), j["progress"].to_string()) let:j>
+                    {
+                        let id = j["id"].as_i64().unwrap_or(0);
+                        let state = j["state"].as_str().unwrap_or("").to_owned();
+                        let frac = j["progress"]["fraction"].as_f64().unwrap_or(0.0);
+                        let running = state == "running" || state == "queued";
+                        let resumable = matches!(state.as_str(), "paused" | "interrupted" | "failed" | "cancelled");
+                        view! {
+                            <tr data-job-id=id class=state.clone()>
+                                <td><a href=format!("/admin/jobs/{id}")>{format!("#{id}")}</a></td>
+                                <td>{j["kind"].as_str().unwrap_or("").to_owned()}</td>
+                                <td class="state">{state.clone()}</td>
+                                <td class="progress-cell">
+                                    <div class="bar" role="progressbar" aria-valuemin="0" aria-valuemax="100"
+                                        aria-valuenow=format!("{:.0}", frac * 100.0)>
+                                        <div class="fill" style=format!("width: {:.1}%", frac * 100.0)></div>
+                                    </div>
+                                    <span class="small progress-text">{progress_text(&j)}</span>
+                                    {j["error"].as_str().map(|e| view! { <div class="small error">{e.to_owned()}</div> })}
+                                </td>
+                                <td class="row">
+                                    {running.then(|| view! {
+                                        <button class="secondary" on:click=move |_| act(csrf, id, "pause", msg)>"Pause"</button>
+                                        <button class="danger" on:click=move |_| act(csrf, id, "cancel", msg)>"Cancel"</button>
+                                    })}
+                                    {resumable.then(|| view! {
+                                        <button class="secondary" on:click=move |_| act(csrf, id, "resume", msg)>"Resume"</button>
+                                    })}
+                                </td>
+                            </tr>
+                        }
+                    }
+                </For>
+            </tbody>
+        </table>
+    }
+}
+
+#[component]
+fn LaunchForm(csrf: StoredValue<String>) -> impl IntoView {
+    let kind = RwSignal::new("generate".to_owned());
+    let values: RwSignal<Values> = RwSignal::new(defaults("generate"));
+    let errors: RwSignal<Vec<(String, String)>> = RwSignal::new(vec![]);
+    let note: RwSignal<Option<String>> = RwSignal::new(None);
+    let query = use_query_map();
+    // Clone with changes: /admin?clone=<id> fills the form from that job.
+    Effect::new(move |_| {
+        if let Some(id) = query.with(|q| q.get("clone")) {
+            spawn_local(async move {
+                if let Ok(j) = call("GET", &format!("/api/admin/jobs/{id}"), None, None).await {
+                    let (k, v) = from_spec(&j["spec"]);
+                    kind.set(k);
+                    values.set(v);
+                    note.set(Some(format!("Cloned from job #{id}: change what you need and launch.")));
+                }
+            });
+        }
+    });
+    let value_of = move |name: &'static str| {
+        move || values.with(|v| v.iter().find(|(n, _)| n == name).map(|(_, x)| x.clone()).unwrap_or_default())
+    };
+    let set_value = move |name: &'static str, x: String| {
+        values.update(|v| match v.iter_mut().find(|(n, _)| n == name) {
+            Some(e) => e.1 = x,
+            None => v.push((name.to_owned(), x)),
+        })
+    };
+    let error_of = move |name: &'static str| {
+        move || errors.with(|e| {
+            e.iter()
+                .filter(|(f, _)| f == name || f.starts_with(&format!("{name}[")))
+                .map(|(_, m)| m.clone())
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    };
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        errors.set(vec![]);
+        note.set(None);
+        let spec = match to_spec(&kind.get_untracked(), &values.get_untracked()) {
+            Ok(s) => s,
+            Err(e) => {
+                errors.set(e);
+                return;
+            }
+        };
+        spawn_local(async move {
+            match call("POST", "/api/admin/jobs", Some(&spec), Some(&csrf.get_value())).await {
+                Ok(j) => note.set(Some(format!("Queued job #{}.", j["id"]))),
+                Err(e) => {
+                    errors.set(e.fields.clone());
+                    note.set(Some(e.message));
+                }
+            }
+        });
+    };
+    view! {
+        <form id="launch" class="card launch" on:submit=submit>
+            <h2>"Launch a job"</h2>
+            <label for="launch-kind">"Kind"</label>
+            <select id="launch-kind" prop:value=move || kind.get() on:change=move |ev| {
+                let k = event_target_value(&ev);
+                values.set(defaults(&k));
+                errors.set(vec![]);
+                kind.set(k);
+            }>
+                {KINDS.iter().map(|k| view! { <option value=*k>{*k}</option> }).collect_view()}
+            </select>
+            {move || fields(&kind.get()).iter().map(|fld| {
+                let name = fld.name;
+                let input_id = format!("field-{name}");
+                let input = match fld.ty {
+                    FieldType::Choice(opts) => view! {
+                        <select id=input_id.clone() name=name prop:value=value_of(name)
+                            on:change=move |ev| set_value(name, event_target_value(&ev))>
+                            {opts.iter().map(|o| view! { <option value=*o>{*o}</option> }).collect_view()}
+                        </select>
+                    }.into_any(),
+                    FieldType::Bool => view! {
+                        <input id=input_id.clone() name=name type="checkbox"
+                            prop:checked=move || value_of(name)() == "true"
+                            on:change=move |ev| set_value(name, event_target_checked(&ev).to_string())/>
+                    }.into_any(),
+                    _ => view! {
+                        <input id=input_id.clone() name=name type="text" prop:value=value_of(name)
+                            on:input=move |ev| set_value(name, event_target_value(&ev))/>
+                    }.into_any(),
+                };
+                view! {
+                    <label for=input_id>{fld.label}</label>
+                    {input}
+                    <span class="field-error error small">{error_of(name)}</span>
+                }
+            }).collect_view()}
+            <div class="row actions"><button type="submit" id="launch-button">"Launch"</button></div>
+            {move || note.get().map(|n| view! { <p id="launch-note" class="muted">{n}</p> })}
+        </form>
+    }
+}
+
+#[component]
+fn Keys(csrf: StoredValue<String>) -> impl IntoView {
+    let keys: RwSignal<Vec<Value>> = RwSignal::new(vec![]);
+    let name = RwSignal::new(String::new());
+    let read_only = RwSignal::new(false);
+    let created: RwSignal<Option<Value>> = RwSignal::new(None);
+    let msg: RwSignal<Option<String>> = RwSignal::new(None);
+    let reload = move || {
+        spawn_local(async move {
+            if let Ok(Value::Array(a)) = call("GET", "/api/admin/keys", None, None).await {
+                keys.set(a);
+            }
+        })
+    };
+    Effect::new(move |_| reload());
+    let create = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let scopes = if read_only.get_untracked() { json!(["read"]) } else { json!(["generate", "read"]) };
+        let body = json!({"name": name.get_untracked(), "scopes": scopes});
+        spawn_local(async move {
+            match call("POST", "/api/admin/keys", Some(&body), Some(&csrf.get_value())).await {
+                Ok(k) => {
+                    created.set(Some(k));
+                    msg.set(None);
+                    reload();
+                }
+                Err(e) => msg.set(Some(e.message)),
+            }
+        });
+    };
+    let revoke = move |id: i64| {
+        spawn_local(async move {
+            let url = format!("/api/admin/keys/{id}");
+            if let Err(e) = call("DELETE", &url, None, Some(&csrf.get_value())).await {
+                msg.set(Some(e.message));
+            }
+            reload();
+        })
+    };
+    view! {
+        <h2>"API keys"</h2>
+        <p class="small muted">"For the remote generation API (" <a href="/api/openapi.json">"OpenAPI"</a> "). A key and its webhook secret are shown once."</p>
+        <form id="new-key" class="row" on:submit=create>
+            <input id="key-name" type="text" placeholder="name, e.g. cluster-lab" prop:value=move || name.get()
+                on:input=move |ev| name.set(event_target_value(&ev))/>
+            <label><input type="checkbox" prop:checked=move || read_only.get()
+                on:change=move |ev| read_only.set(event_target_checked(&ev))/>" read only"</label>
+            <button type="submit">"Create key"</button>
+        </form>
+        {move || msg.get().map(|m| view! { <p class="error" role="alert">{m}</p> })}
+        {move || created.get().map(|k| view! {
+            <p class="notice" id="new-key-secret">"Key: " <code>{k["key"].as_str().unwrap_or("").to_owned()}</code>
+                " · webhook secret: " <code>{k["webhook_secret"].as_str().unwrap_or("").to_owned()}</code></p>
+        })}
+        <table id="keys">
+            <thead><tr><th>"Name"</th><th>"Prefix"</th><th>"Scopes"</th><th>"Limits"</th><th></th></tr></thead>
+            <tbody>
+                {move || keys.get().into_iter().map(|k| {
+                    let id = k["id"].as_i64().unwrap_or(0);
+                    let live = k["revoked_at"].is_null();
+                    view! {
+                        <tr>
+                            <td>{k["name"].as_str().unwrap_or("").to_owned()}</td>
+                            <td><code>{k["prefix"].as_str().unwrap_or("").to_owned()}"…"</code></td>
+                            <td>{k["scopes"].as_array().map(|a| a.iter().filter_map(|s| s.as_str()).collect::<Vec<_>>().join(", ")).unwrap_or_default()}</td>
+                            <td class="small">{format!("{}/min, {} images", k["rate_per_minute"], k["quota_images"])}</td>
+                            <td>{if live {
+                                view! { <button class="danger" on:click=move |_| revoke(id)>"Revoke"</button> }.into_any()
+                            } else {
+                                view! { <span class="muted">"revoked"</span> }.into_any()
+                            }}</td>
+                        </tr>
+                    }
+                }).collect_view()}
+            </tbody>
+        </table>
+    }
+}

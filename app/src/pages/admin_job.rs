@@ -1,0 +1,152 @@
+//! `/admin/jobs/:id`: one job: progress with ETA, loss / learning-rate / similarity curves, sample
+//! grids, checkpoints and other artifacts, logs, and cancel / pause / resume / clone with changes.
+
+use std::time::Duration;
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use leptos_router::hooks::use_params_map;
+use serde_json::Value;
+
+use crate::admin_client::{bytes, call, poll};
+use crate::line_chart::LineChart;
+use crate::pages::admin::{act, progress_text};
+
+/// Curves of a job, by chart: (title, metric names).
+const CHARTS: [(&str, &[&str]); 4] = [
+    ("Loss", &["loss", "mse", "sim_mat"]),
+    ("Learning rate", &["lr"]),
+    ("Similarity", &["similarity", "accuracy"]),
+    ("Throughput (images/s)", &["images_per_s"]),
+];
+
+fn series(metrics: &Value, names: &[&str]) -> Vec<(String, Vec<(f64, f64)>)> {
+    names
+        .iter()
+        .filter_map(|n| {
+            let pts: Vec<(f64, f64)> = metrics[*n]
+                .as_array()?
+                .iter()
+                .filter_map(|p| Some((p[0].as_f64()?, p[1].as_f64()?)))
+                .collect();
+            Some(((*n).to_owned(), pts))
+        })
+        .collect()
+}
+
+#[component]
+pub fn AdminJobPage() -> impl IntoView {
+    let params = use_params_map();
+    let id = move || params.with(|p| p.get("id").and_then(|s| s.parse::<i64>().ok()).unwrap_or(0));
+    let job: RwSignal<Value> = RwSignal::new(Value::Null);
+    let metrics: RwSignal<Value> = RwSignal::new(Value::Null);
+    let csrf: StoredValue<String> = StoredValue::new(String::new());
+    let msg: RwSignal<Option<String>> = RwSignal::new(None);
+    Effect::new(move |_| {
+        spawn_local(async move {
+            match call("GET", "/api/admin/session", None, None).await {
+                Ok(v) => csrf.set_value(v["csrf"].as_str().unwrap_or("").to_owned()),
+                Err(e) => msg.set(Some(e.message)),
+            }
+        });
+        poll(Duration::from_millis(1500), move || {
+            let id = id();
+            spawn_local(async move {
+                if let Ok(v) = call("GET", &format!("/api/admin/jobs/{id}"), None, None).await {
+                    job.set(v);
+                }
+                if let Ok(v) = call("GET", &format!("/api/admin/jobs/{id}/metrics"), None, None).await {
+                    metrics.set(v);
+                }
+            })
+        });
+    });
+    let state = move || job.with(|j| j["state"].as_str().unwrap_or("").to_owned());
+    let file_url = move |path: &str| format!("/api/admin/jobs/{}/files/{path}", id());
+    let artifacts = move |kind: &'static str| {
+        move || {
+            job.with(|j| {
+                j["artifacts"]
+                    .as_array()
+                    .map(|a| a.iter().filter(|x| x["kind"] == kind).cloned().collect::<Vec<_>>())
+                    .unwrap_or_default()
+            })
+        }
+    };
+    view! {
+        <section class="admin-job">
+            <p><a href="/admin">"← All jobs"</a></p>
+            <h1>{move || format!("Job #{} · {}", id(), job.with(|j| j["kind"].as_str().unwrap_or("").to_owned()))}</h1>
+            {move || msg.get().map(|m| view! { <p class="error" role="alert">{m}</p> })}
+            <div class="card">
+                <p>"State: " <strong id="job-state">{state}</strong>
+                    {move || job.with(|j| j["error"].as_str().map(|e| view! { <span class="error">" — "{e.to_owned()}</span> }))}</p>
+                <div class="bar" role="progressbar" aria-valuemin="0" aria-valuemax="100"
+                    aria-valuenow=move || job.with(|j| format!("{:.0}", j["progress"]["fraction"].as_f64().unwrap_or(0.0) * 100.0))>
+                    <div class="fill" style=move || job.with(|j| format!("width: {:.1}%", j["progress"]["fraction"].as_f64().unwrap_or(0.0) * 100.0))></div>
+                </div>
+                <p id="job-progress" class="small">{move || job.with(progress_text)}</p>
+                <div class="row actions">
+                    <button class="secondary" prop:disabled=move || !matches!(state().as_str(), "running" | "queued")
+                        on:click=move |_| act(csrf, id(), "pause", msg)>"Pause"</button>
+                    <button class="secondary" prop:disabled=move || !matches!(state().as_str(), "paused" | "interrupted" | "failed" | "cancelled")
+                        on:click=move |_| act(csrf, id(), "resume", msg)>"Resume"</button>
+                    <button class="danger" prop:disabled=move || !matches!(state().as_str(), "running" | "queued" | "paused" | "interrupted")
+                        on:click=move |_| act(csrf, id(), "cancel", msg)>"Cancel"</button>
+                    <a class="button secondary" id="clone" href=move || format!("/admin?clone={}", id())>"Clone with changes"</a>
+                    {move || (job.with(|j| j["kind"] == "generate") && state() == "succeeded").then(|| view! {
+                        <a class="button" id="download" href=format!("/api/admin/jobs/{}/dataset.tar", id()) download="">"Download archive (.tar)"</a>
+                    })}
+                </div>
+                <details><summary>"Parameters"</summary>
+                    <pre id="job-spec">{move || job.with(|j| serde_json::to_string_pretty(&j["spec"]).unwrap_or_default())}</pre>
+                </details>
+            </div>
+            <div class="charts">
+                {CHARTS.iter().map(|(title, names)| {
+                    let names: &'static [&'static str] = names;
+                    view! { <LineChart title=*title series=Signal::derive(move || metrics.with(|m| series(m, names)))/> }
+                }).collect_view()}
+            </div>
+            <h2>"Sample grids"</h2>
+            <div class="grids" id="sample-grids">
+                {move || artifacts("sample-grid")().into_iter().rev().map(|a| {
+                    let url = file_url(a["path"].as_str().unwrap_or(""));
+                    let caption = a["step"].as_u64().map_or_else(|| "data set sample".to_owned(), |s| format!("step {s}"));
+                    view! {
+                        <figure class="shot">
+                            <a href=url.clone() target="_blank" class="grid-link"><img src=url.clone() alt=format!("sample grid, {caption}")/></a>
+                            <figcaption>{caption}</figcaption>
+                        </figure>
+                    }
+                }).collect_view()}
+            </div>
+            <h2>"Artifacts"</h2>
+            <table id="artifacts">
+                <thead><tr><th>"Kind"</th><th>"Path"</th><th>"Step"</th><th>"Size"</th></tr></thead>
+                <tbody>
+                    {move || job.with(|j| j["artifacts"].as_array().cloned().unwrap_or_default()).into_iter().map(|a| {
+                        let path = a["path"].as_str().unwrap_or("").to_owned();
+                        let is_file = !matches!(a["kind"].as_str(), Some("checkpoint" | "dataset"));
+                        view! {
+                            <tr>
+                                <td>{a["kind"].as_str().unwrap_or("").to_owned()}</td>
+                                <td>{if is_file {
+                                    view! { <a href=file_url(&path)>{path.clone()}</a> }.into_any()
+                                } else {
+                                    view! { <code>{path.clone()}</code> }.into_any()
+                                }}</td>
+                                <td>{a["step"].as_u64().map(|s| s.to_string()).unwrap_or_default()}</td>
+                                <td>{bytes(a["bytes"].as_u64().unwrap_or(0))}</td>
+                            </tr>
+                        }
+                    }).collect_view()}
+                </tbody>
+            </table>
+            <h2>"Log"</h2>
+            <pre id="job-log" class="log">{move || job.with(|j| j["logs"].as_array().map(|l| {
+                l.iter().filter_map(|x| x["line"].as_str()).collect::<Vec<_>>().join("\n")
+            }).unwrap_or_default())}</pre>
+        </section>
+    }
+}

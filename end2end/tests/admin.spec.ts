@@ -1,0 +1,72 @@
+import { expect, test } from "@playwright/test";
+import * as fs from "node:fs";
+
+// The admin panel against the server started by playwright.config.ts: its password hash comes
+// from E2E_ADMIN_HASH (scripts/test.sh makes it with `cemiface hash-password`), its generator is
+// the tiny checkpoint scripts/test.sh trains, its data folder a fresh target/e2e/data.
+
+const PASSWORD = process.env.E2E_ADMIN_PASSWORD ?? "e2e-admin-password";
+
+test("log in, launch a tiny generation, watch it reach 100%, open the sample grid, download the archive", async ({ page }) => {
+  const errors: string[] = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  await page.goto("/admin");
+  await expect(page.locator('main[data-hydrated="true"]')).toBeVisible({ timeout: 15_000 });
+
+  // A wrong password is refused with the server's message; the right one opens the dashboard.
+  await page.locator("#admin-password").fill("not-the-password");
+  await page.locator("#login-button").click();
+  await expect(page.getByRole("alert")).toContainText("wrong password");
+  await page.locator("#admin-password").fill(PASSWORD);
+  await page.locator("#login-button").click();
+  await expect(page.locator("#launch")).toBeVisible();
+  await expect(page.locator("#system")).toContainText("cpu");
+
+  // An invalid field comes back next to the field; nothing is queued.
+  await page.locator("#field-identities").fill("0");
+  await page.locator("#launch-button").click();
+  await expect(page.locator("#launch")).toContainText("must be between 1 and 100000");
+
+  await page.locator("#field-identities").fill("2");
+  await page.locator("#field-images_per_identity").fill("3");
+  await page.locator("#field-steps").fill("3");
+  await page.locator("#field-m").fill("0, 0.5");
+  await page.locator("#launch-button").click();
+  await expect(page.locator("#launch-note")).toContainText("Queued job #");
+  const id = (await page.locator("#launch-note").innerText()).match(/#(\d+)/)![1];
+
+  const row = page.locator(`tr[data-job-id="${id}"]`);
+  await expect(row.locator("td.state")).toHaveText("succeeded", { timeout: 120_000 });
+  await expect(row.getByRole("progressbar")).toHaveAttribute("aria-valuenow", "100");
+  await expect(row.locator(".progress-text")).toContainText("100% (6 / 6 img)");
+
+  // The job page: its sample grid opens as an image; the archive downloads as a tar.
+  await row.getByRole("link", { name: `#${id}` }).click();
+  await expect(page.locator("#job-state")).toHaveText("succeeded");
+  const grid = page.locator("#sample-grids img").first();
+  await expect(grid).toBeVisible();
+  await expect.poll(() => grid.evaluate((img: HTMLImageElement) => img.naturalWidth)).toBeGreaterThan(0);
+  const [popup] = await Promise.all([page.waitForEvent("popup"), page.locator("#sample-grids a").first().click()]);
+  await popup.waitForLoadState();
+  expect(popup.url()).toContain(`/api/admin/jobs/${id}/files/dataset/sample_grid.png`);
+  await popup.close();
+
+  const [download] = await Promise.all([page.waitForEvent("download"), page.locator("#download").click()]);
+  expect(download.suggestedFilename()).toBe(`cemiface-job-${id}.tar`);
+  const file = await download.path();
+  const tar = fs.readFileSync(file!);
+  expect(tar.length % 512).toBe(0);
+  // The first member's name (ustar header) sits in the archive's first 100 bytes.
+  expect(tar.subarray(0, 100).toString("utf8")).toContain(`cemiface-job-${id}/`);
+  expect(tar.includes(Buffer.from("manifest.jsonl"))).toBeTruthy();
+  expect(errors).toEqual([]);
+});
+
+test("admin pages and APIs need a session", async ({ page }) => {
+  const r = await page.request.get("/api/admin/jobs");
+  expect(r.status()).toBe(401);
+  expect((await r.json()).error.code).toBe("unauthorized");
+  await page.goto("/admin/jobs/1");
+  await expect(page.locator('main[data-hydrated="true"]')).toBeVisible({ timeout: 15_000 });
+  await expect(page.getByRole("alert")).toContainText("log in");
+});
