@@ -13,10 +13,11 @@ use crate::line_chart::LineChart;
 use crate::pages::admin::{act, progress_text};
 
 /// Curves of a job, by chart: (title, metric names).
-const CHARTS: [(&str, &[&str]); 4] = [
+const CHARTS: [(&str, &[&str]); 5] = [
     ("Loss", &["loss", "mse", "sim_mat"]),
     ("Learning rate", &["lr"]),
-    ("Similarity", &["similarity", "accuracy"]),
+    ("Similarity error (|m − s| to the target, |1 − s| to the identity)", &["sim_error", "rec_error"]),
+    ("Batch accuracy", &["accuracy"]),
     ("Throughput (images/s)", &["images_per_s"]),
 ];
 
@@ -103,7 +104,8 @@ pub fn AdminJobPage() -> impl IntoView {
                 </details>
             </div>
             <div class="charts">
-                {CHARTS.iter().map(|(title, names)| {
+                // Only the curves this kind of job records.
+                {move || CHARTS.iter().filter(|(_, names)| metrics.with(|m| !series(m, names).is_empty())).map(|(title, names)| {
                     let names: &'static [&'static str] = names;
                     view! { <LineChart title=*title series=Signal::derive(move || metrics.with(|m| series(m, names)))/> }
                 }).collect_view()}

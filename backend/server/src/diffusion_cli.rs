@@ -145,7 +145,9 @@ pub fn run_train(args: TrainArgs, ctx: &JobCtx) -> anyhow::Result<()> {
                 ("loss", m.loss as f64),
                 ("mse", m.mse as f64),
                 ("sim_mat", m.sim_mat as f64),
-                ("similarity", m.sim as f64),
+                // |m − s| and |1 − s| of the achieved similarity s (SimMat's two terms).
+                ("sim_error", m.sim as f64),
+                ("rec_error", m.rec as f64),
                 ("lr", m.lr),
                 ("images_per_s", m.images_per_s),
             ],

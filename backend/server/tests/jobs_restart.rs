@@ -133,7 +133,7 @@ async fn training_survives_sigkill_and_pause() {
     let metrics: Value = c.get(s.url(&format!("/api/admin/jobs/{id}/metrics"))).send().await.unwrap().json().await.unwrap();
     let steps: Vec<u64> = metrics["loss"].as_array().unwrap().iter().map(|p| p[0].as_u64().unwrap()).collect();
     assert_eq!(steps, (1..=12).collect::<Vec<u64>>());
-    assert!(metrics["lr"].is_array() && metrics["similarity"].is_array());
+    assert!(metrics["lr"].is_array() && metrics["sim_error"].is_array());
     let logs: Vec<String> = done["logs"].as_array().unwrap().iter().map(|l| l["line"].as_str().unwrap().to_owned()).collect();
     assert!(logs.iter().any(|l| l.contains(&format!("(step {resumed_from})"))), "{logs:?}");
     assert!(logs.iter().any(|l| l.contains(&format!("(step {paused_at})"))), "{logs:?}");
