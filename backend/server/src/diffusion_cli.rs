@@ -23,7 +23,7 @@ use cemiface_engine::unet::{UNet, UNetConfig};
 use clap::Args;
 
 use crate::cli::AssetsDirArg;
-use crate::jobs::ctx::{JobCtx, Stop};
+use crate::jobs::ctx::JobCtx;
 use crate::jobs::sample_grid::SampleGrid;
 use crate::progress::eta;
 
@@ -129,14 +129,7 @@ pub fn run_train(args: TrainArgs, ctx: &JobCtx) -> anyhow::Result<()> {
         .transpose()?;
     ctx.progress(first, total, "step");
     while trainer.step() < total {
-        if let Some(stop) = ctx.requested() {
-            if stop == Stop::Paused && trainer.step() > first {
-                let dir = trainer.save(&args.run_dir)?;
-                ctx.log(format!("paused: checkpoint {}", dir.display()));
-                ctx.artifact("checkpoint", &dir, Some(trainer.step()));
-            }
-            return Err(stop.into());
-        }
+        ctx.stop_point(trainer.step(), first, || Ok(trainer.save(&args.run_dir)?))?;
         let m = trainer.train_step()?;
         append_metrics(&args.run_dir, &m)?;
         ctx.metrics(

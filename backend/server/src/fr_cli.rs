@@ -8,7 +8,7 @@ use cemiface_engine::fr_train::{FrConfig, FrStepMetrics, FrTrainer};
 use cemiface_engine::plot::{Chart, Series};
 use clap::Args;
 
-use crate::jobs::ctx::{JobCtx, Stop};
+use crate::jobs::ctx::JobCtx;
 use crate::progress::Progress;
 
 /// Named presets (files in `configs/`, compiled in).
@@ -97,14 +97,7 @@ pub fn run_train_fr(args: TrainFrArgs, ctx: &JobCtx) -> anyhow::Result<()> {
     let first = trainer.step();
     ctx.progress(first, total, "step");
     while trainer.step() < total {
-        if let Some(stop) = ctx.requested() {
-            if stop == Stop::Paused && trainer.step() > first {
-                let dir = trainer.save(&args.run_dir)?;
-                ctx.log(format!("paused: checkpoint {}", dir.display()));
-                ctx.artifact("checkpoint", &dir, Some(trainer.step()));
-            }
-            return Err(stop.into());
-        }
+        ctx.stop_point(trainer.step(), first, || Ok(trainer.save(&args.run_dir)?))?;
         let m = trainer.train_step()?;
         use std::io::Write;
         writeln!(log, "{}", serde_json::to_string(&m)?)?;

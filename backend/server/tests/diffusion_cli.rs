@@ -53,7 +53,7 @@ fn config_files_are_strict() {
         .args(["model-info", "no-such-preset"])
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not a preset (demo-64, paper-112)"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a preset (demo-64, paper-112, tiny-32)"));
 }
 
 #[test]

@@ -5,7 +5,6 @@
 mod common;
 
 use std::io::Read;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -34,23 +33,6 @@ async fn error_of(r: reqwest::Response) -> (StatusCode, Value) {
     (status, r.json::<Value>().await.unwrap()["error"].clone())
 }
 
-fn serve(data: &Path, assets: &Path, generator: &Path) -> common::Served {
-    let (hash, _) = common::admin_hash();
-    common::Served::start(
-        &[
-            "--data-dir".as_ref(),
-            data.as_os_str(),
-            "--assets-dir".as_ref(),
-            assets.as_os_str(),
-            "--generator".as_ref(),
-            generator.as_os_str(),
-            "--site-root".as_ref(),
-            data.as_os_str(),
-        ],
-        &[("CEMIFACE_ADMIN_PASSWORD_HASH", &hash)],
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generation_api_end_to_end() {
     let Some(assets) = common::assets() else { return };
@@ -61,7 +43,7 @@ async fn generation_api_end_to_end() {
     })
     .await
     .unwrap();
-    let s = serve(&dir.join("data"), &assets, &generator);
+    let s = common::serve_with_admin(&dir.join("data"), &assets, &generator);
     let (_, password) = common::admin_hash();
     let anon = Client::new();
 

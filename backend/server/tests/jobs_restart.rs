@@ -4,28 +4,10 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
-
-fn serve(data: &Path, assets: &Path) -> common::Served {
-    let (hash, _) = common::admin_hash();
-    common::Served::start(
-        &[
-            "--data-dir".as_ref(),
-            data.as_os_str(),
-            "--assets-dir".as_ref(),
-            assets.as_os_str(),
-            "--generator".as_ref(),
-            data.join("none").as_os_str(),
-            "--site-root".as_ref(),
-            data.as_os_str(),
-        ],
-        &[("CEMIFACE_ADMIN_PASSWORD_HASH", &hash)],
-    )
-}
 
 async fn login(s: &common::Served) -> (Client, String) {
     let c = Client::builder().cookie_store(true).build().unwrap();
@@ -83,7 +65,7 @@ async fn training_survives_sigkill_and_pause() {
     let Some(assets) = common::assets() else { return };
     let dir = common::temp_dir("jobs-restart");
     let data = dir.join("data");
-    let s = serve(&data, &assets);
+    let s = common::serve_with_admin(&data, &assets, &data.join("none"));
     let (c, csrf) = login(&s).await;
     let spec = json!({"kind": "train-diffusion", "config": "tiny-32", "steps": 12, "checkpoint_every": 3, "sample_grid": false});
     let r = c.post(s.url("/api/admin/jobs")).header("x-csrf-token", &csrf).json(&spec).send().await.unwrap();
@@ -98,7 +80,7 @@ async fn training_survives_sigkill_and_pause() {
     s.kill();
     let last_ckpt = *checkpoints(&before).last().unwrap();
 
-    let s = serve(&data, &assets);
+    let s = common::serve_with_admin(&data, &assets, &data.join("none"));
     let (c, csrf) = login(&s).await;
     let j = job(&s, &c, id).await;
     assert_eq!(j["state"], "interrupted", "{j:#}");

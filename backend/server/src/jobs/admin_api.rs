@@ -97,15 +97,7 @@ async fn login(State(st): State<AppState>, Peer(peer): Peer, body: Bytes) -> Res
 }
 
 async fn logout(admin: Admin, headers: HeaderMap) -> Result<Response, AppError> {
-    let token = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == ADMIN_COOKIE)
-        .map(|(_, v)| v.to_owned())
-        .unwrap_or_default();
+    let token = super::cookie(&headers, ADMIN_COOKIE).unwrap_or_default();
     admin.jobs.store.remove_session(&token_hash(&token))?;
     let mut res = StatusCode::NO_CONTENT.into_response();
     res.headers_mut().append(header::SET_COOKIE, set_cookie(&admin.jobs, "", 0));

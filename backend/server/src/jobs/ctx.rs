@@ -123,6 +123,21 @@ impl JobCtx {
     pub fn requested(&self) -> Option<Stop> {
         self.stop.requested()
     }
+
+    /// A training loop's step boundary: Ok(()) to go on, or the stop as an error. A pause first
+    /// writes a checkpoint with `save` (unless no step ran since `first`, the resumed step, which
+    /// has one already).
+    pub fn stop_point(&self, step: u64, first: u64, save: impl FnOnce() -> anyhow::Result<PathBuf>) -> anyhow::Result<()> {
+        let Some(stop) = self.requested() else {
+            return Ok(());
+        };
+        if stop == Stop::Paused && step > first {
+            let dir = save()?;
+            self.log(format!("paused: checkpoint {}", dir.display()));
+            self.artifact("checkpoint", &dir, Some(step));
+        }
+        Err(stop.into())
+    }
 }
 
 /// Whether an error is a requested stop (and which).

@@ -257,9 +257,9 @@ pub fn jobs_of(state: &AppState) -> Result<Arc<Jobs>, AppError> {
     })
 }
 
-fn cookie(parts: &Parts, name: &str) -> Option<String> {
-    parts
-        .headers
+/// A cookie of a request.
+pub fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -281,7 +281,7 @@ impl FromRequestParts<AppState> for Admin {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let jobs = jobs_of(state)?;
         let unauthorized = || AppError::new(StatusCode::UNAUTHORIZED, "unauthorized", "log in at /admin first");
-        let token = cookie(parts, ADMIN_COOKIE).ok_or_else(unauthorized)?;
+        let token = cookie(&parts.headers, ADMIN_COOKIE).ok_or_else(unauthorized)?;
         let csrf = jobs.store.session(&token_hash(&token))?.ok_or_else(unauthorized)?;
         if !matches!(parts.method, Method::GET | Method::HEAD) {
             let sent = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or("");

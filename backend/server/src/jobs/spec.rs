@@ -104,8 +104,8 @@ fn err(errors: &mut Vec<FieldError>, field: impl Into<String>, message: impl Int
     });
 }
 
-/// Largest seed: 2^53 − 1 (exact in JSON numbers and JavaScript).
-pub const MAX_SEED: u64 = (1 << 53) - 1;
+/// Largest seed: 2^53 − 1 (exact in JSON numbers and JavaScript), as in the demo.
+pub use cemiface_app::demo_protocol::MAX_SEED;
 
 /// Train the CemiFace generator (`cemiface train-diffusion`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -131,3 +131,22 @@ pub fn admin_hash() -> (String, &'static str) {
         pw,
     )
 }
+
+/// `cemiface serve` with the test admin password, the data folder `data` and `generator` as the
+/// default generator.
+pub fn serve_with_admin(data: &std::path::Path, assets: &std::path::Path, generator: &std::path::Path) -> Served {
+    let (hash, _) = admin_hash();
+    Served::start(
+        &[
+            "--data-dir".as_ref(),
+            data.as_os_str(),
+            "--assets-dir".as_ref(),
+            assets.as_os_str(),
+            "--generator".as_ref(),
+            generator.as_os_str(),
+            "--site-root".as_ref(),
+            data.as_os_str(),
+        ],
+        &[("CEMIFACE_ADMIN_PASSWORD_HASH", &hash)],
+    )
+}
