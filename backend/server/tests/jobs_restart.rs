@@ -122,3 +122,24 @@ async fn training_survives_sigkill_and_pause() {
     let r = c.post(s.url(&format!("/api/admin/jobs/{id}/cancel"))).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN, "writes without the CSRF token are refused");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_a_running_job_within_a_step() {
+    let Some(assets) = common::assets() else { return };
+    let data = common::temp_dir("jobs-cancel").join("data");
+    let s = common::serve_with_admin(&data, &assets, &data.join("none"));
+    let (c, csrf) = login(&s).await;
+    let spec = json!({"kind": "train-diffusion", "config": "tiny-32", "steps": 100000, "checkpoint_every": 100000, "sample_grid": false});
+    let r = c.post(s.url("/api/admin/jobs")).header("x-csrf-token", &csrf).json(&spec).send().await.unwrap();
+    let id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    wait_for(&s, &c, id, 240, |j| j["state"] == "running" && j["progress"]["done"].as_u64().unwrap() >= 2).await;
+    let asked = job(&s, &c, id).await["progress"]["done"].as_u64().unwrap();
+    assert_eq!(action(&s, &c, &csrf, id, "cancel").await, StatusCode::ACCEPTED);
+    let j = wait_for(&s, &c, id, 60, |j| j["state"] != "running").await;
+    assert_eq!(j["state"], "cancelled", "{j:#}");
+    let stopped_at = j["progress"]["done"].as_u64().unwrap();
+    // The step in flight when the cancel arrived may finish (plus one the poll did not see yet).
+    assert!(stopped_at <= asked + 2, "asked at step {asked}, stopped at {stopped_at}");
+    assert_eq!(checkpoints(&j), Vec::<u64>::new(), "a cancel writes no checkpoint");
+    assert_eq!(action(&s, &c, &csrf, id, "cancel").await, StatusCode::CONFLICT);
+}

@@ -162,8 +162,9 @@ async fn idx(caller: ApiCaller, Path(id): Path<i64>) -> Result<Response, AppErro
 /// the job as JSON; closes after the job ends.
 async fn events(caller: ApiCaller, Path(id): Path<i64>, ws: WebSocketUpgrade) -> Result<Response, AppError> {
     caller.require("read")?;
-    let first = view(&caller, id)?;
+    // Subscribe before the snapshot: no event between the two is missed.
     let rx = caller.jobs.runner.events.subscribe();
+    let first = view(&caller, id)?;
     Ok(ws.on_upgrade(move |socket| forward(socket, caller, id, first, rx)))
 }
 

@@ -163,12 +163,19 @@ impl Runner {
             };
             match next {
                 Some(job) => {
+                    match self.store.claim(job.id) {
+                        Ok(true) => {}
+                        Ok(false) => continue,
+                        Err(e) => {
+                            tracing::error!(job = job.id, "cannot start: {e:#}");
+                            drop(slots);
+                            std::thread::sleep(Duration::from_secs(1));
+                            continue;
+                        }
+                    }
                     let sw = StopSwitch::default();
                     slots.running.insert(job.id, sw.clone());
                     drop(slots);
-                    if let Err(e) = self.store.set_state(job.id, JobState::Running, None) {
-                        tracing::error!(job = job.id, "cannot start: {e:#}");
-                    }
                     self.publish(JobEvent::State { id: job.id, state: JobState::Running, error: None });
                     let r = self.clone();
                     let spawned = std::thread::Builder::new()

@@ -287,6 +287,18 @@ impl Store {
         Ok(())
     }
 
+    /// Moves a queued job to running; false when it is no longer queued (cancelled or paused in
+    /// the meantime).
+    pub fn claim(&self, id: i64) -> anyhow::Result<bool> {
+        let t = now();
+        let n = self.db().execute(
+            "UPDATE jobs SET state = 'running', error = NULL, started_at = ?2, finished_at = NULL, rate = NULL,
+                 updated_at = ?2 WHERE id = ?1 AND state = 'queued'",
+            params![id, t],
+        )?;
+        Ok(n == 1)
+    }
+
     /// Queues a paused, interrupted, failed or cancelled job again, continuing from its last
     /// checkpoint.
     pub fn requeue(&self, id: i64) -> anyhow::Result<()> {
