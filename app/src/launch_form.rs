@@ -65,6 +65,7 @@ const TRAIN_FR: &[Field] = &[
     f("config", "Preset", Choice(&["fr-tiny", "fr-paper"]), "fr-tiny"),
     f("data", "Data (job:<id> of a generate job, or a folder / .rec on the server)", Text, ""),
     f("steps", "Steps (empty: the preset's epochs)", OptInt, ""),
+    f("batch_size", "Batch size (empty: the preset's)", OptInt, ""),
 ];
 
 const EVAL: &[Field] = &[

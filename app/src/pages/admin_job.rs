@@ -110,11 +110,15 @@ pub fn AdminJobPage() -> impl IntoView {
                     view! { <LineChart title=*title series=Signal::derive(move || metrics.with(|m| series(m, names)))/> }
                 }).collect_view()}
             </div>
-            <h2>"Sample grids"</h2>
+            <h2>"Sample grids and plots"</h2>
             <div class="grids" id="sample-grids">
-                {move || artifacts("sample-grid")().into_iter().rev().map(|a| {
+                {move || artifacts("sample-grid")().into_iter().rev().chain(artifacts("plot")()).map(|a| {
                     let url = file_url(a["path"].as_str().unwrap_or(""));
-                    let caption = a["step"].as_u64().map_or_else(|| "data set sample".to_owned(), |s| format!("step {s}"));
+                    let caption = match (a["kind"].as_str(), a["step"].as_u64()) {
+                        (Some("plot"), _) => a["path"].as_str().unwrap_or("").rsplit('/').next().unwrap_or("").to_owned(),
+                        (_, Some(s)) => format!("step {s}"),
+                        _ => "data set sample".to_owned(),
+                    };
                     view! {
                         <figure class="shot">
                             <a href=url.clone() target="_blank" class="grid-link"><img src=url.clone() alt=format!("sample grid, {caption}")/></a>

@@ -346,3 +346,27 @@ fn eval_on_a_bin_pickled_by_python_equals_numpy_on_the_same_embeddings() {
         assert!((a - b).abs() < 1e-9, "{key}: {a} vs numpy {b}");
     }
 }
+
+#[test]
+fn hash_password_prints_a_hash_the_server_accepts() {
+    let run = |input: &str| {
+        let mut child = cemiface()
+            .arg("hash-password")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = run("a long passphrase\n");
+    assert!(out.status.success());
+    let hash = String::from_utf8(out.stdout).unwrap();
+    assert!(hash.starts_with("pbkdf2-sha256$600000$"), "{hash}");
+    assert!(cemiface_server::jobs::auth::verify_password(hash.trim(), "a long passphrase"));
+    assert!(!cemiface_server::jobs::auth::verify_password(hash.trim(), "a long passphrasE"));
+    let out = run("short\n");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 8 characters"));
+}

@@ -193,6 +193,50 @@ async fn generation_api_end_to_end() {
     let all: Value = adm.get(s.url("/api/admin/jobs")).send().await.unwrap().json().await.unwrap();
     assert!(all.as_array().unwrap().iter().any(|j| j["id"] == id));
 
+    // The admin chains the rest of the pipeline as jobs: train-fr on this data set, then eval.
+    let admin_job = |spec: Value| {
+        let (adm, csrf, s) = (&adm, &csrf, &s);
+        async move {
+            let r = adm.post(s.url("/api/admin/jobs")).header("x-csrf-token", csrf).json(&spec).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::CREATED);
+            let id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+            let deadline = Instant::now() + Duration::from_secs(300);
+            loop {
+                let j: Value = adm.get(s.url(&format!("/api/admin/jobs/{id}"))).send().await.unwrap().json().await.unwrap();
+                if !matches!(j["state"].as_str(), Some("queued" | "running")) {
+                    return j;
+                }
+                assert!(Instant::now() < deadline, "{j:#}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let fr = admin_job(json!({"kind": "train-fr", "config": "fr-tiny", "data": format!("job:{id}"), "steps": 2, "batch_size": 8})).await;
+    assert_eq!(fr["state"], "succeeded", "{fr:#}");
+    let images: Vec<Vec<u8>> = generated
+        .iter()
+        .map(|e| std::fs::read(dir.join("data/jobs").join(id.to_string()).join("dataset").join(e["file"].as_str().unwrap())).unwrap())
+        .collect();
+    let same_id = |a: usize, b: usize| generated[a]["identity"] == generated[b]["identity"];
+    let mut set = cemiface_engine::insightface_bin::PairSet { images: vec![], same: vec![] };
+    for k in 0..10 {
+        let (a, b) = (k % 4, (k / 4 + k + 1) % 4);
+        set.images.extend([images[a].clone(), images[b].clone()]);
+        set.same.push(same_id(a, b));
+    }
+    let bin = dir.join("pairs.bin");
+    cemiface_engine::insightface_bin::write(&bin, &set).unwrap();
+    let ev = admin_job(json!({"kind": "eval", "checkpoint": format!("job:{}", fr["id"]), "sets": [bin]})).await;
+    assert_eq!(ev["state"], "succeeded", "{ev:#}");
+    let report: Value = adm
+        .get(s.url(&format!("/api/admin/jobs/{}/files/report.json", ev["id"])))
+        .send().await.unwrap().json().await.unwrap();
+    assert!((0.0..=1.0).contains(&report["sets"]["pairs"]["accuracy"].as_f64().unwrap()), "{report}");
+    let wrong = adm.post(s.url("/api/admin/jobs")).header("x-csrf-token", &csrf)
+        .json(&json!({"kind": "eval", "checkpoint": format!("job:{id}"), "sets": ["x.bin"]})).send().await.unwrap();
+    let (st, e) = error_of(wrong).await;
+    assert_eq!((st, e["fields"][0]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("checkpoint")), "a generate job is no checkpoint");
+
     // Quotas and rate limits per key.
     let small = new_key(&s, &adm, &csrf, json!({"name": "small", "quota_images": 3, "rate_per_minute": 3})).await;
     let k = small["key"].as_str().unwrap();

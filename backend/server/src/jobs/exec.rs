@@ -117,9 +117,15 @@ pub fn execute(job: &JobRow, dir: &Path, settings: &RunnerSettings, ctx: &JobCtx
                 }
                 None => PathBuf::from(&t.data),
             };
+            let mut cfg = crate::fr_cli::load_fr_config(&t.config)?;
+            if let Some(b) = t.batch_size {
+                cfg.train.batch_size = b;
+            }
+            let config = dir.join("config.toml");
+            std::fs::write(&config, toml::to_string_pretty(&cfg)?)?;
             crate::fr_cli::run_train_fr(
                 crate::fr_cli::TrainFrArgs {
-                    config: t.config.clone(),
+                    config: config.display().to_string(),
                     data: Some(data),
                     run_dir,
                     resume: true,

@@ -188,6 +188,9 @@ pub struct TrainFrSpec {
     pub data: String,
     #[serde(default)]
     pub steps: Option<u64>,
+    /// Images per step (default: the preset's).
+    #[serde(default)]
+    pub batch_size: Option<usize>,
 }
 
 /// Verification accuracy (`cemiface eval`).
@@ -311,6 +314,9 @@ impl JobSpec {
                 }
                 if t.steps.is_some_and(|s| s == 0) {
                     err(&mut e, "steps", "must be at least 1");
+                }
+                if t.batch_size.is_some_and(|b| b == 0 || b > 65_536) {
+                    err(&mut e, "batch_size", "must be between 1 and 65536");
                 }
             }
             Self::Eval(v) => {

@@ -528,3 +528,46 @@ impl Store {
         Ok(n == 1)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::spec::{GenerateSpec, JobSpec};
+
+    fn spec() -> JobSpec {
+        serde_json::from_value(serde_json::json!({"kind": "generate", "identities": 2, "images_per_identity": 3})).unwrap()
+    }
+
+    #[test]
+    fn migrations_apply_once_and_rows_survive_reopening() {
+        let dir = std::env::temp_dir().join(format!("cemiface-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("cemiface.db");
+        let id = {
+            let s = Store::open(&path).unwrap();
+            let id = s.insert_job(&spec(), "key:1", "cpu", None).unwrap();
+            s.add_artifact(id, "report", "dataset/report.json", None, 10).unwrap();
+            s.add_artifact(id, "report", "dataset/report.json", None, 10).unwrap();
+            s.add_metrics(id, 1, &[("loss", 0.5), ("lr", f64::NAN)]).unwrap();
+            assert!(s.claim(id).unwrap());
+            assert!(!s.claim(id).unwrap(), "a running job is not claimed twice");
+            id
+        };
+        let s = Store::open(&path).unwrap();
+        let version: usize = s.db().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, MIGRATIONS.len());
+        assert_eq!(s.mark_interrupted().unwrap(), vec![id]);
+        let row = s.job(id).unwrap().unwrap();
+        assert_eq!((row.state, row.total, row.owner.as_str()), (JobState::Interrupted, 6, "key:1"));
+        assert!(matches!(row.spec, JobSpec::Generate(GenerateSpec { identities: 2, .. })));
+        assert_eq!(s.artifacts(id).unwrap().len(), 1, "an artifact is recorded once");
+        assert_eq!(s.metric_keys(id).unwrap(), ["loss"], "non-finite values are not stored");
+        assert_eq!(s.images_requested("key:1").unwrap(), 6);
+        s.db().pragma_update(None, "user_version", MIGRATIONS.len() + 1).unwrap();
+        drop(s);
+        let err = Store::open(&path).err().unwrap().to_string();
+        assert!(err.contains("newer than this build"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
