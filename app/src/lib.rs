@@ -18,6 +18,7 @@ pub mod pages;
 pub mod regime;
 pub mod sim_chart;
 pub mod status;
+pub mod units;
 
 use pages::{admin::AdminPage, admin_job::AdminJobPage, demo::DemoPage, home::HomePage, status::StatusPage};
 

@@ -8,7 +8,8 @@ use leptos::task::spawn_local;
 use leptos_router::hooks::use_query_map;
 use serde_json::{json, Value};
 
-use crate::admin_client::{bytes, call, eta, poll};
+use crate::admin_client::{call, poll};
+use crate::units::{bytes, eta};
 use crate::launch_form::{defaults, fields, from_spec, to_spec, FieldType, Values, KINDS};
 
 /// The admin area: the login form until a session exists, then the dashboard.

@@ -8,7 +8,8 @@ use leptos::task::spawn_local;
 use leptos_router::hooks::use_params_map;
 use serde_json::Value;
 
-use crate::admin_client::{bytes, call, poll};
+use crate::admin_client::{call, poll};
+use crate::units::bytes;
 use crate::line_chart::LineChart;
 use crate::pages::admin::{act, progress_text};
 

@@ -4,18 +4,7 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-/// Formats seconds as `1h02m` or `3m07s`.
-pub fn eta(seconds: f64) -> String {
-    if !seconds.is_finite() {
-        return "--".into();
-    }
-    let s = seconds.max(0.0) as u64;
-    if s >= 3600 {
-        format!("{}h{:02}m", s / 3600, s % 3600 / 60)
-    } else {
-        format!("{}m{:02}s", s / 60, s % 60)
-    }
-}
+pub use cemiface_app::units::eta;
 
 /// A progress line over `total` units.
 pub struct Progress {

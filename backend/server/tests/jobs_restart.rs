@@ -133,6 +133,15 @@ async fn cancel_stops_a_running_job_within_a_step() {
     let r = c.post(s.url("/api/admin/jobs")).header("x-csrf-token", &csrf).json(&spec).send().await.unwrap();
     let id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
     wait_for(&s, &c, id, 240, |j| j["state"] == "running" && j["progress"]["done"].as_u64().unwrap() >= 2).await;
+    // One slot on the device: a second job waits at the head of the queue.
+    let grid_spec = json!({"kind": "train-diffusion", "config": "tiny-32", "steps": 2, "checkpoint_every": 1, "sample_grid": true});
+    let r = c.post(s.url("/api/admin/jobs")).header("x-csrf-token", &csrf).json(&grid_spec).send().await.unwrap();
+    let second = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let waiting = job(&s, &c, second).await;
+    assert_eq!((waiting["state"].as_str(), waiting["queue_position"].as_u64()), (Some("queued"), Some(0)), "{waiting:#}");
+    let system: Value = c.get(s.url("/api/admin/system")).send().await.unwrap().json().await.unwrap();
+    assert_eq!((system["queue"]["running"].as_u64(), system["queue"]["queued"].as_u64()), (Some(1), Some(1)), "{system:#}");
+
     let asked = job(&s, &c, id).await["progress"]["done"].as_u64().unwrap();
     assert_eq!(action(&s, &c, &csrf, id, "cancel").await, StatusCode::ACCEPTED);
     let j = wait_for(&s, &c, id, 60, |j| j["state"] != "running").await;
@@ -142,4 +151,20 @@ async fn cancel_stops_a_running_job_within_a_step() {
     assert!(stopped_at <= asked + 2, "asked at step {asked}, stopped at {stopped_at}");
     assert_eq!(checkpoints(&j), Vec::<u64>::new(), "a cancel writes no checkpoint");
     assert_eq!(action(&s, &c, &csrf, id, "cancel").await, StatusCode::CONFLICT);
+
+    // The freed slot runs the second job, which draws a sample grid at every checkpoint.
+    let done = wait_for(&s, &c, second, 240, |j| !matches!(j["state"].as_str(), Some("queued" | "running"))).await;
+    assert_eq!(done["state"], "succeeded", "{done:#}");
+    let grids: Vec<(u64, String)> = done["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "sample-grid")
+        .map(|a| (a["step"].as_u64().unwrap(), a["path"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(grids.iter().map(|g| g.0).collect::<Vec<_>>(), [1, 2], "{done:#}");
+    let png = c.get(s.url(&format!("/api/admin/jobs/{second}/files/{}", grids[1].1))).send().await.unwrap().bytes().await.unwrap();
+    let img = image::load_from_memory(&png).unwrap();
+    // Four identities (rows) × the inquiry and m = -1, 0, 1 (columns), 32 px each.
+    assert_eq!((img.width(), img.height()), (4 * 32, 4 * 32));
 }

@@ -2,7 +2,7 @@
 //! its first response. Uploads, jobs and previews belong to that id and are invisible to others.
 
 use axum::extract::{FromRequestParts, Request};
-use axum::http::header::{COOKIE, SET_COOKIE};
+use axum::http::header::SET_COOKIE;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
@@ -19,21 +19,12 @@ pub struct ClientId(pub String);
 
 impl ClientId {
     fn fresh() -> Self {
-        let mut b = [0u8; 16];
-        getrandom::fill(&mut b).expect("the OS random source works");
-        Self(b.iter().map(|x| format!("{x:02x}")).collect())
+        Self(crate::jobs::auth::hex(&crate::jobs::auth::random_bytes(16)))
     }
 
     /// The id in a request's cookies, if well-formed.
     pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
-        headers
-            .get_all(COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|kv| kv.trim().split_once('='))
-            .find(|(k, _)| *k == COOKIE_NAME)
-            .map(|(_, v)| v)
+        crate::jobs::cookie(headers, COOKIE_NAME)
             .filter(|v| v.len() == 32 && v.bytes().all(|c| c.is_ascii_hexdigit()))
             .map(|v| Self(v.to_ascii_lowercase()))
     }
@@ -75,6 +66,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientId {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::header::COOKIE;
 
     #[test]
     fn only_well_formed_ids_are_read_from_cookies() {

@@ -120,7 +120,7 @@ async fn presets(_admin: Admin) -> Json<Value> {
 
 async fn list(admin: Admin) -> Result<Json<Value>, AppError> {
     let rows = admin.jobs.store.jobs(None, 200)?;
-    Ok(Json(Value::Array(rows.iter().map(|r| admin.jobs.view(r)).collect())))
+    Ok(Json(Value::Array(admin.jobs.views(&rows)?)))
 }
 
 async fn create(admin: Admin, body: Bytes) -> Result<(StatusCode, Json<Value>), AppError> {
@@ -206,19 +206,7 @@ pub async fn send_file(jobs: &Jobs, id: i64, rel: &str) -> Result<Response, AppE
         _ => "application/octet-stream",
     };
     let size = meta.len();
-    Ok(stream(size, kind, None, move |send| {
-        let mut f = std::fs::File::open(&path)?;
-        let mut left = size;
-        while left > 0 {
-            let mut buf = vec![0u8; left.min(64 << 10) as usize];
-            std::io::Read::read_exact(&mut f, &mut buf)?;
-            left -= buf.len() as u64;
-            if !send(buf) {
-                break;
-            }
-        }
-        Ok(())
-    }))
+    Ok(stream(size, kind, None, move |send| tar::send_chunks(&path, size, send).map(|_| ())))
 }
 
 /// Streams a finished generation job's data set as `cemiface-job-<id>.tar` (without `train.rec`
@@ -350,8 +338,8 @@ fn meminfo(field: &str, text: &str) -> Option<u64> {
 async fn system(admin: Admin, State(st): State<AppState>) -> Result<Json<Value>, AppError> {
     let mem = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let me = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let jobs = admin.jobs.store.jobs(None, 10_000)?;
-    let count = |s: JobState| jobs.iter().filter(|j| j.state == s).count();
+    let counts = admin.jobs.store.state_counts()?;
+    let count = |s: JobState| counts.iter().find(|(k, _)| k == s.as_str()).map_or(0, |(_, n)| *n);
     Ok(Json(json!({
         "device": st.inner.device.label,
         "cuda_compiled": cemiface_engine::device::CUDA_COMPILED,

@@ -36,6 +36,14 @@ pub fn generator_path(settings: &RunnerSettings, name: &str) -> anyhow::Result<P
     Ok(job_dir(&settings.data_dir, job_ref(name).expect("checked")).join("run"))
 }
 
+/// Writes a job's resolved config (preset plus the job's overrides) as `config.toml` in its
+/// folder; returns the path for the command's `--config`.
+fn write_config(dir: &Path, cfg: &impl serde::Serialize) -> anyhow::Result<String> {
+    let path = dir.join("config.toml");
+    std::fs::write(&path, toml::to_string_pretty(cfg)?)?;
+    Ok(path.display().to_string())
+}
+
 /// Runs `job` to its end (or its stop).
 pub fn execute(job: &JobRow, dir: &Path, settings: &RunnerSettings, ctx: &JobCtx) -> anyhow::Result<()> {
     let assets = || AssetsDirArg {
@@ -57,11 +65,9 @@ pub fn execute(job: &JobRow, dir: &Path, settings: &RunnerSettings, ctx: &JobCtx
             if let Some(s) = t.seed {
                 cfg.train.seed = s;
             }
-            let config = dir.join("config.toml");
-            std::fs::write(&config, toml::to_string_pretty(&cfg)?)?;
             crate::diffusion_cli::run_train(
                 crate::diffusion_cli::TrainArgs {
-                    config: config.display().to_string(),
+                    config: write_config(dir, &cfg)?,
                     run_dir,
                     resume: true,
                     max_steps: None,
@@ -121,11 +127,9 @@ pub fn execute(job: &JobRow, dir: &Path, settings: &RunnerSettings, ctx: &JobCtx
             if let Some(b) = t.batch_size {
                 cfg.train.batch_size = b;
             }
-            let config = dir.join("config.toml");
-            std::fs::write(&config, toml::to_string_pretty(&cfg)?)?;
             crate::fr_cli::run_train_fr(
                 crate::fr_cli::TrainFrArgs {
-                    config: config.display().to_string(),
+                    config: write_config(dir, &cfg)?,
                     data: Some(data),
                     run_dir,
                     resume: true,

@@ -53,9 +53,8 @@ impl Jobs {
             auth::parse_hash(h).map_err(|e| anyhow::anyhow!("the admin password hash is malformed: {e}"))?;
         }
         let store = Arc::new(Store::open(&settings.data_dir.join("cemiface.db"))?);
-        let runner = Runner::start(store.clone(), settings)?;
         let s = store.clone();
-        runner.on_final(move |row| send_webhook(&s, row));
+        let runner = Runner::start(store.clone(), settings, Box::new(move |row| send_webhook(&s, row)))?;
         Ok(Self {
             store,
             runner,
@@ -72,11 +71,23 @@ impl Jobs {
 
     /// The public view of a job (API and admin list).
     pub fn view(&self, row: &JobRow) -> Value {
-        let position = if row.state == JobState::Queued {
-            self.runner.queue_position(row.id).ok().flatten()
-        } else {
-            None
-        };
+        let queue = if row.state == JobState::Queued { self.queue_ids() } else { vec![] };
+        self.view_in(row, &queue)
+    }
+
+    /// Views of many jobs, reading the queue once.
+    pub fn views(&self, rows: &[JobRow]) -> anyhow::Result<Vec<Value>> {
+        let queue = self.queue_ids();
+        Ok(rows.iter().map(|r| self.view_in(r, &queue)).collect())
+    }
+
+    fn queue_ids(&self) -> Vec<i64> {
+        self.store.queued().map(|q| q.iter().map(|j| j.id).collect()).unwrap_or_default()
+    }
+
+    /// The view, given the ids of the queued jobs in run order.
+    fn view_in(&self, row: &JobRow, queue: &[i64]) -> Value {
+        let position = queue.iter().position(|&id| id == row.id);
         let fraction = if row.total > 0 { row.done as f64 / row.total as f64 } else { 0.0 };
         let eta = row
             .rate

@@ -75,20 +75,24 @@ async fn submit(caller: ApiCaller, body: Bytes) -> Result<(StatusCode, Json<Valu
 
 fn view(caller: &ApiCaller, id: i64) -> Result<Value, AppError> {
     let row = caller.own_job(id)?;
-    let mut v = caller.jobs.view(&row);
+    Ok(for_caller(caller.jobs.view(&row), id))
+}
+
+/// A job view as a key holder sees it: without the owner, with the URLs to follow it.
+fn for_caller(mut v: Value, id: i64) -> Value {
     if let Some(o) = v.as_object_mut() {
         o.remove("owner");
         o.insert("events_url".into(), json!(format!("/api/v1/generations/{id}/events")));
         o.insert("dataset_url".into(), json!(format!("/api/v1/generations/{id}/dataset.tar")));
     }
-    Ok(v)
+    v
 }
 
 async fn list(caller: ApiCaller) -> Result<Json<Value>, AppError> {
     caller.require("read")?;
     let rows = caller.jobs.store.jobs(Some(&caller.owner()), 500)?;
-    let views: Result<Vec<Value>, AppError> = rows.iter().map(|r| view(&caller, r.id)).collect();
-    Ok(Json(Value::Array(views?)))
+    let views = caller.jobs.views(&rows)?;
+    Ok(Json(rows.iter().zip(views).map(|(r, v)| for_caller(v, r.id)).collect()))
 }
 
 async fn status(caller: ApiCaller, Path(id): Path<i64>) -> Result<Json<Value>, AppError> {

@@ -48,7 +48,7 @@ impl JobEvent {
     }
 }
 
-type FinalHook = Box<dyn Fn(&JobRow) + Send + Sync>;
+pub type FinalHook = Box<dyn Fn(&JobRow) + Send + Sync>;
 
 #[derive(Default)]
 struct Slots {
@@ -64,7 +64,7 @@ pub struct Runner {
     slots: Mutex<Slots>,
     wake: Condvar,
     /// Called with each job that reached a final state (webhooks).
-    on_final: Mutex<Option<FinalHook>>,
+    on_final: FinalHook,
 }
 
 /// A job's folder under the data folder.
@@ -74,7 +74,8 @@ pub fn job_dir(data_dir: &Path, id: i64) -> PathBuf {
 
 impl Runner {
     /// Marks jobs a previous server left running as interrupted and starts the scheduler.
-    pub fn start(store: Arc<Store>, settings: RunnerSettings) -> anyhow::Result<Arc<Self>> {
+    /// `on_final` sees each job that reached a final state (the webhook sender).
+    pub fn start(store: Arc<Store>, settings: RunnerSettings, on_final: FinalHook) -> anyhow::Result<Arc<Self>> {
         for id in store.mark_interrupted()? {
             tracing::warn!(job = id, "job was running when the server stopped: marked interrupted");
         }
@@ -85,18 +86,13 @@ impl Runner {
             events,
             slots: Mutex::new(Slots::default()),
             wake: Condvar::new(),
-            on_final: Mutex::new(None),
+            on_final,
         });
         let r = runner.clone();
         std::thread::Builder::new()
             .name("job-scheduler".into())
             .spawn(move || r.schedule())?;
         Ok(runner)
-    }
-
-    /// Sets what happens when a job ends (the webhook sender).
-    pub fn on_final(&self, f: impl Fn(&JobRow) + Send + Sync + 'static) {
-        *self.on_final.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(f));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
@@ -121,11 +117,6 @@ impl Runner {
     /// Ids of the running jobs.
     pub fn running(&self) -> Vec<i64> {
         self.lock().running.keys().copied().collect()
-    }
-
-    /// Position of a queued job in the queue (0 = next).
-    pub fn queue_position(&self, id: i64) -> anyhow::Result<Option<usize>> {
-        Ok(self.store.queued()?.iter().position(|j| j.id == id))
     }
 
     /// Asks a running job to stop; returns false when it is not running here.
@@ -239,11 +230,8 @@ impl Runner {
         self.lock().running.remove(&id);
         self.wake.notify_all();
         if state.is_final() {
-            if let (Some(f), Ok(Some(row))) = (
-                self.on_final.lock().unwrap_or_else(|p| p.into_inner()).as_ref(),
-                self.store.job(id),
-            ) {
-                f(&row);
+            if let Ok(Some(row)) = self.store.job(id) {
+                (self.on_final)(&row);
             }
         }
     }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use candle_core::{Device, Tensor};
 use cemiface_engine::data::tensor_image;
-use cemiface_engine::dataset::{write_atomic, ManifestEntry};
+use cemiface_engine::dataset::{encode, write_atomic, ImageFormat, ManifestEntry};
 use cemiface_engine::encoder::IdentityEncoder;
 use cemiface_engine::generator::Generator;
 use cemiface_engine::image_io::{self, ImageLimits};
@@ -59,9 +59,7 @@ impl SampleGrid {
         }
         let path = run_dir.join("samples").join(format!("step_{step:07}.png"));
         std::fs::create_dir_all(path.parent().expect("has a parent"))?;
-        let mut png = Vec::new();
-        sheet.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
-        write_atomic(&path, &png)?;
+        write_atomic(&path, &encode(&sheet, ImageFormat::Png)?)?;
         Ok(path)
     }
 }
@@ -92,8 +90,6 @@ pub fn dataset_grid(root: &Path, entries: &[ManifestEntry], rows: usize, cols: u
         }
     }
     let path = root.join("sample_grid.png");
-    let mut png = Vec::new();
-    sheet.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
-    write_atomic(&path, &png)?;
+    write_atomic(&path, &encode(&sheet, ImageFormat::Png)?)?;
     Ok(path)
 }

@@ -267,22 +267,15 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Sets the state; `error` replaces the stored error (cleared when None).
+    /// Sets the state of a job that is not starting; `error` replaces the stored error (cleared when None).
     pub fn set_state(&self, id: i64, state: JobState, error: Option<&str>) -> anyhow::Result<()> {
         let t = now();
         let db = self.db();
-        let (started, finished) = match state {
-            JobState::Running => (Some(t), None),
-            s if s.is_final() || s == JobState::Paused || s == JobState::Interrupted => (None, Some(t)),
-            _ => (None, None),
-        };
+        // Jobs start through `claim`; every other state but queued ends a run.
+        let finished = (state != JobState::Queued).then_some(t);
         db.execute(
-            "UPDATE jobs SET state = ?2, error = ?3, updated_at = ?4,
-                 started_at = COALESCE(?5, started_at),
-                 finished_at = CASE WHEN ?2 IN ('queued', 'running') THEN NULL ELSE COALESCE(?6, finished_at) END,
-                 rate = CASE WHEN ?2 = 'running' THEN NULL ELSE rate END
-             WHERE id = ?1",
-            params![id, state.as_str(), error, t, started, finished],
+            "UPDATE jobs SET state = ?2, error = ?3, updated_at = ?4, finished_at = ?5 WHERE id = ?1",
+            params![id, state.as_str(), error, t, finished],
         )?;
         Ok(())
     }
@@ -330,6 +323,14 @@ impl Store {
             params![id, done as i64, total as i64, unit, rate, now()],
         )?;
         Ok(())
+    }
+
+    /// How many jobs are in each state.
+    pub fn state_counts(&self) -> anyhow::Result<Vec<(String, u64)>> {
+        let db = self.db();
+        let mut st = db.prepare("SELECT state, COUNT(*) FROM jobs GROUP BY state")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Images requested by an owner's jobs (for quotas); cancelled-before-start jobs excluded.

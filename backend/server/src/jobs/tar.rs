@@ -89,6 +89,21 @@ pub fn header(name: &str, size: u64, mtime: u64) -> std::io::Result<[u8; 512]> {
     Ok(h)
 }
 
+/// Sends the first `size` bytes of `path` in chunks of at most 64 KiB; false when `send` gave up.
+pub fn send_chunks(path: &Path, size: u64, send: &mut dyn FnMut(Vec<u8>) -> bool) -> std::io::Result<bool> {
+    let mut f = std::fs::File::open(path)?.take(size);
+    let mut left = size;
+    while left > 0 {
+        let mut buf = vec![0u8; left.min(64 << 10) as usize];
+        f.read_exact(&mut buf)?;
+        left -= buf.len() as u64;
+        if !send(buf) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// Writes the archive in chunks of at most 64 KiB to `send` (which returns false when the
 /// receiver is gone: the download was abandoned).
 pub fn write(members: &[Member], mut send: impl FnMut(Vec<u8>) -> bool) -> std::io::Result<()> {
@@ -100,15 +115,8 @@ pub fn write(members: &[Member], mut send: impl FnMut(Vec<u8>) -> bool) -> std::
         if !send(header(&m.name, m.size, mtime)?.to_vec()) {
             return Ok(());
         }
-        let mut f = std::fs::File::open(&m.path)?.take(m.size);
-        let mut left = m.size;
-        while left > 0 {
-            let mut buf = vec![0u8; left.min(64 << 10) as usize];
-            f.read_exact(&mut buf)?;
-            left -= buf.len() as u64;
-            if !send(buf) {
-                return Ok(());
-            }
+        if !send_chunks(&m.path, m.size, &mut send)? {
+            return Ok(());
         }
         let pad = (padded(m.size) - m.size) as usize;
         if pad > 0 && !send(vec![0u8; pad]) {
