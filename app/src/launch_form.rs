@@ -53,7 +53,7 @@ const GENERATE: &[Field] = &[
 ];
 
 const TRAIN_DIFFUSION: &[Field] = &[
-    f("config", "Preset", Choice(&["demo-64", "paper-112", "tiny-32"]), "demo-64"),
+    f("config", "Preset", Choice(&["latent-dcgan", "demo-64", "paper-112", "tiny-32"]), "latent-dcgan"),
     f("steps", "Steps (empty: the preset's)", OptInt, ""),
     f("batch_size", "Batch size (empty: the preset's)", OptInt, ""),
     f("checkpoint_every", "Checkpoint every N steps (empty: the preset's)", OptInt, ""),

@@ -38,6 +38,11 @@ pub struct ControlReport {
     pub seed: u64,
     /// By judge name.
     pub judges: BTreeMap<String, JudgeReport>,
+    /// Share of generated images in which the face detector finds a face, per m (empty without a
+    /// detector).
+    pub face_rate_by_m: BTreeMap<String, f64>,
+    /// The same share for raw DCGAN samples (the baseline), when measured.
+    pub baseline_face_rate: Option<f64>,
     /// Achieved similarity [judge][inquiry][m index].
     #[serde(skip)]
     pub samples: BTreeMap<String, Vec<Vec<f32>>>,
@@ -88,8 +93,10 @@ pub fn measure(
     steps: usize,
     seed: u64,
     sheet_rows: usize,
+    detector: Option<&crate::align::FaceAligner>,
     mut on_inquiry: impl FnMut(usize, usize) -> ControlFlow<()>,
 ) -> Result<ControlReport> {
+    let mut faces_found = vec![0usize; m.len()];
     let mut samples: BTreeMap<String, Vec<Vec<f32>>> =
         judges.iter().map(|j| (j.name(), Vec::new())).collect();
     let mut names = Vec::new();
@@ -112,6 +119,11 @@ pub fn measure(
                 .get_mut(&judge.name())
                 .expect("one entry per judge")
                 .push(sims);
+        }
+        if let Some(det) = detector {
+            for (k, found) in faces_found.iter_mut().enumerate() {
+                *found += det.finds_face(&tensor_image(&out.get(k)?)?)? as usize;
+            }
         }
         if rows.len() < sheet_rows {
             let mut row = vec![tensor_image(&face.squeeze(0)?)?];
@@ -156,8 +168,18 @@ pub fn measure(
             )
         })
         .collect();
+    let face_rate_by_m = match detector {
+        Some(_) => m
+            .iter()
+            .zip(&faces_found)
+            .map(|(&mk, &f)| (key(mk), f as f64 / names.len().max(1) as f64))
+            .collect(),
+        None => BTreeMap::new(),
+    };
     Ok(ControlReport {
         m: m.to_vec(),
+        face_rate_by_m,
+        baseline_face_rate: None,
         inquiries: names,
         steps,
         seed,

@@ -40,6 +40,8 @@ pub struct Ddim {
     schedule: NoiseSchedule,
     timesteps: Vec<usize>,
     eta: f64,
+    /// x̂0 is clamped to ±clip (1 for images; a few σ for latents).
+    clip: f32,
 }
 
 impl Ddim {
@@ -60,7 +62,14 @@ impl Ddim {
             schedule,
             timesteps,
             eta,
+            clip: 1.0,
         })
+    }
+
+    /// Clamps x̂0 to ±`clip` instead of the images' [−1, 1].
+    pub fn with_clip(mut self, clip: f32) -> Self {
+        self.clip = clip;
+        self
     }
 
     /// Timesteps in the order they are visited, e.g. [950, 900, …, 0] for 20 steps.
@@ -91,7 +100,7 @@ impl Ddim {
     /// One update: returns (x_prev, x̂0). `z` is the fresh noise (ignored when σ = 0).
     pub fn step(&self, i: usize, x_t: &Tensor, eps: &Tensor, z: &Tensor) -> Result<(Tensor, Tensor)> {
         let c = self.coefficients(i);
-        let x0 = ((x_t - (eps * (1.0 - c.alpha_bar).sqrt())?)? / c.alpha_bar.sqrt())?.clamp(-1f32, 1f32)?;
+        let x0 = ((x_t - (eps * (1.0 - c.alpha_bar).sqrt())?)? / c.alpha_bar.sqrt())?.clamp(-self.clip, self.clip)?;
         let dir = (1.0 - c.alpha_bar_prev - c.sigma * c.sigma).max(0.0).sqrt();
         let mut x = ((&x0 * c.alpha_bar_prev.sqrt())? + (eps * dir)?)?;
         if c.sigma > 0.0 {

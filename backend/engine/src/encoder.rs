@@ -27,6 +27,10 @@ pub trait IdentityEncoder: Send + Sync {
     fn name(&self) -> String;
     /// Width of the descriptor.
     fn dim(&self) -> usize;
+    /// Whether its cosines are centred similarities (`identity_mean::CentredEncoder`).
+    fn centred(&self) -> bool {
+        false
+    }
     /// Raw (unnormalised) descriptors of ArcFace-aligned RGB images in [−1, 1]; differentiable.
     ///
     /// # Shapes

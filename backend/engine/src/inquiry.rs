@@ -24,10 +24,16 @@ pub const ADAFACE_UNIQUE: f32 = 0.3;
 /// and dlib's own same-person cut (L2 distance 0.6) sits at cosine ≈ 0.91. DCGAN faces, a narrow
 /// population, score 0.79–0.95 among themselves (median 0.885).
 pub const DLIB_UNIQUE: f32 = 0.9;
+/// The paper's uniqueness threshold, applied to centred similarities.
+pub const CENTRED_UNIQUE: f32 = 0.3;
 
 /// The default uniqueness threshold for an identity network, by its descriptor width.
 pub fn default_threshold(encoder: &dyn IdentityEncoder) -> f32 {
-    if encoder.dim() == 128 {
+    if encoder.centred() {
+        // Centred dlib: different people 0.13–0.26, same person 0.70–0.81 (docs/latent-generator.md),
+        // so the paper's 0.3 separates them as it does on AdaFace's scale.
+        CENTRED_UNIQUE
+    } else if encoder.dim() == 128 {
         DLIB_UNIQUE
     } else {
         ADAFACE_UNIQUE

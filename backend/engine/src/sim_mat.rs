@@ -25,13 +25,20 @@ pub struct SimMat {
 
 /// `s`: (B,) achieved cosine similarities; `m`: (B,) targets; `gamma`: (B,) t/T.
 pub fn sim_mat(s: &Tensor, m: &Tensor, gamma: &Tensor, form: SimMatForm) -> Result<SimMat> {
+    sim_mat_toward(s, &s.ones_like()?, m, gamma, form)
+}
+
+/// The same loss when the training sample x0 is not the identity itself but a teacher whose own
+/// similarity to the identity is `s_data` (the latent preset's teacher pairs):
+/// (1 − t/T)·‖s_data − s‖ + (t/T)·‖m − s‖. With s_data = 1 (x0 is the identity) it is the paper's.
+pub fn sim_mat_toward(s: &Tensor, s_data: &Tensor, m: &Tensor, gamma: &Tensor, form: SimMatForm) -> Result<SimMat> {
     let dist = |d: Tensor| -> candle_core::Result<Tensor> {
         match form {
             SimMatForm::Absolute => d.abs(),
             SimMatForm::Squared => d.sqr(),
         }
     };
-    let rec = dist(s.affine(-1.0, 1.0)?)?; // |1 − s|
+    let rec = dist((s_data - s)?)?; // |s_data − s| (|1 − s| in the paper)
     let sim = dist((m - s)?)?; // |m − s|
     let loss = (rec.broadcast_mul(&gamma.affine(-1.0, 1.0)?)? + sim.broadcast_mul(gamma)?)?.mean_all()?;
     Ok(SimMat {

@@ -53,7 +53,7 @@ pub fn run(config: &str, steps: u32, iters: usize, assets_dir: &Path) -> anyhow:
     let dev = Device::Cpu;
     let cfg = load_config(config)?;
     let model = Arc::new(DemoModel::new(
-        Generator::untrained(cfg, &dev)?,
+        Generator::untrained(cfg, assets_dir, &dev)?,
         assets_dir,
         &dev,
     )?);

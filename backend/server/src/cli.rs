@@ -98,7 +98,7 @@ pub struct JobArgs {
 pub struct DemoArgs {
     /// Generator the demo samples with: a checkpoint folder or a `train-diffusion` run folder (its
     /// newest checkpoint). Without one the demo page says how to train one.
-    #[arg(long, env = "CEMIFACE_GENERATOR", default_value = "models/demo-64")]
+    #[arg(long, env = "CEMIFACE_GENERATOR", default_value = "models/latent-dcgan")]
     pub generator: PathBuf,
     /// Demo jobs sampled at the same time (each on its own worker thread).
     #[arg(long, env = "CEMIFACE_DEMO_WORKERS", default_value_t = 1)]

@@ -15,9 +15,10 @@ use cemiface_engine::device::{ComputeDevice, DeviceRequest};
 use cemiface_engine::encoder::{cosine_rows, l2_normalize};
 use cemiface_engine::generator::Generator;
 use cemiface_engine::image_io::{self, ImageLimits};
+use cemiface_engine::latent::config::LatentConfig;
 use cemiface_engine::schedule::NoiseSchedule;
 use cemiface_engine::train::{
-    append_metrics, build_encoder, build_source, truncate_metrics, TrainConfig, Trainer,
+    append_metrics, build_encoder, build_source, truncate_metrics, StepMetrics, TrainConfig, Trainer,
 };
 use cemiface_engine::unet::{UNet, UNetConfig};
 use clap::Args;
@@ -28,7 +29,8 @@ use crate::jobs::sample_grid::SampleGrid;
 use crate::progress::eta;
 
 /// Named presets (files in `configs/`, compiled in).
-pub const PRESETS: [(&str, &str); 3] = [
+pub const PRESETS: [(&str, &str); 4] = [
+    ("latent-dcgan", include_str!("../../../configs/latent-dcgan.toml")),
     ("demo-64", include_str!("../../../configs/demo-64.toml")),
     ("paper-112", include_str!("../../../configs/paper-112.toml")),
     ("tiny-32", include_str!("../../../configs/tiny-32.toml")),
@@ -37,7 +39,13 @@ pub const PRESETS: [(&str, &str); 3] = [
 /// Reads a preset name (`presets`: name and compiled-in text) or a TOML file into a config; unknown
 /// keys are errors.
 pub fn load_toml<T: serde::de::DeserializeOwned>(spec: &str, presets: &[(&str, &str)]) -> anyhow::Result<T> {
-    let (name, text) = match presets.iter().find(|(n, _)| *n == spec) {
+    let (name, text) = preset_text(spec, presets)?;
+    toml::from_str(&text).map_err(|e| anyhow::anyhow!("{name}: {e}"))
+}
+
+/// The name and TOML text of a preset or config file.
+fn preset_text(spec: &str, presets: &[(&str, &str)]) -> anyhow::Result<(String, String)> {
+    Ok(match presets.iter().find(|(n, _)| *n == spec) {
         Some((n, t)) => (n.to_string(), t.to_string()),
         None => {
             let text = std::fs::read_to_string(spec).with_context(|| {
@@ -49,13 +57,31 @@ pub fn load_toml<T: serde::de::DeserializeOwned>(spec: &str, presets: &[(&str, &
             })?;
             (spec.to_string(), text)
         }
-    };
-    toml::from_str(&text).map_err(|e| anyhow::anyhow!("{name}: {e}"))
+    })
 }
 
-/// Reads a generator preset or TOML file.
+/// Reads a pixel generator preset or TOML file.
 pub fn load_config(spec: &str) -> anyhow::Result<TrainConfig> {
     load_toml(spec, &PRESETS)
+}
+
+/// A generator config of either kind.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(untagged)]
+pub enum GeneratorConfig {
+    Pixel(TrainConfig),
+    Latent(LatentConfig),
+}
+
+/// Reads a generator preset or TOML file of either kind (latent configs have a `[denoiser]` table).
+pub fn load_generator_config(spec: &str) -> anyhow::Result<GeneratorConfig> {
+    let (name, text) = preset_text(spec, &PRESETS)?;
+    let parse_err = |e: toml::de::Error| anyhow::anyhow!("{name}: {e}");
+    Ok(if LatentConfig::is_latent_toml(&text) {
+        GeneratorConfig::Latent(toml::from_str(&text).map_err(parse_err)?)
+    } else {
+        GeneratorConfig::Pixel(toml::from_str(&text).map_err(parse_err)?)
+    })
 }
 
 /// Options of `cemiface train-diffusion`.
@@ -100,7 +126,10 @@ pub fn open_run_dir(run_dir: &Path, resume: bool) -> anyhow::Result<Option<PathB
 
 /// `cemiface train-diffusion`.
 pub fn run_train(args: TrainArgs, ctx: &JobCtx) -> anyhow::Result<()> {
-    let cfg = load_config(&args.config)?;
+    let cfg = match load_generator_config(&args.config)? {
+        GeneratorConfig::Pixel(cfg) => cfg,
+        GeneratorConfig::Latent(cfg) => return crate::latent_cli::run_train_latent(args, cfg, ctx),
+    };
     let device = ComputeDevice::select(args.device)?;
     let latest = open_run_dir(&args.run_dir, args.resume)?;
     let encoder = build_encoder(&cfg.encoder, &args.assets.assets_dir, &device.device)?;
@@ -120,18 +149,50 @@ pub fn run_train(args: TrainArgs, ctx: &JobCtx) -> anyhow::Result<()> {
         cfg.encoder_name(),
         cfg.train.batch_size
     ));
-    let tty = !ctx.is_job() && std::io::stderr().is_terminal();
-    let started = Instant::now();
-    let first = trainer.step();
     let grid = args
         .sample_grid
         .then(|| SampleGrid::new(encoder.as_ref(), &args.assets.assets_dir, cfg.model.image_size, &device.device))
         .transpose()?;
+    train_loop(&mut trainer, total, cfg.train.checkpoint_every, &args.run_dir, grid.as_ref(), ctx)
+}
+
+/// What the shared training loop drives: the pixel trainer or the latent one.
+pub trait DiffusionTrainer {
+    fn step(&self) -> u64;
+    fn train_step(&mut self) -> cemiface_engine::Result<StepMetrics>;
+    fn save(&self, run_dir: &Path) -> cemiface_engine::Result<PathBuf>;
+}
+
+impl DiffusionTrainer for Trainer {
+    fn step(&self) -> u64 {
+        Trainer::step(self)
+    }
+    fn train_step(&mut self) -> cemiface_engine::Result<StepMetrics> {
+        Trainer::train_step(self)
+    }
+    fn save(&self, run_dir: &Path) -> cemiface_engine::Result<PathBuf> {
+        Trainer::save(self, run_dir)
+    }
+}
+
+/// Steps to `total`: metrics per step, progress with ETA, a checkpoint (and sample grid) every
+/// `checkpoint_every` steps and at the end, pause/cancel at every step.
+pub fn train_loop(
+    trainer: &mut dyn DiffusionTrainer,
+    total: u64,
+    checkpoint_every: u64,
+    run_dir: &Path,
+    grid: Option<&SampleGrid>,
+    ctx: &JobCtx,
+) -> anyhow::Result<()> {
+    let tty = !ctx.is_job() && std::io::stderr().is_terminal();
+    let started = Instant::now();
+    let first = trainer.step();
     ctx.progress(first, total, "step");
     while trainer.step() < total {
-        ctx.stop_point(trainer.step(), first, || Ok(trainer.save(&args.run_dir)?))?;
+        ctx.stop_point(trainer.step(), first, || Ok(trainer.save(run_dir)?))?;
         let m = trainer.train_step()?;
-        append_metrics(&args.run_dir, &m)?;
+        append_metrics(run_dir, &m)?;
         ctx.metrics(
             m.step,
             vec![
@@ -149,11 +210,12 @@ pub fn run_train(args: TrainArgs, ctx: &JobCtx) -> anyhow::Result<()> {
         let done = (m.step - first) as f64;
         let rate = done / started.elapsed().as_secs_f64();
         let line = format!(
-            "step {}/{total} | loss {:.4} (mse {:.4}, simmat {:.4}) | {:.2} it/s | ETA {}",
+            "step {}/{total} | loss {:.4} (mse {:.4}, simmat {:.4}, |m-s| {:.3}) | {:.2} it/s | ETA {}",
             m.step,
             m.loss,
             m.mse,
             m.sim_mat,
+            m.sim,
             rate,
             eta((total - m.step) as f64 / rate)
         );
@@ -162,15 +224,15 @@ pub fn run_train(args: TrainArgs, ctx: &JobCtx) -> anyhow::Result<()> {
         } else if m.step % 10 == 0 || m.step == total {
             ctx.log(line);
         }
-        if m.step % cfg.train.checkpoint_every == 0 || m.step == total {
-            let dir = trainer.save(&args.run_dir)?;
+        if m.step % checkpoint_every == 0 || m.step == total {
+            let dir = trainer.save(run_dir)?;
             if tty {
                 eprintln!();
             }
             ctx.log(format!("checkpoint {}", dir.display()));
             ctx.artifact("checkpoint", &dir, Some(m.step));
-            if let Some(grid) = &grid {
-                let path = grid.render(&dir, &args.run_dir, m.step)?;
+            if let Some(grid) = grid {
+                let path = grid.render(&dir, run_dir, m.step)?;
                 ctx.artifact("sample-grid", &path, Some(m.step));
             }
         }
@@ -231,8 +293,8 @@ fn inquiry_tensor(path: &Path, size: usize, assets: &Path, device: &Device) -> a
 /// `cemiface sample`.
 pub fn run_sample(args: SampleArgs) -> anyhow::Result<()> {
     let dev = ComputeDevice::select(args.device)?.device;
-    let gen = Generator::load(&args.checkpoint, args.raw, &dev)?;
-    let encoder = build_encoder(&gen.config.encoder, &args.assets.assets_dir, &dev)?;
+    let gen = Generator::load(&args.checkpoint, args.raw, &args.assets.assets_dir, &dev)?;
+    let encoder = gen.encoder();
     let x = inquiry_tensor(&args.inquiry, gen.image_size(), &args.assets.assets_dir, &dev)?;
     let c_id = l2_normalize(&encoder.descriptors(&x)?)?;
     let ms: Vec<f32> = if args.m_sweep {
@@ -305,7 +367,21 @@ pub fn parameter_count(cfg: &UNetConfig) -> anyhow::Result<usize> {
 
 /// `cemiface model-info`.
 pub fn run_model_info(args: ModelInfoArgs) -> anyhow::Result<()> {
-    let cfg = load_config(&args.config)?;
+    let cfg = match load_generator_config(&args.config)? {
+        GeneratorConfig::Pixel(cfg) => cfg,
+        GeneratorConfig::Latent(cfg) => {
+            let params = cemiface_engine::latent::denoiser::LatentDenoiser::parameter_count(&cfg.denoiser);
+            let ddim = Ddim::new(NoiseSchedule::new(&cfg.schedule)?, args.steps, 1.0)?;
+            let info = serde_json::json!({ "params": params, "space": "latent", "ddim_timesteps": ddim.timesteps() });
+            if args.json {
+                println!("{info}");
+            } else {
+                println!("{}: latent denoiser, {params} parameters (decoder: the DCGAN)", args.config);
+                println!("DDIM-{} timesteps: {:?}", args.steps, ddim.timesteps());
+            }
+            return Ok(());
+        }
+    };
     let params = parameter_count(&cfg.model)?;
     let flops = cfg.model.flops_per_image();
     let ddim = Ddim::new(NoiseSchedule::new(&cfg.schedule)?, args.steps, 1.0)?;

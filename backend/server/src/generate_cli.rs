@@ -14,7 +14,6 @@ use cemiface_engine::device::{ComputeDevice, DeviceRequest};
 use cemiface_engine::generator::Generator;
 use cemiface_engine::image_io::{self, ImageLimits};
 use cemiface_engine::inquiry::{default_threshold, select, Inquiry, InquirySource};
-use cemiface_engine::train::build_encoder;
 use clap::Args;
 
 use crate::cli::AssetsDirArg;
@@ -165,8 +164,8 @@ pub fn run_generate(args: GenerateArgs, ctx: &JobCtx) -> anyhow::Result<()> {
     };
     let source = inquiry_source(&args.inquiries, &args.assets.assets_dir)?;
     let dev = ComputeDevice::select(args.device)?;
-    let gen = Generator::load(&args.checkpoint, args.raw, &dev.device)?;
-    let encoder = build_encoder(&gen.config.encoder, &args.assets.assets_dir, &dev.device)?;
+    let gen = Generator::load(&args.checkpoint, args.raw, &args.assets.assets_dir, &dev.device)?;
+    let encoder = gen.encoder();
     let copies = args
         .inquiry_copies
         .unwrap_or(if source == InquirySource::Random { 0 } else { 5 });

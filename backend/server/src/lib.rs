@@ -13,6 +13,7 @@ pub mod generate_cli;
 pub mod health;
 pub mod identity_cli;
 pub mod jobs;
+pub mod latent_cli;
 pub mod progress;
 pub mod report_cli;
 pub mod serve;

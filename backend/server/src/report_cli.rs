@@ -15,10 +15,10 @@ use cemiface_engine::data::image_tensor;
 use cemiface_engine::device::{ComputeDevice, DeviceRequest};
 use cemiface_engine::encoder::IdentityEncoder;
 use cemiface_engine::generator::Generator;
+use cemiface_engine::identity_mean::{self, IdentityMean, MeanProvenance};
 use cemiface_engine::image_io::{self, ImageLimits};
 use cemiface_engine::inquiry::{default_threshold, select, InquirySource};
 use cemiface_engine::mobileface::MobileFace;
-use cemiface_engine::train::build_encoder;
 use clap::Args;
 
 use crate::cli::AssetsDirArg;
@@ -77,13 +77,33 @@ pub fn run_report_control(args: ReportControlArgs) -> anyhow::Result<()> {
     }
     let dev = ComputeDevice::select(args.device)?.device;
     let assets = &args.assets.assets_dir;
-    let gen = Generator::load(&args.checkpoint, false, &dev)?;
+    let gen = Generator::load(&args.checkpoint, false, assets, &dev)?;
     let size = gen.image_size();
-    let e_id = build_encoder(&gen.config.encoder, assets, &dev)?;
-    let judge = MobileFace::load(assets, &dev)?;
+    let e_id = gen.encoder();
+    let mobileface: std::sync::Arc<dyn IdentityEncoder> = std::sync::Arc::new(MobileFace::load(assets, &dev)?);
+    // The independent judge is centred on the generator's own reference set, when it has one.
+    let judge = match gen.reference_faces(1024)? {
+        Some(faces) => {
+            let mut d = Vec::new();
+            for start in (0..faces.dim(0)?).step_by(64) {
+                d.push(mobileface.descriptors(&faces.narrow(0, start, 64.min(faces.dim(0)? - start))?)?);
+            }
+            let mean = IdentityMean::from_descriptors(
+                &Tensor::cat(&d, 0)?,
+                MeanProvenance {
+                    encoder: mobileface.name(),
+                    reference: "the generator's reference anchors".into(),
+                    count: faces.dim(0)?,
+                },
+            )?;
+            identity_mean::centred(mobileface, Some(&mean))?
+        }
+        None => mobileface,
+    };
+    let detector = FaceAligner::load(assets, &dev)?;
     let mut inquiries: Vec<(String, Tensor)> = Vec::new();
     if !args.no_photos {
-        let aligner = FaceAligner::load(assets, &dev)?;
+        let aligner = &detector;
         for name in PHOTOS {
             let path = assets.join("face_recognition").join(name);
             let img = image_io::read(&path, ImageLimits::default())?;
@@ -114,7 +134,7 @@ pub fn run_report_control(args: ReportControlArgs) -> anyhow::Result<()> {
         }
     }
     let mut bar = Progress::new("report-control", "inquiries", inquiries.len() as u64);
-    let judges: [&dyn IdentityEncoder; 2] = [e_id.as_ref(), &judge];
+    let judges: [&dyn IdentityEncoder; 2] = [e_id.as_ref(), judge.as_ref()];
     let report = measure(
         &gen,
         &judges,
@@ -123,11 +143,22 @@ pub fn run_report_control(args: ReportControlArgs) -> anyhow::Result<()> {
         args.steps,
         args.seed,
         args.sheet_rows,
+        Some(&detector),
         |_, _| {
             bar.advance(1);
             ControlFlow::Continue(())
         },
     )?;
+    let mut report = report;
+    if let Some(gan) = gen.decoder() {
+        // Baseline: raw DCGAN samples (seeded, unfiltered) through the same detector.
+        let x = gan.sample(100, &mut cemiface_engine::noise::NoiseRng::new(args.seed ^ 0xFACE))?;
+        let mut found = 0;
+        for i in 0..100 {
+            found += detector.finds_face(&cemiface_engine::data::tensor_image(&x.get(i)?)?)? as usize;
+        }
+        report.baseline_face_rate = Some(found as f64 / 100.0);
+    }
     write(&report, &args)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -152,6 +183,13 @@ fn write(report: &ControlReport, args: &ReportControlArgs) -> anyhow::Result<()>
 }
 
 fn print_table(r: &ControlReport) {
+    if !r.face_rate_by_m.is_empty() {
+        let rates: Vec<String> = r.face_rate_by_m.iter().map(|(m, f)| format!("m {m}: {f:.2}")).collect();
+        println!("face rate (detector finds a face): {}", rates.join(", "));
+        if let Some(b) = r.baseline_face_rate {
+            println!("face rate of raw DCGAN samples (baseline): {b:.2}");
+        }
+    }
     let names: Vec<&String> = r.judges.keys().collect();
     println!(
         "{} inquiries, {} DDIM steps, mean achieved similarity (± std) per target m:",

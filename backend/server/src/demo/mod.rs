@@ -54,8 +54,9 @@ impl Demo {
         let model = if !checkpoint.exists() {
             Err(format!(
                 "No trained generator is installed ({} does not exist). Train one with \
-                 `cemiface train-diffusion --config demo-64 --run-dir runs/demo-64`, then start the \
-                 server with `cemiface serve --generator runs/demo-64`.",
+                 `cemiface train-diffusion --config latent-dcgan --run-dir runs/latent-dcgan` (about \
+                 half an hour on a 2-core CPU), then start the server with \
+                 `cemiface serve --generator runs/latent-dcgan`.",
                 checkpoint.display()
             ))
         } else {

@@ -15,7 +15,6 @@ use cemiface_engine::data::{image_tensor, tensor_image};
 use cemiface_engine::dataset::{encode, ImageFormat};
 use cemiface_engine::encoder::{cosine_rows, l2_normalize, IdentityEncoder};
 use cemiface_engine::generator::Generator;
-use cemiface_engine::train::build_encoder;
 use image::RgbImage;
 
 /// A face ready to sample from: its aligned crop and identity embedding.
@@ -63,14 +62,14 @@ impl DemoModel {
     /// Loads the generator checkpoint (a checkpoint folder or a run folder: its newest checkpoint)
     /// and the assets its E_id and the aligner need.
     pub fn load(checkpoint: &Path, assets_dir: &Path, device: &Device) -> anyhow::Result<Self> {
-        let generator = Generator::load(checkpoint, false, device)
+        let generator = Generator::load(checkpoint, false, assets_dir, device)
             .with_context(|| format!("loading the generator {}", checkpoint.display()))?;
         Self::new(generator, assets_dir, device)
     }
 
     /// Wraps a loaded generator with its E_id and the aligner from `assets_dir`.
     pub fn new(generator: Generator, assets_dir: &Path, device: &Device) -> anyhow::Result<Self> {
-        let encoder = build_encoder(&generator.config.encoder, assets_dir, device)?;
+        let encoder = generator.encoder();
         let aligner = FaceAligner::load(assets_dir, device)?;
         let info = ModelInfo {
             image_size: generator.image_size() as u32,

@@ -52,18 +52,21 @@ pub fn execute(job: &JobRow, dir: &Path, settings: &RunnerSettings, ctx: &JobCtx
     let run_dir = dir.join("run");
     match &job.spec {
         JobSpec::TrainDiffusion(t) => {
-            let mut cfg = crate::diffusion_cli::load_config(&t.config)?;
-            if let Some(s) = t.steps {
-                cfg.train.steps = s;
-            }
-            if let Some(b) = t.batch_size {
-                cfg.train.batch_size = b;
-            }
-            if let Some(c) = t.checkpoint_every {
-                cfg.train.checkpoint_every = c;
-            }
-            if let Some(s) = t.seed {
-                cfg.train.seed = s;
+            use crate::diffusion_cli::GeneratorConfig;
+            let mut cfg = crate::diffusion_cli::load_generator_config(&t.config)?;
+            match &mut cfg {
+                GeneratorConfig::Pixel(c) => {
+                    c.train.steps = t.steps.unwrap_or(c.train.steps);
+                    c.train.batch_size = t.batch_size.unwrap_or(c.train.batch_size);
+                    c.train.checkpoint_every = t.checkpoint_every.unwrap_or(c.train.checkpoint_every);
+                    c.train.seed = t.seed.unwrap_or(c.train.seed);
+                }
+                GeneratorConfig::Latent(c) => {
+                    c.train.steps = t.steps.unwrap_or(c.train.steps);
+                    c.train.batch_size = t.batch_size.unwrap_or(c.train.batch_size);
+                    c.train.checkpoint_every = t.checkpoint_every.unwrap_or(c.train.checkpoint_every);
+                    c.train.seed = t.seed.unwrap_or(c.train.seed);
+                }
             }
             crate::diffusion_cli::run_train(
                 crate::diffusion_cli::TrainArgs {

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use candle_core::{Device, Tensor};
-use cemiface_engine::data::tensor_image;
+use cemiface_engine::data::{image_tensor, tensor_image};
+use cemiface_engine::encoder::l2_normalize;
 use cemiface_engine::dataset::{encode, write_atomic, ImageFormat, ManifestEntry};
 use cemiface_engine::encoder::IdentityEncoder;
 use cemiface_engine::generator::Generator;
@@ -22,6 +23,7 @@ const GRID_SEED: u64 = 0x6_71D0;
 /// Four held-out DCGAN identities, sampled at [`GRID_M`] after each checkpoint.
 pub struct SampleGrid {
     inquiries: Vec<Inquiry>,
+    assets_dir: PathBuf,
     device: Device,
 }
 
@@ -34,6 +36,7 @@ impl SampleGrid {
             .context("choosing the sample grid's identities")?;
         Ok(Self {
             inquiries,
+            assets_dir: assets_dir.to_path_buf(),
             device: device.clone(),
         })
     }
@@ -41,12 +44,17 @@ impl SampleGrid {
     /// Samples the grid with the EMA weights of `checkpoint` into
     /// `run_dir/samples/step_NNNNNNN.png` (rows: identities; columns: inquiry, then each m).
     pub fn render(&self, checkpoint: &Path, run_dir: &Path, step: u64) -> anyhow::Result<PathBuf> {
-        let gen = Generator::load(checkpoint, false, &self.device)?;
+        let gen = Generator::load(checkpoint, false, &self.assets_dir, &self.device)?;
+        let encoder = gen.encoder();
         let s = gen.image_size() as u32;
         let cols = GRID_M.len() as u32 + 1;
         let mut sheet = RgbImage::new(s * cols, s * self.inquiries.len() as u32);
         for (r, q) in self.inquiries.iter().enumerate() {
-            let c_id = Tensor::new(q.embedding.as_slice(), &self.device)?.unsqueeze(0)?;
+            // C_id under the checkpoint's own (centred) E_id.
+            let c_id = match &q.image {
+                Some(face) => l2_normalize(&encoder.descriptors(&image_tensor(face, s as usize, &self.device)?)?)?,
+                None => Tensor::new(q.embedding.as_slice(), &self.device)?.unsqueeze(0)?,
+            };
             let seeds = vec![GRID_SEED + r as u64; GRID_M.len()];
             let x = gen.sample(&c_id, &GRID_M, &seeds, 20, 1.0, |_| ControlFlow::Continue(()))?;
             if let Some(face) = &q.image {

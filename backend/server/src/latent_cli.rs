@@ -1,0 +1,92 @@
+//! `cemiface train-diffusion` for the latent preset (`latent-dcgan`): builds (or reads) the run's
+//! reference bank, then drives the latent trainer through the shared training loop.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use cemiface_engine::dcgan::Dcgan;
+use cemiface_engine::device::ComputeDevice;
+use cemiface_engine::latent::bank::Bank;
+use cemiface_engine::latent::config::LatentConfig;
+use cemiface_engine::latent::trainer::LatentTrainer;
+use cemiface_engine::train::{build_encoder, truncate_metrics, StepMetrics};
+
+use crate::diffusion_cli::{open_run_dir, train_loop, DiffusionTrainer, TrainArgs};
+use crate::jobs::ctx::JobCtx;
+use crate::jobs::sample_grid::SampleGrid;
+
+impl DiffusionTrainer for LatentTrainer {
+    fn step(&self) -> u64 {
+        LatentTrainer::step(self)
+    }
+    fn train_step(&mut self) -> cemiface_engine::Result<StepMetrics> {
+        LatentTrainer::train_step(self)
+    }
+    fn save(&self, run_dir: &Path) -> cemiface_engine::Result<PathBuf> {
+        LatentTrainer::save(self, run_dir)
+    }
+}
+
+/// Trains a latent generator (see `cemiface_engine::latent`).
+pub fn run_train_latent(args: TrainArgs, cfg: LatentConfig, ctx: &JobCtx) -> anyhow::Result<()> {
+    let device = ComputeDevice::select(args.device)?;
+    let latest = open_run_dir(&args.run_dir, args.resume)?;
+    let assets = &args.assets.assets_dir;
+    let encoder = build_encoder(&cfg.encoder, assets, &device.device)?;
+    let gan_path = cfg
+        .decoder
+        .weights
+        .clone()
+        .unwrap_or_else(|| assets.join("gan-face-generate/weights.tar"));
+    let gan = Dcgan::load(&gan_path, &device.device)?;
+    std::fs::write(args.run_dir.join("config.toml"), toml::to_string_pretty(&cfg)?)?;
+    let started = Instant::now();
+    ctx.log(format!(
+        "reference bank: {} anchors × {} teachers (cached in {})",
+        cfg.bank.anchors,
+        cfg.bank.mixes,
+        args.run_dir.join(cemiface_engine::latent::bank::FILE).display()
+    ));
+    let mut last_report = Instant::now();
+    let bank = Bank::load_or_build(&cfg, &gan, encoder.as_ref(), &args.run_dir, &device.device, |done, total| {
+        ctx.progress(done as u64, total as u64, "descriptor");
+        if last_report.elapsed().as_secs() >= 10 {
+            ctx.log(format!("reference bank: {done}/{total} descriptors"));
+            last_report = Instant::now();
+        }
+    })?;
+    let hist = similarity_histogram(&bank.mix_s);
+    ctx.log(format!(
+        "reference bank ready in {:.0} s; teacher similarity histogram (−1…1, 10 bins): {hist:?}",
+        started.elapsed().as_secs_f64()
+    ));
+    let total = args.max_steps.unwrap_or(cfg.train.steps).min(cfg.train.steps);
+    let checkpoint_every = cfg.train.checkpoint_every;
+    let mut trainer = LatentTrainer::new(cfg, gan, encoder, bank, &device.device)?;
+    if let (true, Some(ckpt)) = (args.resume, &latest) {
+        trainer.load(ckpt)?;
+        truncate_metrics(&args.run_dir, trainer.step())?;
+        ctx.log(format!("resumed from {} (step {})", ckpt.display(), trainer.step()));
+    }
+    ctx.log(format!(
+        "training {} parameters on {}, batch {} + {} SimMat, to step {total}",
+        trainer.parameter_count(),
+        device,
+        trainer.cfg.train.batch_size,
+        trainer.cfg.train.sim_mat_batch
+    ));
+    let grid = args
+        .sample_grid
+        .then(|| SampleGrid::new(trainer.encoder_for_grid().as_ref(), assets, 64, &device.device))
+        .transpose()?;
+    train_loop(&mut trainer, total, checkpoint_every, &args.run_dir, grid.as_ref(), ctx)
+}
+
+/// Counts of values in ten equal bins over [−1, 1].
+fn similarity_histogram(s: &[f32]) -> [usize; 10] {
+    let mut h = [0; 10];
+    for v in s {
+        h[(((v + 1.0) / 2.0 * 10.0).floor() as usize).min(9)] += 1;
+    }
+    h
+}
