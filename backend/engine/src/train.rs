@@ -16,6 +16,7 @@ use crate::adamw::{AdamW, AdamWConfig};
 use crate::data::FaceSource;
 use crate::ema::Ema;
 use crate::encoder::{cosine_rows, l2_normalize, IdentityEncoder};
+use crate::identity_mean::{IdentityMean, MeanProvenance};
 use crate::noise::NoiseRng;
 use crate::schedule::{NoiseSchedule, ScheduleConfig};
 use crate::sim_mat::{m_grid, sim_mat, SimMatForm};
@@ -41,6 +42,11 @@ pub struct TrainSettings {
     pub checkpoint_every: u64,
     #[serde(default)]
     pub seed: u64,
+    /// Reference faces drawn from the data source (seeded, apart from the training stream) whose
+    /// mean descriptor μ centres E_id for C_id and SimMat's s, saved with every checkpoint
+    /// (`identity_mean.safetensors`); 0 keeps raw cosines (runs made before centring).
+    #[serde(default)]
+    pub centre_reference: usize,
 }
 
 fn lambda() -> f64 {
@@ -138,6 +144,8 @@ struct TrainState {
     rng_state: u64,
     rng_spare: Option<u64>,
     config: TrainConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    identity_mean: Option<MeanProvenance>,
 }
 
 /// The trainer.
@@ -151,10 +159,40 @@ pub struct Trainer {
     schedule: NoiseSchedule,
     encoder: Arc<dyn IdentityEncoder>,
     source: Box<dyn FaceSource>,
+    mean: Option<IdentityMean>,
     rng: NoiseRng,
     grid: Vec<f32>,
     device: Device,
     step: u64,
+}
+
+/// Seed offset of the reference draw, so it never repeats the training stream's first faces.
+const REFERENCE_SEED: u64 = 0x5EED_0F00;
+
+/// μ of `count` faces drawn from `source` with a seeded RNG of their own (64 at a time).
+fn reference_mean(
+    encoder: &dyn IdentityEncoder,
+    source: &mut dyn FaceSource,
+    count: usize,
+    seed: u64,
+) -> Result<IdentityMean> {
+    let mut rng = NoiseRng::new(seed ^ REFERENCE_SEED);
+    let mut parts = Vec::new();
+    let mut left = count;
+    while left > 0 {
+        let n = left.min(64);
+        let faces = source.next_batch(n, &mut rng)?;
+        parts.push(encoder.descriptors(&faces)?.detach());
+        left -= n;
+    }
+    IdentityMean::from_descriptors(
+        &Tensor::cat(&parts, 0)?,
+        MeanProvenance {
+            encoder: encoder.name(),
+            reference: format!("{} (seed {seed}, drawn apart from the training stream)", source.describe()),
+            count,
+        },
+    )
 }
 
 impl Trainer {
@@ -193,9 +231,16 @@ impl Trainer {
         seeded_init(&vars, cfg.train.seed)?;
         let opt = AdamW::new(vars.clone(), cfg.optimizer.clone())?;
         let ema = Ema::new(&vars, cfg.train.ema_max_decay)?;
+        let mut source = source;
+        let mean = match cfg.train.centre_reference {
+            0 => None,
+            n => Some(reference_mean(encoder.as_ref(), source.as_mut(), n, cfg.train.seed)?),
+        };
+        let encoder = crate::identity_mean::centred(encoder, mean.as_ref())?;
         Ok(Self {
             schedule: NoiseSchedule::new(&cfg.schedule)?,
             grid: m_grid(cfg.train.m_step),
+            mean,
             rng: NoiseRng::new(cfg.train.seed),
             cfg,
             unet,
@@ -216,6 +261,11 @@ impl Trainer {
 
     pub fn parameter_count(&self) -> usize {
         self.vars.iter().map(|(_, v)| v.elem_count()).sum()
+    }
+
+    /// μ of the reference faces (None when `train.centre_reference` is 0).
+    pub fn identity_mean(&self) -> Option<&IdentityMean> {
+        self.mean.as_ref()
     }
 
     /// One optimisation step.
@@ -272,12 +322,16 @@ impl Trainer {
             let ema = tmp.join("ema.safetensors");
             candle_core::safetensors::save(&self.ema.shadow, &ema).map_err(|e| fmt(&ema, e))?;
             self.opt.save(&tmp.join("optimizer.safetensors"))?;
+            if let Some(mean) = &self.mean {
+                mean.save(tmp)?;
+            }
             let (rng_state, rng_spare) = self.rng.state();
             let state = TrainState {
                 step: self.step,
                 rng_state,
                 rng_spare,
                 config: self.cfg.clone(),
+                identity_mean: self.mean.as_ref().map(|m| m.provenance.clone()),
             };
             let json = serde_json::to_string_pretty(&state).expect("state serialises");
             std::fs::write(tmp.join("state.json"), json).map_err(|e| Error::io(tmp.join("state.json"), e))

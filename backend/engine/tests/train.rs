@@ -1,5 +1,5 @@
 //! Generator training on the DCGAN stream: the loss goes down, and a resumed run continues with the
-//! same losses as an uninterrupted one.
+//! same losses as an uninterrupted one; μ of the reference faces is saved with each checkpoint.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use cemiface_engine::condition::ConditionConfig;
 use cemiface_engine::data::DcganSource;
 use cemiface_engine::dcgan::Dcgan;
 use cemiface_engine::encoder::{DlibEncoder, IdentityEncoder};
+use cemiface_engine::generator::Generator;
 use cemiface_engine::schedule::ScheduleConfig;
 use cemiface_engine::sim_mat::SimMatForm;
 use cemiface_engine::train::{DataConfig, EncoderConfig, TrainConfig, TrainSettings, Trainer};
@@ -63,6 +64,7 @@ fn tiny_config() -> TrainConfig {
             ema_max_decay: 0.9999,
             checkpoint_every: 3,
             seed: 11,
+            centre_reference: 4,
         },
         data: DataConfig::Dcgan {
             weights: None,
@@ -111,6 +113,15 @@ fn the_loss_goes_down_and_resume_is_exact() {
     // A new process picks up the step-4 checkpoint and reproduces steps 5..8.
     let ckpt = Trainer::latest_checkpoint(&run).unwrap();
     assert!(ckpt.ends_with("step_00000004"));
+    // μ of the reference faces travels with the checkpoint, and the generator loaded from it
+    // measures centred similarities with exactly that μ.
+    let mu = a.identity_mean().expect("centre_reference > 0").mean.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(mu.len(), 128);
+    let g = Generator::load(&ckpt, false, &dir, &Device::Cpu).unwrap();
+    assert!(g.encoder().centred());
+    let loaded = g.mean.as_ref().expect("checkpoint has μ");
+    assert_eq!(loaded.mean.flatten_all().unwrap().to_vec1::<f32>().unwrap(), mu);
+    assert_eq!(loaded.provenance.count, 4);
     let mut b = trainer(&dir, &cfg);
     b.load(&ckpt).unwrap();
     assert_eq!(b.step(), 4);
