@@ -245,7 +245,11 @@ impl Generator {
                     (NZ, 1, 1),
                     &mut rngs,
                     dev,
-                    |z, t| Ok(lm.net.forward(&z.reshape((b, NZ))?, &t_of(t)?, &z_a, &c, &m_t)?.reshape((b, NZ, 1, 1))?),
+                    |z, t| {
+                        let ts = vec![t as u32; b];
+                        let (eps, _) = lm.net.predict(&self.schedule, &z.reshape((b, NZ))?, &ts, &z_a, &c, &m_t)?;
+                        Ok(eps.reshape((b, NZ, 1, 1))?)
+                    },
                     |s| match s.x0.reshape((b, NZ)).map_err(Error::from).and_then(|z| lm.gan.generate(&z)) {
                         Ok(img) => callback(StepInfo { x0: &img, ..s }),
                         Err(e) => {

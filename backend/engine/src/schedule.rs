@@ -90,9 +90,38 @@ impl NoiseSchedule {
         Ok(if clip { x0.clamp(-1f32, 1f32)? } else { x0 })
     }
 
+    /// ε̂ = (x_t − √ᾱ_t·x̂0)/√(1−ᾱ_t), per sample: the ε a x̂0-predicting network implies.
+    pub fn predict_eps(&self, x_t: &Tensor, t: &[u32], x0: &Tensor) -> Result<Tensor> {
+        let a = self.gather(t, x_t, f64::sqrt)?;
+        let inv = self.gather(t, x_t, |ab| 1.0 / (1.0 - ab).sqrt())?;
+        Ok((x_t - x0.broadcast_mul(&a)?)?.broadcast_mul(&inv)?)
+    }
+
     /// t / T per sample, as used by the SimMat weighting, (B,).
     pub fn fraction(&self, t: &[u32], device: &candle_core::Device) -> Result<Tensor> {
         let v: Vec<f32> = t.iter().map(|&i| i as f32 / self.len() as f32).collect();
         Ok(Tensor::from_vec(v, t.len(), device)?.to_dtype(DType::F32)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn predict_eps_inverts_q_sample_and_predict_x0() {
+        let s = NoiseSchedule::new(&ScheduleConfig::default()).unwrap();
+        let dev = Device::Cpu;
+        let x0 = Tensor::new(&[0.5f32, -1.2, 2.0, 0.1, -0.3, 0.9], &dev).unwrap().reshape((2, 3, 1, 1)).unwrap();
+        let eps = Tensor::new(&[0.3f32, 0.7, -1.1, -0.4, 1.5, 0.2], &dev).unwrap().reshape((2, 3, 1, 1)).unwrap();
+        let t = [0u32, 999];
+        let x_t = s.q_sample(&x0, &t, &eps).unwrap();
+        let diff = |a: &Tensor, b: &Tensor| (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        // The ε implied by the true x0 is the noise that made x_t, at both ends of the schedule…
+        assert!(diff(&s.predict_eps(&x_t, &t, &x0).unwrap(), &eps) < 2e-3);
+        // …and predict_x0 of that ε gives x0 back.
+        let back = s.predict_x0(&x_t, &t, &s.predict_eps(&x_t, &t, &x0).unwrap(), false).unwrap();
+        assert!(diff(&back, &x0) < 1e-3);
     }
 }

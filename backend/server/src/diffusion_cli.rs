@@ -16,6 +16,7 @@ use cemiface_engine::encoder::{cosine_rows, l2_normalize};
 use cemiface_engine::generator::Generator;
 use cemiface_engine::image_io::{self, ImageLimits};
 use cemiface_engine::latent::config::LatentConfig;
+use cemiface_engine::plot::{Chart, Series};
 use cemiface_engine::schedule::NoiseSchedule;
 use cemiface_engine::train::{
     append_metrics, build_encoder, build_source, truncate_metrics, StepMetrics, TrainConfig, Trainer,
@@ -231,12 +232,46 @@ pub fn train_loop(
             }
             ctx.log(format!("checkpoint {}", dir.display()));
             ctx.artifact("checkpoint", &dir, Some(m.step));
+            write_loss_chart(run_dir)?;
             if let Some(grid) = grid {
                 let path = grid.render(&dir, run_dir, m.step)?;
                 ctx.artifact("sample-grid", &path, Some(m.step));
             }
         }
     }
+    Ok(())
+}
+
+/// Writes `run_dir/loss.png` from `metrics.jsonl`: MSE, SimMat and |m − s| against the step, each a
+/// moving average over 50 steps (single steps are too noisy to read).
+pub fn write_loss_chart(run_dir: &Path) -> anyhow::Result<()> {
+    let path = run_dir.join("metrics.jsonl");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let rows: Vec<StepMetrics> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let smooth = |pick: fn(&StepMetrics) -> f32| -> Vec<(f64, f64)> {
+        let mut out = Vec::with_capacity(rows.len());
+        let mut sum = 0.0f64;
+        for (i, r) in rows.iter().enumerate() {
+            sum += pick(r) as f64;
+            if i >= 50 {
+                sum -= pick(&rows[i - 50]) as f64;
+            }
+            out.push((r.step as f64, sum / (i + 1).min(50) as f64));
+        }
+        out
+    };
+    let chart = Chart {
+        title: "train-diffusion (moving average of 50 steps)".into(),
+        x_label: "step".into(),
+        y_label: "loss".into(),
+        series: vec![
+            Series { label: "MSE".into(), points: smooth(|m| m.mse) },
+            Series { label: "SimMat".into(), points: smooth(|m| m.sim_mat) },
+            Series { label: "|m - s|".into(), points: smooth(|m| m.sim) },
+        ],
+        ..Default::default()
+    };
+    chart.render(800, 400).save(run_dir.join("loss.png"))?;
     Ok(())
 }
 
@@ -318,6 +353,10 @@ pub fn run_sample(args: SampleArgs) -> anyhow::Result<()> {
         &c_id.broadcast_as((ms.len(), c_id.dim(1)?))?.contiguous()?,
     )?
     .to_vec1()?;
+    if let Some((_, reached)) = gen.inquiry_latent(&c_id)? {
+        // Cached by the sampling above: the inversion's similarity bounds what m = 1 can reach.
+        println!("inquiry latent: G(z_a) reaches similarity {reached:.3} (inversion, {})", encoder.name());
+    }
     for (m, s) in ms.iter().zip(&sims) {
         println!("m = {m:+.2}: achieved similarity {s:.3} ({})", encoder.name());
     }

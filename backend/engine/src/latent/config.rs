@@ -24,7 +24,18 @@ pub struct LatentConfig {
     pub encoder: EncoderConfig,
 }
 
-/// The ε-network.
+/// The network's output: ε̂ (`eps`, DDPM's), or x̂0 − z_a (`x0_residual`): the clean latent as an
+/// offset from the inquiry's latent, so that "stay at the inquiry" (m = 1) is the zero output the
+/// network starts from, and its loss is the MSE on x̂0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Prediction {
+    #[default]
+    Eps,
+    X0Residual,
+}
+
+/// The denoising network.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DenoiserConfig {
@@ -38,6 +49,9 @@ pub struct DenoiserConfig {
     pub blocks: usize,
     /// Width of the timestep and condition embeddings.
     pub emb_dim: usize,
+    /// What the network's output means (default `eps`).
+    #[serde(default)]
+    pub prediction: Prediction,
 }
 
 /// Training knobs.

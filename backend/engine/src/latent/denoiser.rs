@@ -13,7 +13,8 @@
 use candle_core::{Tensor, D};
 use candle_nn::{linear, Linear, Module, VarBuilder};
 
-use super::config::DenoiserConfig;
+use super::config::{DenoiserConfig, Prediction};
+use crate::schedule::NoiseSchedule;
 use crate::unet::timestep_embedding;
 use crate::Result;
 
@@ -99,6 +100,34 @@ impl LatentDenoiser {
         Ok(self.out.forward(&normalise(&h)?.silu()?)?)
     }
 
+    /// (ε̂, x̂0) for z_t at timesteps `t`, whatever the network predicts (`DenoiserConfig::prediction`).
+    /// Shapes: z_t, z_a (B, d); c_id (B, D); m (B,).
+    pub fn predict(
+        &self,
+        schedule: &NoiseSchedule,
+        z_t: &Tensor,
+        t: &[u32],
+        z_a: &Tensor,
+        c_id: &Tensor,
+        m: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
+        let (b, d) = z_t.dims2()?;
+        let t_tensor = Tensor::new(t, z_t.device())?;
+        let out = self.forward(z_t, &t_tensor, z_a, c_id, m)?;
+        let as4 = |x: &Tensor| x.reshape((b, d, 1, 1));
+        Ok(match self.cfg.prediction {
+            Prediction::Eps => {
+                let x0 = schedule.predict_x0(&as4(z_t)?, t, &as4(&out)?, false)?.reshape((b, d))?;
+                (out, x0)
+            }
+            Prediction::X0Residual => {
+                let x0 = (z_a + out)?;
+                let eps = schedule.predict_eps(&as4(z_t)?, t, &as4(&x0)?)?.reshape((b, d))?;
+                (eps, x0)
+            }
+        })
+    }
+
     /// Parameters of a config (for `model-info`).
     pub fn parameter_count(cfg: &DenoiserConfig) -> usize {
         let (e, h, d, i) = (cfg.emb_dim, cfg.hidden, cfg.latent_dim, cfg.id_dim);
@@ -128,6 +157,7 @@ mod tests {
             hidden: 16,
             blocks: 2,
             emb_dim: 8,
+            prediction: Default::default(),
         };
         let vm = VarMap::new();
         let net = LatentDenoiser::new(cfg.clone(), VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();

@@ -1,7 +1,8 @@
 //! Algorithm 1 in z-space. Each step:
 //! - **MSE** on `batch_size` teacher pairs drawn uniformly from the bank: the anchor is the identity
 //!   (z_a, C_id), the teacher z0 is the data, and m is the teacher's measured similarity rounded to the
-//!   0.04 grid (exact labels, no extra E_id pass); t ~ U{0…T−1}, ε ~ N(0, I), L_mse = ‖ε̂ − ε‖².
+//!   0.04 grid (exact labels, no extra E_id pass); t ~ U{0…T−1}, ε ~ N(0, I), L_mse = ‖ε̂ − ε‖²
+//!   (or ‖x̂0 − z0‖² for the `x0_residual` prediction).
 //! - **SimMat** on `sim_mat_batch` more samples with m drawn from the paper's grid over [−1, 1]: the
 //!   teacher is the anchor's bank entry nearest to m (its similarity s_data), ẑ0 is decoded by G and
 //!   scored by the centred E_id: (1 − t/T)·|s_data − s| + (t/T)·|m − s| (`sim_mat_toward`; the paper's
@@ -19,7 +20,7 @@ use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
 use super::bank::Bank;
-use super::config::LatentConfig;
+use super::config::{LatentConfig, Prediction};
 use super::denoiser::LatentDenoiser;
 use crate::adamw::AdamW;
 use crate::dcgan::{Dcgan, NZ};
@@ -178,19 +179,17 @@ impl LatentTrainer {
             .schedule
             .q_sample(&z0.reshape((b, NZ, 1, 1))?, &t, &noise.reshape((b, NZ, 1, 1))?)?
             .reshape((b, NZ))?;
-        let t_tensor = Tensor::new(t.as_slice(), dev)?;
         let m_tensor = Tensor::new(m.as_slice(), dev)?;
-        let eps = self.net.forward(&z_t, &t_tensor, &z_a, &c_id, &m_tensor)?;
-        let mse = (&eps - &noise)?.sqr()?.mean_all()?;
+        let (eps, x0_hat) = self.net.predict(&self.schedule, &z_t, &t, &z_a, &c_id, &m_tensor)?;
+        let mse = match self.cfg.denoiser.prediction {
+            Prediction::Eps => (&eps - &noise)?.sqr()?.mean_all()?,
+            Prediction::X0Residual => (&x0_hat - &z0)?.sqr()?.mean_all()?,
+        };
         let (loss, sim_mat, rec, sim) = if bs > 0 {
             let tail = |x: &Tensor| x.narrow(0, bm, bs);
             let ts = &t[bm..];
             let clip = self.cfg.train.x0_clip;
-            let z0_hat = self
-                .schedule
-                .predict_x0(&tail(&z_t)?.reshape((bs, NZ, 1, 1))?, ts, &tail(&eps)?.reshape((bs, NZ, 1, 1))?, false)?
-                .reshape((bs, NZ))?
-                .clamp(-clip, clip)?;
+            let z0_hat = tail(&x0_hat)?.clamp(-clip, clip)?;
             let d = self.encoder.descriptors(&self.gan.generate(&z0_hat)?)?;
             let s = cosine_rows(&d.broadcast_sub(&self.mean.mean)?, &tail(&c_id)?)?;
             let gamma = self.schedule.fraction(ts, dev)?;
