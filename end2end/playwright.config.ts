@@ -31,21 +31,38 @@ export default defineConfig({
       ],
     },
   },
-  webServer: {
-    command: "./target/release/cemiface serve",
-    cwd: "..",
-    url: `${baseURL}/healthz`,
-    env: {
-      CEMIFACE_ADDR: `127.0.0.1:${port}`,
-      LEPTOS_SITE_ROOT: "target/site",
-      CEMIFACE_LOG: "warn",
-      // The demo's generator: the tiny checkpoint scripts/test.sh trains (32×32), unless set.
-      CEMIFACE_GENERATOR: process.env.CEMIFACE_GENERATOR ?? "target/e2e/generator",
-      // A fresh job store (scripts/test.sh empties it) and the admin password hash it made.
-      CEMIFACE_DATA_DIR: process.env.CEMIFACE_DATA_DIR ?? "target/e2e/data",
-      CEMIFACE_ADMIN_PASSWORD_HASH: process.env.E2E_ADMIN_HASH ?? "",
+  webServer: [
+    {
+      command: "./target/release/cemiface serve",
+      cwd: "..",
+      url: `${baseURL}/healthz`,
+      env: {
+        CEMIFACE_ADDR: `127.0.0.1:${port}`,
+        LEPTOS_SITE_ROOT: "target/site",
+        CEMIFACE_LOG: "warn",
+        // The demo's generator: the tiny checkpoint scripts/test.sh trains (32×32), unless set.
+        CEMIFACE_GENERATOR: process.env.CEMIFACE_GENERATOR ?? "target/e2e/generator",
+        // A fresh job store (scripts/test.sh empties it) and the admin password hash it made.
+        CEMIFACE_DATA_DIR: process.env.CEMIFACE_DATA_DIR ?? "target/e2e/data",
+        CEMIFACE_ADMIN_PASSWORD_HASH: process.env.E2E_ADMIN_HASH ?? "",
+      },
+      reuseExistingServer: true,
+      timeout: 60_000,
     },
-    reuseExistingServer: true,
-    timeout: 60_000,
-  },
+    {
+      // The shipped default generator (tests/demo-shipped.spec.ts), as `scripts/serve.sh` serves it.
+      command: "./target/release/cemiface serve",
+      cwd: "..",
+      url: `http://127.0.0.1:${port + 1}/healthz`,
+      env: {
+        CEMIFACE_ADDR: `127.0.0.1:${port + 1}`,
+        LEPTOS_SITE_ROOT: "target/site",
+        CEMIFACE_LOG: "warn",
+        CEMIFACE_GENERATOR: "models/latent-dcgan",
+        CEMIFACE_DATA_DIR: "target/e2e/data-shipped",
+      },
+      reuseExistingServer: true,
+      timeout: 60_000,
+    },
+  ],
 });

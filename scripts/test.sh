@@ -38,7 +38,7 @@ rm -rf target/e2e/generator
 ./target/release/cemiface train-diffusion --config tiny-32 \
   --run-dir target/e2e/generator --max-steps 1
 # The admin tests' job store and password.
-rm -rf target/e2e/data
+rm -rf target/e2e/data target/e2e/data-shipped
 E2E_ADMIN_HASH=$(echo e2e-admin-password | ./target/release/cemiface hash-password)
 export E2E_ADMIN_HASH
 (cd end2end && npx playwright test)
