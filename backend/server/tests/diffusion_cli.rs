@@ -255,6 +255,9 @@ fn latent_preset_trains_resumes_and_samples_centred() {
         assert!(ckpt.join(f).exists(), "{f} missing");
     }
     assert!(dir.join("run/bank.safetensors").exists());
+    // Loss curves are redrawn at every checkpoint.
+    let chart = image::open(dir.join("run/loss.png")).unwrap();
+    assert_eq!((chart.width(), chart.height()), (800, 400));
     let out = train(&["--max-steps", "3", "--resume"]);
     let log = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(out.status.success(), "{log}");
