@@ -81,11 +81,25 @@ async fn login(State(st): State<AppState>, Peer(peer): Peer, body: Bytes) -> Res
         return Err(AppError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", format!("too many login attempts; retry in {wait} s")));
     }
     let req: Login = parse_body(&body)?;
-    let ok = tokio::task::spawn_blocking(move || auth::verify_password(&hash, &req.password))
-        .await
-        .map_err(anyhow::Error::from)?;
+    // A PBKDF2 hash of an earlier version is checked once more, then replaced by Argon2id in the store.
+    let configured = token_hash(&hash);
+    let effective = jobs.store.upgraded_password(&configured)?.unwrap_or(hash);
+    let (ok, upgrade) = tokio::task::spawn_blocking(move || {
+        let ok = auth::verify_password(&effective, &req.password);
+        let stale = auth::parse_hash(&effective).is_ok_and(|h| h.needs_upgrade());
+        (ok, (ok && stale).then(|| auth::hash_password(&req.password)))
+    })
+    .await
+    .map_err(anyhow::Error::from)?;
     if !ok {
         return Err(AppError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong password"));
+    }
+    if let Some(new_hash) = upgrade {
+        jobs.store.save_upgraded_password(&configured, &new_hash)?;
+        tracing::info!(
+            "the admin password hash was upgraded from PBKDF2 to Argon2id in the job store; \
+             `cemiface hash-password` makes an Argon2id hash for CEMIFACE_ADMIN_PASSWORD_HASH"
+        );
     }
     let token = hex(&random_bytes(32));
     let csrf = hex(&random_bytes(16));
@@ -224,7 +238,7 @@ pub async fn send_dataset(jobs: &Jobs, row: &JobRow) -> Result<Response, AppErro
         matches!(rel, "train.rec" | "train.idx") || rel.contains(".tmp")
     })
     .map_err(anyhow::Error::from)?;
-    let len = tar::archive_len(&members);
+    let len = tar::archive_len(&members).map_err(anyhow::Error::from)?;
     Ok(stream(len, "application/x-tar", Some(format!("{prefix}.tar")), move |send| tar::write(&members, send)))
 }
 
