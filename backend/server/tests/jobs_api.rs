@@ -53,6 +53,15 @@ async fn generation_api_end_to_end() {
     let r = anon.get(s.url("/api/admin/jobs")).send().await.unwrap();
     assert_eq!(error_of(r).await.0, StatusCode::UNAUTHORIZED);
     let (adm, csrf) = admin(&s, password).await;
+    // The configured PBKDF2 hash was upgraded to Argon2id at that login; the next logins use it.
+    let store = cemiface_server::jobs::store::Store::open(&dir.join("data/cemiface.db")).unwrap();
+    let configured = cemiface_server::jobs::auth::token_hash(&common::admin_hash().0);
+    let upgraded = store.upgraded_password(&configured).unwrap().expect("upgraded at the first login");
+    assert!(upgraded.starts_with("$argon2id$") && cemiface_server::jobs::auth::verify_password(&upgraded, password));
+    let r = anon.post(s.url("/api/admin/login")).json(&json!({"password": "nope"})).send().await.unwrap();
+    assert_eq!(error_of(r).await.0, StatusCode::UNAUTHORIZED);
+    let _ = admin(&s, password).await;
+    assert_eq!(store.upgraded_password(&configured).unwrap().as_deref(), Some(upgraded.as_str()), "upgraded once");
     let r = adm.post(s.url("/api/admin/keys")).json(&json!({"name": "x"})).send().await.unwrap();
     assert_eq!(error_of(r).await, (StatusCode::FORBIDDEN, error_of_csrf()));
     let key = new_key(&s, &adm, &csrf, json!({"name": "lab", "scopes": ["generate", "read"]})).await;
@@ -80,7 +89,7 @@ async fn generation_api_end_to_end() {
     assert_eq!((st, e["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")));
 
     // Invalid requests: 422 with every bad field named.
-    let bad = json!({"identities": 0, "images_per_identity": 2, "m": [2.0], "steps": 2, "webhook_url": "https://x/"});
+    let bad = json!({"identities": 0, "images_per_identity": 2, "m": [2.0], "steps": 2, "webhook_url": "ftp://x/"});
     let (st, e) = error_of(submit(Some(&token), &bad).await.unwrap()).await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(e["fields"][0]["field"], "webhook_url", "{e}");
@@ -182,7 +191,7 @@ async fn generation_api_end_to_end() {
     std::io::Write::write_all(&mut conn, b"HTTP/1.1 204 No Content\r\n\r\n").unwrap();
     let text = String::from_utf8(raw).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let sig = head.lines().find_map(|l| l.strip_prefix("X-CemiFace-Signature: ")).unwrap();
+    let sig = head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("x-cemiface-signature: ").map(str::to_owned)).unwrap();
     assert_eq!(sig, cemiface_server::jobs::auth::sign(&secret, body.as_bytes()));
     let payload: Value = serde_json::from_str(body).unwrap();
     assert_eq!((payload["id"].as_i64(), payload["state"].as_str()), (Some(id), Some("succeeded")));

@@ -1,5 +1,6 @@
-//! Admin login and API keys. The admin password is stored as a PBKDF2-HMAC-SHA256 hash
-//! (`cemiface hash-password`); sessions and keys are random tokens of which the store keeps only
+//! Admin login and API keys. The admin password is configured as an Argon2id hash
+//! (`cemiface hash-password`; PBKDF2 hashes of earlier versions still verify and are upgraded to
+//! Argon2id in the store at the next login); sessions and keys are random tokens of which the store keeps only
 //! the SHA-256. Admin sessions live in an HttpOnly SameSite=Strict cookie, and every state-changing
 //! admin request must carry the session's CSRF token in `X-CSRF-Token`.
 
@@ -7,11 +8,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
-
-/// Iterations of new password hashes (OWASP's 2023 figure for PBKDF2-HMAC-SHA256).
-pub const PBKDF2_ITERATIONS: u32 = 600_000;
 
 /// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
@@ -45,53 +45,82 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// PBKDF2-HMAC-SHA256 (RFC 8018) with one 32-byte block.
+/// PBKDF2-HMAC-SHA256 (RFC 8018), 32 bytes: what hashes of earlier versions used.
 pub fn pbkdf2_sha256(password: &[u8], salt: &[u8], iterations: u32) -> [u8; 32] {
-    let mac = Hmac::<Sha256>::new_from_slice(password).expect("HMAC takes any key length");
-    let mut m = mac.clone();
-    m.update(salt);
-    m.update(&1u32.to_be_bytes());
-    let mut u: [u8; 32] = m.finalize().into_bytes().into();
-    let mut out = u;
-    for _ in 1..iterations {
-        let mut m = mac.clone();
-        m.update(&u);
-        u = m.finalize().into_bytes().into();
-        for (o, x) in out.iter_mut().zip(u) {
-            *o ^= x;
-        }
-    }
-    out
+    pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(password, salt, iterations)
 }
 
-/// A new password hash: `pbkdf2-sha256$<iterations>$<salt hex>$<hash hex>`.
+/// A new password hash: Argon2id with the `argon2` crate's defaults (19 MiB, 2 passes, 1 lane:
+/// OWASP's first choice), in PHC string format (`$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>`).
 pub fn hash_password(password: &str) -> String {
-    let salt = random_bytes(16);
-    let h = pbkdf2_sha256(password.as_bytes(), &salt, PBKDF2_ITERATIONS);
-    format!("pbkdf2-sha256${PBKDF2_ITERATIONS}${}${}", hex(&salt), hex(&h))
+    let salt = SaltString::from_b64(&b64_salt()).expect("16 random bytes in base64 form a salt");
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .expect("Argon2 hashes any password with the default parameters")
+        .to_string()
+}
+
+fn b64_salt() -> String {
+    use argon2::password_hash::Encoding;
+    let mut buf = [0u8; 32];
+    Encoding::B64
+        .encode(&random_bytes(16), &mut buf)
+        .expect("22 characters fit")
+        .to_owned()
+}
+
+/// A configured password hash: Argon2 (PHC string) or, from earlier versions,
+/// `pbkdf2-sha256$<iterations>$<salt hex>$<hash hex>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredHash {
+    Argon2(String),
+    Pbkdf2 { iterations: u32, salt: Vec<u8>, hash: Vec<u8> },
+}
+
+impl StoredHash {
+    /// Whether a successful login should replace it by an Argon2id hash.
+    pub fn needs_upgrade(&self) -> bool {
+        matches!(self, Self::Pbkdf2 { .. })
+    }
 }
 
 /// Checks that a configured hash is well formed (so a typo fails at start, not at login).
-pub fn parse_hash(stored: &str) -> Result<(u32, Vec<u8>, Vec<u8>), String> {
-    let parts: Vec<&str> = stored.trim().split('$').collect();
+pub fn parse_hash(stored: &str) -> Result<StoredHash, String> {
+    let stored = stored.trim();
+    if stored.starts_with("$argon2") {
+        let h = PasswordHash::new(stored).map_err(|e| format!("not a valid Argon2 PHC string: {e}"))?;
+        argon2::Algorithm::try_from(h.algorithm).map_err(|e| format!("not an Argon2 variant: {e}"))?;
+        argon2::Params::try_from(&h).map_err(|e| format!("its Argon2 parameters are invalid: {e}"))?;
+        if h.salt.is_none() || h.hash.is_none() {
+            return Err("the Argon2 PHC string has no salt or no hash".into());
+        }
+        return Ok(StoredHash::Argon2(stored.to_owned()));
+    }
+    let parts: Vec<&str> = stored.split('$').collect();
     match parts.as_slice() {
         ["pbkdf2-sha256", iters, salt, hash] => {
-            let iters: u32 = iters.parse().map_err(|_| "the iteration count is not a number".to_string())?;
+            let iterations: u32 = iters.parse().map_err(|_| "the iteration count is not a number".to_string())?;
             let salt = unhex(salt).ok_or("the salt is not hex")?;
             let hash = unhex(hash).filter(|h| h.len() == 32).ok_or("the hash is not 32 bytes of hex")?;
-            if iters == 0 {
+            if iterations == 0 {
                 return Err("the iteration count is 0".into());
             }
-            Ok((iters, salt, hash))
+            Ok(StoredHash::Pbkdf2 { iterations, salt, hash })
         }
-        _ => Err("expected pbkdf2-sha256$<iterations>$<salt hex>$<hash hex> (see `cemiface hash-password`)".into()),
+        _ => Err("expected an Argon2 PHC string ($argon2id$...) or pbkdf2-sha256$<iterations>$<salt hex>$<hash hex> \
+                  (make one with `cemiface hash-password`)"
+            .into()),
     }
 }
 
-/// Whether `password` matches the stored hash.
+/// Whether `password` matches the stored hash (Argon2 or PBKDF2).
 pub fn verify_password(stored: &str, password: &str) -> bool {
     match parse_hash(stored) {
-        Ok((iters, salt, hash)) => constant_time_eq(&pbkdf2_sha256(password.as_bytes(), &salt, iters), &hash),
+        Ok(StoredHash::Argon2(phc)) => PasswordHash::new(&phc)
+            .is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok()),
+        Ok(StoredHash::Pbkdf2 { iterations, salt, hash }) => {
+            constant_time_eq(&pbkdf2_sha256(password.as_bytes(), &salt, iterations), &hash)
+        }
         Err(_) => false,
     }
 }
@@ -148,6 +177,26 @@ mod tests {
     }
 
     #[test]
+    fn new_hashes_are_argon2id_phc_strings_that_verify() {
+        let h = hash_password("a long passphrase");
+        assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
+        assert_ne!(h, hash_password("a long passphrase"), "a fresh salt each time");
+        assert!(verify_password(&h, "a long passphrase"));
+        assert!(!verify_password(&h, "a long passphrasE"));
+        assert!(!parse_hash(&h).unwrap().needs_upgrade());
+        assert!(parse_hash("$argon2id$v=19$garbage").is_err());
+    }
+
+    #[test]
+    fn argon2id_matches_the_reference_implementation() {
+        // scripts/reference/argon2_golden.py (argon2-cffi, the reference C code).
+        let phc = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$K13EBUiG7JV+9ZxztmHFTdb7J0WQsnj2V8bZaqyPptE";
+        let salt = SaltString::from_b64("c29tZXNhbHRzb21lc2FsdA").unwrap();
+        assert_eq!(Argon2::default().hash_password(b"password", &salt).unwrap().to_string(), phc);
+        assert!(verify_password(phc, "password") && !verify_password(phc, "Password"));
+    }
+
+    #[test]
     fn password_round_trip_and_malformed_hashes() {
         let h = format!("pbkdf2-sha256$1000${}${}", hex(b"0123456789abcdef"), hex(&pbkdf2_sha256(b"pw", b"0123456789abcdef", 1000)));
         assert!(verify_password(&h, "pw"));
@@ -155,6 +204,7 @@ mod tests {
         assert!(parse_hash("plain").is_err());
         assert!(parse_hash("pbkdf2-sha256$x$00$00").is_err());
         assert!(!verify_password("pbkdf2-sha256$1$00$00", "pw"));
+        assert!(parse_hash(&h).unwrap().needs_upgrade());
     }
 
     #[test]

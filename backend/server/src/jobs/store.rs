@@ -74,6 +74,12 @@ const MIGRATIONS: &[&str] = &[
         csrf TEXT NOT NULL,
         expires_at REAL NOT NULL
     );",
+    // Argon2id replacements of a configured PBKDF2 admin hash, keyed by the SHA-256 of that hash.
+    "CREATE TABLE password_upgrades (
+        configured_sha256 TEXT PRIMARY KEY,
+        hash TEXT NOT NULL,
+        upgraded_at REAL NOT NULL
+    );",
 ];
 
 /// Seconds since the Unix epoch.
@@ -469,6 +475,29 @@ impl Store {
 
     pub fn remove_session(&self, hash: &str) -> anyhow::Result<()> {
         self.db().execute("DELETE FROM sessions WHERE hash = ?1", [hash])?;
+        Ok(())
+    }
+
+    // ---- admin password upgrades ----
+
+    /// The Argon2id hash that replaced the configured hash with this SHA-256, if a login upgraded it.
+    pub fn upgraded_password(&self, configured_sha256: &str) -> anyhow::Result<Option<String>> {
+        Ok(self
+            .db()
+            .query_row(
+                "SELECT hash FROM password_upgrades WHERE configured_sha256 = ?1",
+                [configured_sha256],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Records the Argon2id replacement of a configured hash.
+    pub fn save_upgraded_password(&self, configured_sha256: &str, hash: &str) -> anyhow::Result<()> {
+        self.db().execute(
+            "INSERT OR REPLACE INTO password_upgrades (configured_sha256, hash, upgraded_at) VALUES (?1, ?2, ?3)",
+            params![configured_sha256, hash, now()],
+        )?;
         Ok(())
     }
 
