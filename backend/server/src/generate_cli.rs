@@ -234,6 +234,8 @@ pub fn run_generate(args: GenerateArgs, ctx: &JobCtx) -> anyhow::Result<()> {
     ));
     let total = (todo.len() * settings.images_per_identity) as u64;
     let mut progress = Progress::new("generating", "img", total);
+    // The DDIM steps of the batch in flight, below the image bar (terminal only).
+    let steps_bar = (!ctx.is_job()).then(|| progress.sub("  batch", "step", settings.steps as u64)).flatten();
     let mut done = 0u64;
     ctx.progress(0, total, "img");
     for &id in &todo {
@@ -246,9 +248,14 @@ pub fn run_generate(args: GenerateArgs, ctx: &JobCtx) -> anyhow::Result<()> {
             args.batch,
             &dir,
             &dev.device,
-            |_| match ctx.requested() {
-                Some(_) => ControlFlow::Break(()),
-                None => ControlFlow::Continue(()),
+            |s| {
+                if let Some(b) = &steps_bar {
+                    b.set_position(s.step as u64 + 1);
+                }
+                match ctx.requested() {
+                    Some(_) => ControlFlow::Break(()),
+                    None => ControlFlow::Continue(()),
+                }
             },
             |n| {
                 done += n as u64;
