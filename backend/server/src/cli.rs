@@ -91,6 +91,13 @@ pub struct JobArgs {
     /// Mark cookies Secure (set when the server is reached over https, e.g. behind a TLS proxy).
     #[arg(long, env = "CEMIFACE_SECURE_COOKIES")]
     pub secure_cookies: bool,
+    /// Let webhooks reach loopback, private and link-local addresses (receivers on the lab's own
+    /// network). Without it they may only reach public addresses.
+    #[arg(long, env = "CEMIFACE_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: bool,
+    /// Extra root certificates (PEM) trusted for https webhooks, e.g. the lab's internal CA.
+    #[arg(long, env = "CEMIFACE_WEBHOOK_CA_FILE")]
+    pub webhook_ca_file: Option<PathBuf>,
 }
 
 /// Options of the live demo.
@@ -244,6 +251,7 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         },
         args.jobs.admin_password_hash.clone().filter(|h| !h.trim().is_empty()),
         args.jobs.secure_cookies,
+        crate::jobs::webhook::WebhookPolicy::new(args.jobs.webhook_allow_private, args.jobs.webhook_ca_file.as_deref())?,
     )?;
     if jobs.admin_hash.is_none() {
         tracing::warn!("no admin password hash configured: /admin is locked (see `cemiface hash-password`)");

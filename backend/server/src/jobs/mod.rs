@@ -28,6 +28,7 @@ use auth::{token_hash, RateLimiter};
 use runner::{Runner, RunnerSettings};
 use spec::{FieldError, JobState};
 use store::{JobRow, KeyRow, Store};
+use webhook::WebhookPolicy;
 
 /// Name of the admin session cookie.
 pub const ADMIN_COOKIE: &str = "cemiface_admin";
@@ -40,6 +41,8 @@ pub struct Jobs {
     pub admin_hash: Option<String>,
     /// Mark cookies `Secure` (serve behind TLS).
     pub secure_cookies: bool,
+    /// Where completion webhooks may go.
+    pub webhooks: WebhookPolicy,
     /// Requests per API key per minute.
     pub key_limits: RateLimiter,
     /// Login attempts per client address per minute.
@@ -48,18 +51,24 @@ pub struct Jobs {
 
 impl Jobs {
     /// Opens `data_dir/cemiface.db`, marks interrupted jobs and starts the runner.
-    pub fn start(settings: RunnerSettings, admin_hash: Option<String>, secure_cookies: bool) -> anyhow::Result<Self> {
+    pub fn start(
+        settings: RunnerSettings,
+        admin_hash: Option<String>,
+        secure_cookies: bool,
+        webhooks: WebhookPolicy,
+    ) -> anyhow::Result<Self> {
         if let Some(h) = &admin_hash {
             auth::parse_hash(h).map_err(|e| anyhow::anyhow!("the admin password hash is malformed: {e}"))?;
         }
         let store = Arc::new(Store::open(&settings.data_dir.join("cemiface.db"))?);
-        let s = store.clone();
-        let runner = Runner::start(store.clone(), settings, Box::new(move |row| send_webhook(&s, row)))?;
+        let (s, policy) = (store.clone(), webhooks.clone());
+        let runner = Runner::start(store.clone(), settings, Box::new(move |row| send_webhook(&s, &policy, row)))?;
         Ok(Self {
             store,
             runner,
             admin_hash,
             secure_cookies,
+            webhooks,
             key_limits: RateLimiter::default(),
             logins: RateLimiter::default(),
         })
@@ -239,7 +248,7 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AppE
     })
 }
 
-fn send_webhook(store: &Store, row: &JobRow) {
+fn send_webhook(store: &Store, policy: &WebhookPolicy, row: &JobRow) {
     let (Some(url), Some(key_id)) = (
         row.webhook_url.clone(),
         row.owner.strip_prefix("key:").and_then(|k| k.parse::<i64>().ok()),
@@ -254,10 +263,18 @@ fn send_webhook(store: &Store, row: &JobRow) {
         "finished_at": row.finished_at,
     })
     .to_string();
-    let id = row.id;
-    std::thread::spawn(move || match webhook::deliver(&url, &key.webhook_secret, body.as_bytes()) {
-        Ok(code) => tracing::info!(job = id, code, "webhook delivered"),
-        Err(e) => tracing::warn!(job = id, "webhook to {url} failed: {e}"),
+    let (id, policy) = (row.id, policy.clone());
+    // The runner calls this from its own threads: the delivery (with its retries) gets a thread and a
+    // small runtime of its own, so a slow receiver never holds up a job slot.
+    std::thread::spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => return tracing::warn!(job = id, "webhook not sent: {e}"),
+        };
+        match rt.block_on(policy.deliver(&url, &key.webhook_secret, body.as_bytes())) {
+            Ok(code) => tracing::info!(job = id, code, "webhook delivered"),
+            Err(e) => tracing::warn!(job = id, "webhook to {url:?} failed: {e}"),
+        }
     });
 }
 

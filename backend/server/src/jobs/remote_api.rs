@@ -16,7 +16,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::admin_api::{send_dataset, send_file};
 use super::runner::{job_dir, JobEvent};
 use super::spec::{FieldError, GenerateSpec, JobSpec};
-use super::{invalid, parse_body, webhook, ApiCaller};
+use super::{invalid, parse_body, ApiCaller};
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -47,7 +47,11 @@ async fn submit(caller: ApiCaller, body: Bytes) -> Result<(StatusCode, Json<Valu
     let webhook_url = match v.as_object_mut().and_then(|o| o.remove("webhook_url")) {
         None | Some(Value::Null) => None,
         Some(Value::String(u)) => {
-            webhook::parse(&u).map_err(|m| invalid(vec![FieldError { field: "webhook_url".into(), message: m }]))?;
+            caller
+                .jobs
+                .webhooks
+                .check_url(&u)
+                .map_err(|m| invalid(vec![FieldError { field: "webhook_url".into(), message: m }]))?;
             Some(u)
         }
         Some(_) => {

@@ -147,6 +147,7 @@ pub fn serve_with_admin(data: &std::path::Path, assets: &std::path::Path, genera
             "--site-root".as_ref(),
             data.as_os_str(),
         ],
-        &[("CEMIFACE_ADMIN_PASSWORD_HASH", &hash)],
+        // The tests' webhook receivers listen on 127.0.0.1.
+        &[("CEMIFACE_ADMIN_PASSWORD_HASH", &hash), ("CEMIFACE_WEBHOOK_ALLOW_PRIVATE", "true")],
     )
 }
