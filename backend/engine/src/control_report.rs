@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::data::tensor_image;
 use crate::encoder::{cosine_rows, IdentityEncoder};
 use crate::generator::Generator;
-use crate::plot::{Chart, Series};
+use crate::plot::{caption, label, Chart, Series};
 use crate::Result;
 
 /// One judge's results.
@@ -191,7 +191,7 @@ pub fn measure(
 
 impl ControlReport {
     /// Mean achieved similarity against m, one line per judge, with the ideal y = m.
-    pub fn plot(&self) -> RgbImage {
+    pub fn plot(&self) -> Chart {
         let mut ms = self.m.clone();
         ms.sort_by(f32::total_cmp);
         let mut series = vec![Series {
@@ -219,25 +219,33 @@ impl ControlReport {
             y_range: Some((-1.0, 1.0)),
             x_markers: Vec::new(),
         }
-        .render(720, 480)
     }
 
-    /// The contact sheet: one row per inquiry (the inquiry, then m left to right as given).
+    /// The contact sheet: one row per inquiry (its name on the left, the inquiry, then m left to
+    /// right as given), with the columns captioned on top.
     pub fn contact_sheet(&self) -> RgbImage {
         let Some(first) = self.sheet_rows.first().and_then(|r| r.first()) else {
             return RgbImage::new(1, 1);
         };
-        let (s, gap) = (first.width(), 4);
+        let (s, gap, head, left) = (first.width(), 4, 22, 104);
         let cols = self.sheet_rows[0].len() as u32;
         let mut sheet = RgbImage::from_pixel(
-            cols * (s + gap) + gap,
-            self.sheet_rows.len() as u32 * (s + gap) + gap,
+            left + cols * (s + gap) + gap,
+            head + self.sheet_rows.len() as u32 * (s + gap) + gap,
             image::Rgb([255, 255, 255]),
         );
+        let ink = [40, 40, 40];
+        let col_x = |c: u32| left + gap + c * (s + gap);
+        caption(&mut sheet, col_x(0) as i32, 4, "inquiry", 13, ink);
+        for (c, m) in self.m.iter().enumerate().take(cols.saturating_sub(1) as usize) {
+            caption(&mut sheet, col_x(c as u32 + 1) as i32, 4, &format!("m = {}", label(*m as f64)), 13, ink);
+        }
         for (r, row) in self.sheet_rows.iter().enumerate() {
+            let y = head + gap + r as u32 * (s + gap);
+            let name: String = self.inquiries.get(r).map(|n| n.chars().take(14).collect()).unwrap_or_default();
+            caption(&mut sheet, 4, (y + s / 2) as i32 - 7, &name, 12, ink);
             for (c, img) in row.iter().enumerate() {
-                let (x, y) = (gap + c as u32 * (s + gap), gap + r as u32 * (s + gap));
-                image::imageops::replace(&mut sheet, img, x as i64, y as i64);
+                image::imageops::replace(&mut sheet, img, col_x(c as u32) as i64, y as i64);
             }
         }
         sheet

@@ -102,7 +102,7 @@ pub fn histogram_chart(report: &Report, encoder: &str) -> Chart {
     chart
 }
 
-/// Writes manifest.jsonl, report.json and similarity_histogram.png.
+/// Writes manifest.jsonl, report.json and similarity_histogram.png (and .svg).
 pub fn write_summary(dir: &DatasetDir, entries: &[ManifestEntry], encoder: &str) -> Result<Report> {
     let mut lines = String::new();
     for e in entries {
@@ -113,11 +113,12 @@ pub fn write_summary(dir: &DatasetDir, entries: &[ManifestEntry], encoder: &str)
     let r = report(entries);
     let json = serde_json::to_string_pretty(&r).expect("plain data");
     write_atomic(&dir.root.join("report.json"), json.as_bytes())?;
-    let png = histogram_chart(&r, encoder).render(800, 480);
+    let chart = histogram_chart(&r, encoder);
     write_atomic(
         &dir.root.join("similarity_histogram.png"),
-        &crate::dataset::encode(&png, crate::dataset::ImageFormat::Png)?,
+        &crate::dataset::encode(&chart.render(800, 480), crate::dataset::ImageFormat::Png)?,
     )?;
+    write_atomic(&dir.root.join("similarity_histogram.svg"), chart.render_svg(800, 480).as_bytes())?;
     Ok(r)
 }
 

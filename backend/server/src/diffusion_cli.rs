@@ -271,7 +271,7 @@ pub fn write_loss_chart(run_dir: &Path) -> anyhow::Result<()> {
         ],
         ..Default::default()
     };
-    chart.render(800, 400).save(run_dir.join("loss.png"))?;
+    chart.save(&run_dir.join("loss"), 800, 400)?;
     Ok(())
 }
 

@@ -137,6 +137,6 @@ fn write_loss_chart(run_dir: &std::path::Path, history: &[FrStepMetrics]) -> any
         }],
         ..Default::default()
     };
-    chart.render(800, 400).save(run_dir.join("loss.png"))?;
+    chart.save(&run_dir.join("loss"), 800, 400)?;
     Ok(())
 }

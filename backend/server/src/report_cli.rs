@@ -165,7 +165,7 @@ pub fn run_report_control(args: ReportControlArgs) -> anyhow::Result<()> {
     } else {
         print_table(&report);
         println!(
-            "→ {}/report.json, control.png, contact_sheet.png",
+            "→ {}/report.json, control.png (and .svg), contact_sheet.png",
             args.out.display()
         );
     }
@@ -177,7 +177,7 @@ fn write(report: &ControlReport, args: &ReportControlArgs) -> anyhow::Result<()>
     let mut json = serde_json::to_value(report)?;
     json["checkpoint"] = args.checkpoint.display().to_string().into();
     std::fs::write(args.out.join("report.json"), serde_json::to_string_pretty(&json)?)?;
-    image_io::write(&report.plot(), &args.out.join("control.png"))?;
+    report.plot().save(&args.out.join("control"), 720, 480)?;
     image_io::write(&report.contact_sheet(), &args.out.join("contact_sheet.png"))?;
     Ok(())
 }

@@ -258,6 +258,8 @@ fn latent_preset_trains_resumes_and_samples_centred() {
     // Loss curves are redrawn at every checkpoint.
     let chart = image::open(dir.join("run/loss.png")).unwrap();
     assert_eq!((chart.width(), chart.height()), (800, 400));
+    let svg = std::fs::read_to_string(dir.join("run/loss.svg")).unwrap();
+    assert!(svg.contains("SimMat") && svg.contains("MSE"), "the legend names the curves");
     let out = train(&["--max-steps", "3", "--resume"]);
     let log = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(out.status.success(), "{log}");
