@@ -242,7 +242,7 @@ impl ControlReport {
         }
         for (r, row) in self.sheet_rows.iter().enumerate() {
             let y = head + gap + r as u32 * (s + gap);
-            let name: String = self.inquiries.get(r).map(|n| n.chars().take(14).collect()).unwrap_or_default();
+            let name = self.inquiries.get(r).map(|n| short_name(n, 15)).unwrap_or_default();
             caption(&mut sheet, 4, (y + s / 2) as i32 - 7, &name, 12, ink);
             for (c, img) in row.iter().enumerate() {
                 image::imageops::replace(&mut sheet, img, col_x(c as u32) as i64, y as i64);
@@ -252,9 +252,29 @@ impl ControlReport {
     }
 }
 
+/// An inquiry's name for a caption: without a file extension, at most `max` characters (… marks a cut).
+fn short_name(name: &str, max: usize) -> String {
+    let stem = match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() && ext.len() <= 4 => stem,
+        _ => name,
+    };
+    if stem.chars().count() <= max {
+        stem.to_owned()
+    } else {
+        stem.chars().take(max - 1).chain(['…']).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::spearman;
+    use super::{short_name, spearman};
+
+    #[test]
+    fn caption_names_drop_the_extension_and_mark_cuts() {
+        assert_eq!(short_name("photo_obama2.jpg", 15), "photo_obama2");
+        assert_eq!(short_name("dcgan_000004", 15), "dcgan_000004");
+        assert_eq!(short_name("a_very_long_identity_name.png", 10), "a_very_lo…");
+    }
 
     #[test]
     fn spearman_matches_hand_computed_values() {
