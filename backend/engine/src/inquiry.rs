@@ -72,6 +72,9 @@ pub struct SelectionStats {
     pub considered: usize,
     pub rejected_similar: usize,
     pub threshold: f32,
+    /// The stop callback ended the selection early (the list is partial).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopped: bool,
 }
 
 /// The greedy uniqueness pass over the rows of `emb` (L2-normalised), given the rows accepted so
@@ -141,6 +144,7 @@ fn folder_candidates(root: &Path) -> Result<Vec<(String, PathBuf)>> {
 /// The greedy selection in progress.
 struct Selector<'a> {
     encoder: &'a dyn IdentityEncoder,
+    stop: &'a dyn Fn() -> bool,
     count: usize,
     kept: Vec<Vec<f32>>,
     out: Vec<Inquiry>,
@@ -148,8 +152,12 @@ struct Selector<'a> {
 }
 
 impl Selector<'_> {
-    fn full(&self) -> bool {
-        self.out.len() >= self.count
+    /// Enough identities, or asked to stop (checked once per chunk of candidates).
+    fn full(&mut self) -> bool {
+        if !self.stats.stopped && self.out.len() < self.count && (self.stop)() {
+            self.stats.stopped = true;
+        }
+        self.stats.stopped || self.out.len() >= self.count
     }
 
     /// Offers candidates (their faces, or bare embeddings) to the greedy filter.
@@ -188,8 +196,25 @@ pub fn select(
     seed: u64,
     device: &Device,
 ) -> Result<(Vec<Inquiry>, SelectionStats)> {
+    select_until(source, count, threshold, encoder, size, seed, device, &|| false)
+}
+
+/// [`select`] that asks `stop` before every chunk of candidates and, when it says yes, returns
+/// what it kept so far with `stats.stopped` set (a cancelled job never waits for a long selection).
+#[allow(clippy::too_many_arguments)]
+pub fn select_until(
+    source: &InquirySource,
+    count: usize,
+    threshold: f32,
+    encoder: &dyn IdentityEncoder,
+    size: usize,
+    seed: u64,
+    device: &Device,
+    stop: &dyn Fn() -> bool,
+) -> Result<(Vec<Inquiry>, SelectionStats)> {
     let mut sel = Selector {
         encoder,
+        stop,
         count,
         kept: Vec::new(),
         out: Vec::new(),
@@ -320,5 +345,37 @@ mod tests {
         // Rows already accepted count against new ones.
         let (idx, _) = greedy_unique(&[vec![c, s]], &mut kept, 0.7, 10);
         assert!(idx.is_empty());
+    }
+
+    /// An encoder of dimension 64 (random inquiries only use its dimension).
+    struct Dim64;
+    impl IdentityEncoder for Dim64 {
+        fn name(&self) -> String {
+            "dim64".into()
+        }
+        fn dim(&self) -> usize {
+            64
+        }
+        fn descriptors(&self, images: &Tensor) -> Result<Tensor> {
+            Ok(images.flatten_from(1)?.narrow(1, 0, 64)?)
+        }
+    }
+
+    #[test]
+    fn a_stop_request_ends_the_selection_between_chunks() {
+        let dev = Device::Cpu;
+        let asked = std::cell::Cell::new(0);
+        let stop = || {
+            asked.set(asked.get() + 1);
+            asked.get() > 3
+        };
+        let (list, stats) = select_until(&InquirySource::Random, 100_000, 0.5, &Dim64, 32, 1, &dev, &stop).unwrap();
+        assert!(stats.stopped);
+        assert_eq!(asked.get(), 4, "asked once per chunk");
+        assert!(list.len() <= 3 * 16 && !list.is_empty(), "{} kept before the stop", list.len());
+        // Without a stop the same call selects what was asked, from the same stream.
+        let (full, stats) = select(&InquirySource::Random, 40, 0.5, &Dim64, 32, 1, &dev).unwrap();
+        assert!(!stats.stopped && full.len() == 40);
+        assert_eq!(full[0].embedding, list[0].embedding);
     }
 }

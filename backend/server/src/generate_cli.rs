@@ -13,7 +13,7 @@ use cemiface_engine::dataset_report::{write_recordio, write_summary};
 use cemiface_engine::device::{ComputeDevice, DeviceRequest};
 use cemiface_engine::generator::Generator;
 use cemiface_engine::image_io::{self, ImageLimits};
-use cemiface_engine::inquiry::{default_threshold, select, Inquiry, InquirySource};
+use cemiface_engine::inquiry::{default_threshold, select_until, Inquiry, InquirySource};
 use clap::Args;
 
 use crate::cli::AssetsDirArg;
@@ -204,7 +204,12 @@ pub fn run_generate(args: GenerateArgs, ctx: &JobCtx) -> anyhow::Result<()> {
             serde_json::to_string_pretty(&settings)?.as_bytes(),
         )?;
     }
-    let inquiries = load_or_select_inquiries(&args, &dir, &source, encoder.as_ref(), &gen, &dev.device)?;
+    let stop = || ctx.requested().is_some();
+    let Some(inquiries) = load_or_select_inquiries(&args, &dir, &source, encoder.as_ref(), &gen, &dev.device, &stop)?
+    else {
+        // Stopped during the selection: nothing was written, a resume selects again.
+        return Err(ctx.requested().unwrap_or(Stop::Cancelled).into());
+    };
     if copies > 0 && inquiries.iter().any(|q| q.image.is_none()) {
         bail!("--inquiry-copies {copies}: random identities have no face to copy; pass --inquiry-copies 0");
     }
@@ -304,7 +309,8 @@ pub fn run_generate(args: GenerateArgs, ctx: &JobCtx) -> anyhow::Result<()> {
 }
 
 /// Reads `inquiries.json` (and the faces in `inquiries/`), or selects the identities and writes
-/// them, so every shard and every resume works on the same identities.
+/// them, so every shard and every resume works on the same identities. None: `stop` said so
+/// during the selection (nothing written).
 fn load_or_select_inquiries(
     args: &GenerateArgs,
     dir: &DatasetDir,
@@ -312,7 +318,8 @@ fn load_or_select_inquiries(
     encoder: &dyn cemiface_engine::encoder::IdentityEncoder,
     gen: &Generator,
     device: &candle_core::Device,
-) -> anyhow::Result<Vec<Inquiry>> {
+    stop: &dyn Fn() -> bool,
+) -> anyhow::Result<Option<Vec<Inquiry>>> {
     let path = dir.root.join("inquiries.json");
     let face = |i: usize| dir.root.join("inquiries").join(format!("{i:06}.png"));
     if path.exists() {
@@ -324,12 +331,12 @@ fn load_or_select_inquiries(
                 q.image = Some(image_io::read(&face(i), ImageLimits::default())?);
             }
         }
-        return Ok(list);
+        return Ok(Some(list));
     }
     let threshold = args
         .unique_threshold
         .unwrap_or_else(|| default_threshold(encoder));
-    let (list, stats) = select(
+    let (list, stats) = select_until(
         source,
         args.identities,
         threshold,
@@ -337,7 +344,11 @@ fn load_or_select_inquiries(
         gen.image_size(),
         args.seed,
         device,
+        stop,
     )?;
+    if stats.stopped {
+        return Ok(None);
+    }
     eprintln!(
         "inquiries: {} unique identities from {} candidates ({} rejected as look-alikes at cosine ≥ {threshold})",
         list.len(),
@@ -359,7 +370,7 @@ fn load_or_select_inquiries(
         }
     }
     write_atomic(&path, serde_json::to_string(&list)?.as_bytes())?;
-    Ok(list)
+    Ok(Some(list))
 }
 
 #[cfg(test)]

@@ -168,3 +168,23 @@ async fn cancel_stops_a_running_job_within_a_step() {
     // Four identities (rows) × the inquiry and m = -1, 0, 1 (columns), 32 px each.
     assert_eq!((img.width(), img.height()), (4 * 32, 4 * 32));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_a_generation_during_its_inquiry_selection() {
+    let Some(assets) = common::assets() else { return };
+    let data = common::temp_dir("jobs-cancel-selection").join("data");
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/latent-dcgan");
+    let s = common::serve_with_admin(&data, &assets, &shipped);
+    let (c, csrf) = login(&s).await;
+    // 100 000 unique DCGAN identities: hours of selection before the first image.
+    let spec = json!({"kind": "generate", "identities": 100000, "images_per_identity": 1});
+    let r = c.post(s.url("/api/admin/jobs")).header("x-csrf-token", &csrf).json(&spec).send().await.unwrap();
+    let id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    wait_for(&s, &c, id, 120, |j| j["state"] == "running").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(job(&s, &c, id).await["progress"]["done"].as_u64().unwrap_or(0), 0, "still selecting");
+    assert_eq!(action(&s, &c, &csrf, id, "cancel").await, StatusCode::ACCEPTED);
+    let j = wait_for(&s, &c, id, 30, |j| j["state"] != "running").await;
+    assert_eq!(j["state"], "cancelled", "{j:#}");
+    assert!(!data.join(format!("jobs/{id}/dataset/inquiries.json")).exists(), "a partial selection is not kept");
+}

@@ -80,6 +80,11 @@ const MIGRATIONS: &[&str] = &[
         hash TEXT NOT NULL,
         upgraded_at REAL NOT NULL
     );",
+    // Facts about the store itself: the id of the data folder it belongs to (jobs/data_id.rs).
+    "CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );",
 ];
 
 /// Seconds since the Unix epoch.
@@ -342,11 +347,15 @@ impl Store {
     /// Images requested by an owner's jobs (for quotas); cancelled-before-start jobs excluded.
     pub fn images_requested(&self, owner: &str) -> anyhow::Result<u64> {
         let db = self.db();
-        let mut st = db.prepare("SELECT spec FROM jobs WHERE owner = ?1 AND kind = 'generate'")?;
-        let specs = st.query_map([owner], |r| r.get::<_, String>(0))?;
+        let mut st = db.prepare("SELECT spec, state, done FROM jobs WHERE owner = ?1 AND kind = 'generate'")?;
+        let rows = st.query_map([owner], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))?;
         let mut n = 0;
-        for s in specs {
-            if let Ok(spec) = serde_json::from_str::<JobSpec>(&s?) {
+        for row in rows {
+            let (spec, state, done) = row?;
+            // A cancelled or failed job counts what it made; the rest of its plan is refunded.
+            if matches!(state.as_str(), "cancelled" | "failed") {
+                n += done.max(0) as u64;
+            } else if let Ok(spec) = serde_json::from_str::<JobSpec>(&spec) {
                 n += spec.planned_images();
             }
         }
@@ -478,6 +487,23 @@ impl Store {
         Ok(())
     }
 
+    // ---- the data folder's id ----
+
+    /// The id of the data folder this store belongs to, once recorded.
+    pub fn data_id(&self) -> anyhow::Result<Option<String>> {
+        Ok(self
+            .db()
+            .query_row("SELECT value FROM meta WHERE key = 'data_id'", [], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Records the data folder's id.
+    pub fn set_data_id(&self, id: &str) -> anyhow::Result<()> {
+        self.db()
+            .execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('data_id', ?1)", [id])?;
+        Ok(())
+    }
+
     // ---- admin password upgrades ----
 
     /// The Argon2id hash that replaced the configured hash with this SHA-256, if a login upgraded it.
@@ -594,6 +620,10 @@ mod tests {
         assert_eq!(s.artifacts(id).unwrap().len(), 1, "an artifact is recorded once");
         assert_eq!(s.metric_keys(id).unwrap(), ["loss"], "non-finite values are not stored");
         assert_eq!(s.images_requested("key:1").unwrap(), 6);
+        // Cancelled work is refunded: only the images made count.
+        s.set_progress(id, 2, 6, "img", None).unwrap();
+        s.set_state(id, JobState::Cancelled, None).unwrap();
+        assert_eq!(s.images_requested("key:1").unwrap(), 2);
         s.db().pragma_update(None, "user_version", MIGRATIONS.len() + 1).unwrap();
         drop(s);
         let err = Store::open(&path).err().unwrap().to_string();
