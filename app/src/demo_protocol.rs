@@ -76,6 +76,9 @@ impl JobRequest {
         if self.upload_id.is_empty() {
             return Err("upload_id is empty: upload a photo first".into());
         }
+        if self.upload_id.len() > 64 {
+            return Err(format!("upload_id has {} characters; ids have at most 64", self.upload_id.len()));
+        }
         Ok(())
     }
 

@@ -512,6 +512,64 @@ async fn a_reconnecting_page_resubscribes_and_gets_the_last_preview_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_sockets_are_bounded_in_size_echo_and_count() {
+    let Some(assets) = common::assets() else { return };
+    let s = server(&assets, |d| d.max_sockets_per_client = 3).await;
+    // A 1 MiB message closes the socket (1009) instead of being buffered and echoed.
+    let mut ws = Ws::connect(&s, B).await;
+    let _ = ws.0.send(Message::Text("x".repeat(1 << 20).into())).await;
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match ws.0.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(Message::Text(t))) => assert!(t.len() < 1000, "echoed: {} bytes", t.len()),
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the socket stayed open");
+    // Over-long values are not echoed whole: an upload id, an unknown message type.
+    let mut ws = Ws::connect(&s, B).await;
+    for (msg, want) in [
+        (json!({"type": "submit", "upload_id": "u".repeat(50_000), "m": 0, "steps": 5, "seed": 1, "eta": 1.0}), "invalid_request"),
+        (json!({"type": "submit", "upload_id": "u".repeat(60), "m": 0, "steps": 5, "seed": 1, "eta": 1.0}), "not_found"),
+        (json!({"type": "x".repeat(50_000)}), "bad_message"),
+    ] {
+        ws.send(msg).await;
+        match ws.next().await {
+            Got::Event(ServerEvent::Error { code, message, .. }) => {
+                assert_eq!(code, want, "{message}");
+                assert!(message.len() < 300, "{} bytes", message.len());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    drop(ws);
+    // Sockets per client are capped (429); closing one frees its slot.
+    const C: &str = "cccccccccccccccccccccccccccccccc";
+    let req = || {
+        let mut r = format!("ws://{}/api/demo/ws", s.addr).into_client_request().unwrap();
+        r.headers_mut().insert("cookie", format!("cemiface_client={C}").parse().unwrap());
+        r
+    };
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(Ws::connect(&s, C).await);
+    }
+    let err = tokio_tungstenite::connect_async(req()).await.unwrap_err();
+    assert!(err.to_string().contains("429"), "{err}");
+    drop(open.pop());
+    for _ in 0..100 {
+        if s.state.demo.sockets.held(C) < 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(tokio_tungstenite::connect_async(req()).await.is_ok(), "a freed slot is reusable");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cross_origin_sockets_are_refused_and_a_server_without_a_model_says_so() {
     let Some(assets) = common::assets() else { return };
     let s = server(&assets, |_| {}).await;

@@ -1,7 +1,7 @@
 //! Who is asking: every browser gets a random client id in an HttpOnly, SameSite=Strict cookie on
 //! its first response. Uploads, jobs and previews belong to that id and are invisible to others.
 
-use axum::extract::{FromRequestParts, Request};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header::SET_COOKIE;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
@@ -32,7 +32,7 @@ impl ClientId {
 
 /// Middleware: makes sure every request has a [`ClientId`] extension, setting the cookie when the
 /// request came without one.
-pub async fn assign(mut req: Request, next: Next) -> Response {
+pub async fn assign(State(state): State<crate::state::AppState>, mut req: Request, next: Next) -> Response {
     let (id, new) = match ClientId::from_headers(req.headers()) {
         Some(id) => (id, false),
         None => (ClientId::fresh(), true),
@@ -40,8 +40,10 @@ pub async fn assign(mut req: Request, next: Next) -> Response {
     req.extensions_mut().insert(id.clone());
     let mut res = next.run(req).await;
     if new {
+        // `--secure-cookies` (served over https): the browser sends it back over https only.
+        let secure = if state.jobs.as_ref().is_some_and(|j| j.secure_cookies) { "; Secure" } else { "" };
         let cookie = format!(
-            "{COOKIE_NAME}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age=31536000",
+            "{COOKIE_NAME}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age=31536000{secure}",
             id.0
         );
         if let Ok(v) = HeaderValue::from_str(&cookie) {

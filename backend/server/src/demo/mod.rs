@@ -37,6 +37,8 @@ pub struct DemoSettings {
     pub heartbeat: Duration,
     /// How long an uploaded face (its aligned crop and embedding, in memory only) is kept unused.
     pub upload_ttl: Duration,
+    /// Open demo websockets one client may hold; more are refused with 429.
+    pub max_sockets_per_client: usize,
 }
 
 /// The demo's state: the model (or why there is none), the queue and the uploads.
@@ -45,6 +47,8 @@ pub struct Demo {
     pub queue: Option<SamplingQueue>,
     pub uploads: Uploads,
     pub settings: DemoSettings,
+    /// Open websockets per client id.
+    pub sockets: ws::SocketCounts,
 }
 
 impl Demo {
@@ -82,6 +86,7 @@ impl Demo {
             queue,
             uploads: Uploads::new(settings.upload_ttl),
             settings,
+            sockets: Default::default(),
         }
     }
 
@@ -92,6 +97,7 @@ impl Demo {
             queue: None,
             uploads: Uploads::new(settings.upload_ttl),
             settings,
+            sockets: Default::default(),
         }
     }
 
@@ -130,6 +136,7 @@ impl Default for DemoSettings {
             max_pixels: 25_000_000,
             heartbeat: Duration::from_secs(15),
             upload_ttl: Duration::from_secs(900),
+            max_sockets_per_client: 8,
         }
     }
 }

@@ -71,8 +71,9 @@ impl Uploads {
                 Ok(e.face.clone())
             }
             _ => Err(DemoError::not_found(format!(
-                "upload {id} is not (or no longer) here: uploads are kept {} minutes after their last \
+                "upload {} is not (or no longer) here: uploads are kept {} minutes after their last \
                  use; upload the photo again",
+                super::ws::clip(id, 40),
                 self.ttl.as_secs() / 60
             ))),
         }
@@ -86,7 +87,7 @@ impl Uploads {
                 map.remove(id);
                 Ok(())
             }
-            _ => Err(DemoError::not_found(format!("no upload {id} of yours"))),
+            _ => Err(DemoError::not_found(format!("no upload {} of yours", super::ws::clip(id, 40)))),
         }
     }
 }

@@ -24,6 +24,59 @@ use crate::state::AppState;
 /// Preview frames a subscriber may fall behind before older ones are skipped.
 const MAX_PREVIEW_LAG: usize = 4;
 
+/// Largest message a page may send (the protocol's messages are a few hundred bytes); a larger one
+/// closes the socket (1009) before it is buffered whole.
+pub const MAX_CLIENT_MESSAGE: usize = 64 << 10;
+
+/// Open sockets per client id; [`SocketCounts::open`] hands out a slot that frees itself.
+#[derive(Debug, Default, Clone)]
+pub struct SocketCounts(Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>);
+
+/// One open socket of a client; dropping it frees the slot.
+pub struct SocketSlot {
+    counts: SocketCounts,
+    client: String,
+}
+
+impl SocketCounts {
+    /// A slot for one more socket of `client`, or None when it already holds `max`.
+    pub fn open(&self, client: &str, max: usize) -> Option<SocketSlot> {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(client.to_owned()).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(SocketSlot { counts: self.clone(), client: client.to_owned() })
+    }
+
+    /// Sockets `client` holds now.
+    pub fn held(&self, client: &str) -> usize {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(client).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for SocketSlot {
+    fn drop(&mut self) {
+        let mut m = self.counts.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.client);
+            }
+        }
+    }
+}
+
+/// At most `max` characters of a client-supplied text, for echoing it in an error.
+pub fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_owned()
+    } else {
+        s.chars().take(max).chain("…".chars()).collect()
+    }
+}
+
 /// Refuses cross-site upgrades: a page on another origin must not drive this server.
 fn same_origin(headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(ORIGIN).and_then(|v| v.to_str().ok()) else {
@@ -49,7 +102,23 @@ pub async fn connect(
         .into_response();
     }
     let demo = state.demo.clone();
-    ws.on_upgrade(move |socket| session(socket, demo, client))
+    let Some(slot) = demo.sockets.open(&client.0, demo.settings.max_sockets_per_client) else {
+        return AppError::from(DemoError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_sockets",
+            format!(
+                "this browser already has {} demo connections open; close a tab and retry",
+                demo.settings.max_sockets_per_client
+            ),
+        ))
+        .into_response();
+    };
+    ws.max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE)
+        .on_upgrade(move |socket| async move {
+            session(socket, demo, client).await;
+            drop(slot);
+        })
 }
 
 fn text(event: &ServerEvent) -> Message {
@@ -114,7 +183,7 @@ fn handle(
         DemoError::new(
             StatusCode::BAD_REQUEST,
             "bad_message",
-            format!("cannot read the message: {e}"),
+            clip(&format!("cannot read the message: {e}"), 200),
         )
         .event(None)
     })?;

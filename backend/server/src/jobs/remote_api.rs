@@ -169,6 +169,8 @@ async fn idx(caller: ApiCaller, Path(id): Path<i64>) -> Result<Response, AppErro
 /// `GET /api/v1/generations/{id}/events` (websocket): the current status, then every event of
 /// the job as JSON; closes after the job ends.
 async fn events(caller: ApiCaller, Path(id): Path<i64>, ws: WebSocketUpgrade) -> Result<Response, AppError> {
+    // A read-only feed: nothing a client sends needs more than a small frame.
+    let ws = ws.max_message_size(4 << 10).max_frame_size(4 << 10);
     caller.require("read")?;
     // Subscribe before the snapshot: no event between the two is missed.
     let rx = caller.jobs.runner.events.subscribe();
