@@ -15,6 +15,9 @@ pub struct ImageLimits {
     pub max_pixels: u64,
     /// Largest accepted side.
     pub max_side: u32,
+    /// Largest decoded size in bytes (width × height × bytes per pixel of the file's own colour
+    /// type: a 16-bit RGBA image costs 8 bytes a pixel before it is converted).
+    pub max_decoded_bytes: u64,
 }
 
 impl Default for ImageLimits {
@@ -22,6 +25,7 @@ impl Default for ImageLimits {
         Self {
             max_pixels: 40_000_000,
             max_side: 16_384,
+            max_decoded_bytes: 1 << 30,
         }
     }
 }
@@ -38,10 +42,10 @@ pub fn decode(bytes: &[u8], name: &str, limits: ImageLimits) -> Result<RgbImage>
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| bad(name, format!("cannot read: {e}")))?;
-    match reader.format() {
-        Some(image::ImageFormat::Jpeg | image::ImageFormat::Png | image::ImageFormat::WebP) => {}
+    let format = match reader.format() {
+        Some(f @ (image::ImageFormat::Jpeg | image::ImageFormat::Png | image::ImageFormat::WebP)) => f,
         _ => return Err(bad(name, "not an image (expected JPEG, PNG or WebP)")),
-    }
+    };
     let mut decoder = reader
         .into_decoder()
         .map_err(|e| bad(name, format!("corrupt image header: {e}")))?;
@@ -58,6 +62,20 @@ pub fn decode(bytes: &[u8], name: &str, limits: ImageLimits) -> Result<RgbImage>
             ),
         ));
     }
+    if decoder.total_bytes() > limits.max_decoded_bytes {
+        return Err(bad(
+            name,
+            format!(
+                "decoding this {w}×{h} {:?} image would take {} MB; the limit is {} MB",
+                decoder.color_type(),
+                decoder.total_bytes() >> 20,
+                limits.max_decoded_bytes >> 20
+            ),
+        ));
+    }
+    if format == image::ImageFormat::Jpeg && !jpeg_scan_ends(bytes) {
+        return Err(bad(name, "truncated JPEG: the image data ends before its end marker"));
+    }
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
@@ -65,6 +83,16 @@ pub fn decode(bytes: &[u8], name: &str, limits: ImageLimits) -> Result<RgbImage>
         .map_err(|e| bad(name, format!("truncated or corrupt image data: {e}")))?;
     img.apply_orientation(orientation);
     Ok(img.to_rgb8())
+}
+
+/// Whether a JPEG's image data is complete: an end-of-image marker (FF D9) after its first
+/// start-of-scan (FF DA). Entropy-coded data cannot contain FF D9, and an EXIF thumbnail's own end
+/// marker comes before the main scan; bytes appended after the end (motion photos) are fine.
+fn jpeg_scan_ends(bytes: &[u8]) -> bool {
+    let Some(sos) = bytes.windows(2).position(|w| w == [0xFF, 0xDA]) else {
+        return false;
+    };
+    bytes[sos..].windows(2).any(|w| w == [0xFF, 0xD9])
 }
 
 /// Whether a path names an image this crate reads (JPEG, PNG or WebP, by extension).
@@ -131,10 +159,34 @@ mod tests {
         let limits = ImageLimits {
             max_pixels: 100,
             max_side: 1000,
+            ..ImageLimits::default()
         };
         let err = decode(&png_bytes(20, 20), "big.png", limits)
             .unwrap_err()
             .to_string();
         assert!(err.contains("20×20") && err.contains("limit"), "{err}");
+    }
+
+    #[test]
+    fn decode_bombs_and_truncated_jpegs_are_refused_before_decoding() {
+        // 16-bit RGBA, 2000×2000: 32 MB decoded from a few kB of zeros.
+        let mut png = Vec::new();
+        image::DynamicImage::ImageRgba16(image::ImageBuffer::new(2000, 2000))
+            .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        assert!(png.len() < 200_000);
+        let limits = ImageLimits { max_decoded_bytes: 16 << 20, ..ImageLimits::default() };
+        let err = decode(&png, "bomb.png", limits).unwrap_err().to_string();
+        assert!(err.contains("would take 30 MB") && err.contains("Rgba16"), "{err}");
+        // A JPEG cut in its scan data is refused; the whole file decodes.
+        let mut jpeg = Vec::new();
+        let img = RgbImage::from_fn(64, 64, |x, y| image::Rgb([(x * 4) as u8, (y * 4) as u8, 90]));
+        image::DynamicImage::ImageRgb8(img).write_to(&mut Cursor::new(&mut jpeg), image::ImageFormat::Jpeg).unwrap();
+        assert!(decode(&jpeg, "whole.jpg", ImageLimits::default()).is_ok());
+        let err = decode(&jpeg[..jpeg.len() - 40], "cut.jpg", ImageLimits::default()).unwrap_err().to_string();
+        assert!(err.contains("cut.jpg") && err.contains("truncated JPEG"), "{err}");
+        let mut appended = jpeg.clone();
+        appended.extend_from_slice(b"trailing data of a motion photo");
+        assert!(decode(&appended, "motion.jpg", ImageLimits::default()).is_ok());
     }
 }
