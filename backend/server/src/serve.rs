@@ -37,9 +37,29 @@ pub fn router(state: AppState) -> Router {
             shell(options.clone())
         })
         .fallback(file_and_error_handler_with_context::<AppState, _>(context, shell))
-        .layer(axum::middleware::from_fn(crate::demo::client::assign))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::demo::client::assign))
+        .layer(axum::middleware::from_fn(security_headers))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Headers every response carries (unless a handler set its own): no framing by other sites
+/// (clickjacking), no `<base>`/plugin injection, no MIME sniffing, no full URLs in Referer.
+pub const SECURITY_HEADERS: [(&str, &str); 4] = [
+    ("content-security-policy", "frame-ancestors 'none'; base-uri 'self'; object-src 'none'; form-action 'self'"),
+    ("x-frame-options", "DENY"),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "same-origin"),
+];
+
+async fn security_headers(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let mut res = next.run(req).await;
+    for (name, value) in SECURITY_HEADERS {
+        res.headers_mut()
+            .entry(name)
+            .or_insert(axum::http::HeaderValue::from_static(value));
+    }
+    res
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and lets open requests finish.

@@ -109,6 +109,17 @@ async fn status_page_renders_the_asset_table_on_the_server() {
 }
 
 #[tokio::test]
+async fn every_response_carries_the_security_headers() {
+    let st = state(common::temp_dir("headers"));
+    for uri in ["/", "/healthz", "/status", "/no-such-page", "/api/admin/jobs"] {
+        let res = router(st.clone()).oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
+        for (name, value) in cemiface_server::serve::SECURITY_HEADERS {
+            assert_eq!(res.headers().get(name).and_then(|v| v.to_str().ok()), Some(value), "{uri}: {name}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn unknown_pages_are_404() {
     let st = state(common::temp_dir("404"));
     let (code, _) = get(&st, "/no-such-page").await;

@@ -151,6 +151,15 @@ async fn generation_api_end_to_end() {
     assert_eq!(&grid[..8], b"\x89PNG\r\n\x1a\n");
     let r = anon.get(s.url(&format!("/api/v1/generations/{id}/files/config.toml"))).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND, "only recorded artifacts are served");
+    // A symbolic link planted in the job's folder (to a file or to a folder) is never followed.
+    let job_folder = dir.join(format!("data/jobs/{id}"));
+    std::fs::write(dir.join("secret.txt"), b"outside").unwrap();
+    std::os::unix::fs::symlink(dir.join("secret.txt"), job_folder.join("leak.txt")).unwrap();
+    std::os::unix::fs::symlink(&dir, job_folder.join("up")).unwrap();
+    for f in ["leak.txt", "up/secret.txt"] {
+        let r = adm.get(s.url(&format!("/api/admin/jobs/{id}/files/{f}"))).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{f}");
+    }
 
     let r = anon.get(s.url(&format!("/api/v1/generations/{id}/dataset.tar"))).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.headers()["content-type"], "application/x-tar");

@@ -206,10 +206,19 @@ pub async fn send_file(jobs: &Jobs, id: i64, rel: &str) -> Result<Response, AppE
     if rel.is_empty() || rel_path.components().any(|c| !matches!(c, Component::Normal(_))) {
         return Err(AppError::new(StatusCode::BAD_REQUEST, "bad_path", "a relative path inside the job's folder"));
     }
-    let path = job_dir(jobs.data_dir(), id).join(rel_path);
-    let meta = tokio::fs::metadata(&path)
-        .await
-        .ok()
+    let root = job_dir(jobs.data_dir(), id);
+    let path = root.join(rel_path);
+    // Never through a symbolic link: every folder on the way and the file itself must be real.
+    let mut at = root.clone();
+    let mut meta = None;
+    for c in rel_path.components() {
+        at.push(c);
+        meta = tokio::fs::symlink_metadata(&at).await.ok().filter(|m| !m.file_type().is_symlink());
+        if meta.is_none() {
+            break;
+        }
+    }
+    let meta = meta
         .filter(|m| m.is_file())
         .ok_or_else(|| AppError::not_found(format!("job {id} has no file {rel}")))?;
     let kind = match path.extension().and_then(|e| e.to_str()) {
