@@ -5,6 +5,7 @@
 pub mod admin_api;
 pub mod auth;
 pub mod ctx;
+pub mod data_id;
 pub mod exec;
 pub mod remote_api;
 pub mod runner;
@@ -60,7 +61,9 @@ impl Jobs {
         if let Some(h) = &admin_hash {
             auth::parse_hash(h).map_err(|e| anyhow::anyhow!("the admin password hash is malformed: {e}"))?;
         }
-        let store = Arc::new(Store::open(&settings.data_dir.join("cemiface.db"))?);
+        let db_path = settings.data_dir.join("cemiface.db");
+        let store = Arc::new(Store::open(&db_path)?);
+        data_id::check(&settings.data_dir, &db_path, &store)?;
         let (s, policy) = (store.clone(), webhooks.clone());
         let runner = Runner::start(store.clone(), settings, Box::new(move |row| send_webhook(&s, &policy, row)))?;
         Ok(Self {

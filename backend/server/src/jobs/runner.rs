@@ -72,6 +72,24 @@ pub fn job_dir(data_dir: &Path, id: i64) -> PathBuf {
     data_dir.join("jobs").join(id.to_string())
 }
 
+/// Creates a job's folder: exclusively on its first run (a folder that is already there belongs to
+/// another job and is never reused), or finds it again when the job resumes.
+fn create_job_dir(dir: &Path, resume: bool) -> anyhow::Result<()> {
+    if resume {
+        return std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()));
+    }
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| anyhow::anyhow!("{}: {e}", parent.display()))?;
+    }
+    std::fs::create_dir(dir).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => anyhow::anyhow!(
+            "{} already exists: it belongs to another job (was the job store replaced?); it is left as it is",
+            dir.display()
+        ),
+        _ => anyhow::anyhow!("{}: {e}", dir.display()),
+    })
+}
+
 impl Runner {
     /// Marks jobs a previous server left running as interrupted and starts the scheduler.
     /// `on_final` sees each job that reached a final state (the webhook sender).
@@ -186,8 +204,7 @@ impl Runner {
     fn run_job(self: Arc<Self>, job: JobRow, sw: StopSwitch) {
         let id = job.id;
         let dir = job_dir(&self.settings.data_dir, id);
-        let outcome = std::fs::create_dir_all(&dir)
-            .map_err(anyhow::Error::from)
+        let outcome = create_job_dir(&dir, job.resume)
             .and_then(|()| {
                 exec::reconcile_artifacts(&self.store, id, &dir)?;
                 let ctx = self.context(id, &dir, sw);
@@ -275,5 +292,24 @@ impl Runner {
                 tracing::error!(job = id, "job store: {e:#}");
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_first_run_never_reuses_an_existing_job_folder() {
+        let data = std::env::temp_dir().join(format!("cemiface-jobdir-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&data);
+        let dir = job_dir(&data, 1);
+        create_job_dir(&dir, false).unwrap();
+        std::fs::write(dir.join("old.txt"), b"another job's").unwrap();
+        let e = create_job_dir(&dir, false).unwrap_err().to_string();
+        assert!(e.contains("already exists") && e.contains("jobs/1"), "{e}");
+        create_job_dir(&dir, true).unwrap();
+        assert!(dir.join("old.txt").exists(), "nothing is deleted");
+        std::fs::remove_dir_all(&data).unwrap();
     }
 }
