@@ -77,6 +77,17 @@ pub struct ServeArgs {
     pub demo: DemoArgs,
     #[command(flatten)]
     pub jobs: JobArgs,
+    /// Seconds a client may take to send a request's headers before its connection is closed.
+    #[arg(long, env = "CEMIFACE_HEADER_TIMEOUT", default_value_t = 10)]
+    pub header_timeout: u64,
+    /// Seconds a request body may stall between two pieces before the request fails.
+    #[arg(long, env = "CEMIFACE_BODY_TIMEOUT", default_value_t = 20)]
+    pub body_timeout: u64,
+    /// Take the client's address from this header (e.g. X-Forwarded-For; its last entry), for a
+    /// server behind a reverse proxy you run. Without it the connection's address is used, and
+    /// the header is ignored (clients could write anything there).
+    #[arg(long, env = "CEMIFACE_TRUSTED_PROXY_HEADER")]
+    pub trusted_proxy_header: Option<String>,
 }
 
 /// Options of the job system and the admin panel.
@@ -260,6 +271,13 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_demo(demo)
         .with_jobs(jobs);
     let runner = state.jobs.as_ref().map(|j| j.runner.clone());
+    if args.header_timeout == 0 || args.body_timeout == 0 {
+        anyhow::bail!("--header-timeout and --body-timeout must be at least 1 second");
+    }
+    let conn_limits = serve::ConnLimits {
+        header_read: std::time::Duration::from_secs(args.header_timeout),
+        body_idle: std::time::Duration::from_secs(args.body_timeout),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr)
@@ -267,7 +285,7 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr()?;
         tracing::info!(device = %state.inner.device, "listening on http://{local}");
-        serve::run(listener, state, serve::shutdown_signal()).await?;
+        serve::run(listener, state, serve::shutdown_signal(), conn_limits).await?;
         if let Some(r) = runner {
             // Running jobs checkpoint and stop; they show as interrupted and resume on request.
             r.shutdown();

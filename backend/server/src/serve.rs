@@ -3,6 +3,17 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::sync::watch;
+use tower::ServiceExt;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use axum::routing::get;
 use axum::Router;
@@ -62,16 +73,80 @@ async fn security_headers(req: axum::extract::Request, next: axum::middleware::N
     res
 }
 
+/// How long a client may take: to send a request's headers (slow-header connections are closed),
+/// and between two pieces of a request body (a stalled upload ends with an error).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnLimits {
+    pub header_read: Duration,
+    pub body_idle: Duration,
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        Self { header_read: Duration::from_secs(10), body_idle: Duration::from_secs(20) }
+    }
+}
+
 /// Serves until `shutdown` resolves, then stops accepting and lets open requests finish.
+///
+/// Each connection is served by hyper's HTTP/1 connection with a timer, so a client that opens a
+/// connection and never finishes its headers is dropped after `limits.header_read` (`axum::serve`
+/// sets no timer, and hyper's header timeout needs one). Handlers see the peer's address as
+/// `ConnectInfo<SocketAddr>`.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    limits: ConnLimits,
 ) -> anyhow::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let app = router(state).layer(RequestBodyTimeoutLayer::new(limits.body_idle));
+    // `stop` tells connections to finish; `alive` has one receiver per open connection.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (alive_tx, alive_rx) = watch::channel(());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!("accepting a connection failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = app.clone().map_request(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            req.map(Body::new)
+        });
+        let (mut stop, alive) = (stop_rx.clone(), alive_rx.clone());
+        tokio::spawn(async move {
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new()).header_read_timeout(limits.header_read);
+            let conn = http
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+                .with_upgrades();
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(%peer, "connection ended: {e}");
+                    }
+                }
+                () = async { drop(stop.wait_for(|s| *s).await) } => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            drop(alive);
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    drop(alive_rx);
+    alive_tx.closed().await;
     Ok(())
 }
 

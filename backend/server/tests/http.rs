@@ -140,3 +140,66 @@ async fn the_status_server_function_answers_with_the_healthz_data() {
     assert_eq!(v["device"], "cpu");
     assert!(v["assets"]["dcgan-faces"].is_object());
 }
+
+/// `serve::run` on 127.0.0.1 with one-second limits; returns its address and a shutdown trigger.
+async fn serve_on_loopback(
+    st: AppState,
+) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let limits = cemiface_server::serve::ConnLimits {
+        header_read: std::time::Duration::from_secs(1),
+        body_idle: std::time::Duration::from_secs(1),
+    };
+    let task = tokio::spawn(async move {
+        cemiface_server::serve::run(listener, st, async { drop(rx.await) }, limits).await.unwrap()
+    });
+    (addr, tx, task)
+}
+
+/// Reads until the server closes the connection (or 10 s pass); returns what came.
+async fn read_until_closed(s: &mut tokio::net::TcpStream) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    match tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut got)).await {
+        Ok(_) => Some(String::from_utf8_lossy(&got).into_owned()),
+        Err(_) => None,
+    }
+}
+
+#[tokio::test]
+async fn slow_headers_and_stalled_bodies_are_cut_off() {
+    use tokio::io::AsyncWriteExt;
+    let dir = common::temp_dir("timeouts");
+    let (addr, stop, task) = serve_on_loopback(state(dir)).await;
+
+    // A complete request is served.
+    let mut ok = tokio::net::TcpStream::connect(addr).await.unwrap();
+    ok.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let answer = read_until_closed(&mut ok).await.expect("a complete request is answered");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    // Half a request line and never the rest: closed after the header timeout (1 s here).
+    let t = std::time::Instant::now();
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+    let got = read_until_closed(&mut slow).await.expect("a slow-header connection is closed");
+    assert!(t.elapsed() < std::time::Duration::from_secs(5), "closed after {:?}", t.elapsed());
+    assert!(!got.contains(" 200 "), "{got}");
+
+    // A body that promises 1000 bytes and stops after 10: the request fails, the socket closes.
+    let t = std::time::Instant::now();
+    let mut stall = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stall
+        .write_all(b"POST /api/admin/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"password\"")
+        .await
+        .unwrap();
+    let got = read_until_closed(&mut stall).await.expect("a stalled body ends the request");
+    assert!(t.elapsed() < std::time::Duration::from_secs(5), "ended after {:?}", t.elapsed());
+    assert!(!got.contains(" 200 "), "{got}");
+
+    // Shutdown waits for nothing that is idle and returns.
+    stop.send(()).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), task).await.unwrap().unwrap();
+}
