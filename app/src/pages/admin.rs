@@ -363,7 +363,7 @@ fn Keys(csrf: StoredValue<String>) -> impl IntoView {
                             <td>{k["name"].as_str().unwrap_or("").to_owned()}</td>
                             <td><code>{k["prefix"].as_str().unwrap_or("").to_owned()}"…"</code></td>
                             <td>{k["scopes"].as_array().map(|a| a.iter().filter_map(|s| s.as_str()).collect::<Vec<_>>().join(", ")).unwrap_or_default()}</td>
-                            <td class="small">{format!("{}/min, {} images", k["rate_per_minute"], k["quota_images"])}</td>
+                            <td class="small">{format!("{}/min, {} images, {} jobs at once, {} identities/job", k["rate_per_minute"], k["quota_images"], k["max_active_jobs"], k["max_identities"])}</td>
                             <td>{if live {
                                 view! { <button class="danger" on:click=move |_| revoke(id)>"Revoke"</button> }.into_any()
                             } else {

@@ -29,7 +29,7 @@ fn streamed(
 ) -> anyhow::Result<(f64, usize)> {
     let start = Instant::now();
     let job = queue
-        .submit("bench", req.clone(), c_id.clone())
+        .submit("bench", "local", req.clone(), c_id.clone())
         .map_err(|e| anyhow::anyhow!(e.message))?;
     let bytes = rt.block_on(async move {
         let (tx, mut rx) = tokio::sync::mpsc::channel(8);
@@ -78,6 +78,8 @@ pub fn run(config: &str, steps: u32, iters: usize, assets_dir: &Path) -> anyhow:
         max_queue: 1,
         max_active_per_client: 1,
         jobs_per_minute: u32::MAX,
+        max_active_per_address: 1,
+        address_jobs_per_minute: u32::MAX,
         keep_finished: std::time::Duration::ZERO,
         step_similarity,
     };

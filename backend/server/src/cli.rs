@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::serve;
 use crate::state::AppState;
+use crate::web::client_addr::AddrPolicy;
 
 /// CemiFace-rs: center-based semi-hard synthetic face generation for face recognition.
 #[derive(Debug, Parser)]
@@ -43,6 +44,12 @@ pub enum Command {
     ModelInfo(crate::diffusion_cli::ModelInfoArgs),
     /// Time the UNet of a preset: forward, forward + backward, DDIM step (a table).
     Bench(crate::bench_cli::BenchArgs),
+    /// Soak a server on this machine (websocket viewers, hostile sockets, decode bombs, upload
+    /// bursts) and check its memory and /healthz latency against bounds.
+    Loadtest(crate::loadtest_cli::LoadtestArgs),
+    /// Fuzz the parsers of outside input (RecordIO, .bin, tfjs manifests, configs, demo protocol,
+    /// images) from the corpus in fuzz/corpus; panicking inputs are saved to fuzz/crashes.
+    Fuzz(crate::fuzz_cli::FuzzArgs),
     /// Generate a labelled synthetic data set (sharded, resumable) with a similarity report.
     Generate(crate::generate_cli::GenerateArgs),
     /// Train a face-recognition model (IResNet + CosFace/ArcFace) on a labelled, e.g. generated, set.
@@ -136,6 +143,16 @@ pub struct DemoArgs {
     /// Skip the per-step E_id similarity of x̂0 (the final image's is still measured).
     #[arg(long, env = "CEMIFACE_DEMO_NO_STEP_SIMILARITY")]
     pub no_step_similarity: bool,
+    /// Demo jobs one network (an IPv4 address or an IPv6 /64) may have queued or running, whatever
+    /// browsers or client ids it uses.
+    #[arg(long, env = "CEMIFACE_DEMO_JOBS_PER_ADDRESS", default_value_t = 4)]
+    pub demo_jobs_per_address: usize,
+    /// Demo websockets one network may hold open.
+    #[arg(long, env = "CEMIFACE_DEMO_SOCKETS_PER_ADDRESS", default_value_t = 32)]
+    pub demo_sockets_per_address: usize,
+    /// Photo uploads one network may send per minute.
+    #[arg(long, env = "CEMIFACE_UPLOADS_PER_MINUTE", default_value_t = 30)]
+    pub uploads_per_minute: u32,
 }
 
 impl DemoArgs {
@@ -149,6 +166,14 @@ impl DemoArgs {
         s.queue.max_queue = self.demo_queue;
         s.queue.jobs_per_minute = self.demo_jobs_per_minute;
         s.queue.step_similarity = !self.no_step_similarity;
+        if self.demo_jobs_per_address == 0 || self.demo_sockets_per_address == 0 || self.uploads_per_minute == 0 {
+            anyhow::bail!(
+                "--demo-jobs-per-address, --demo-sockets-per-address and --uploads-per-minute must be at least 1"
+            );
+        }
+        s.queue.max_active_per_address = self.demo_jobs_per_address;
+        s.max_sockets_per_address = self.demo_sockets_per_address;
+        s.uploads_per_minute_per_address = self.uploads_per_minute;
         s.max_upload_bytes = self.upload_max_bytes;
         s.max_pixels = self.upload_max_pixels;
         Ok(s)
@@ -203,6 +228,8 @@ pub fn main() -> ExitCode {
         Command::Sample(a) => crate::diffusion_cli::run_sample(a).map(|()| ExitCode::SUCCESS),
         Command::ModelInfo(a) => crate::diffusion_cli::run_model_info(a).map(|()| ExitCode::SUCCESS),
         Command::Bench(a) => crate::bench_cli::run_bench(a).map(|()| ExitCode::SUCCESS),
+        Command::Loadtest(a) => crate::loadtest_cli::run_loadtest(a),
+        Command::Fuzz(a) => crate::fuzz_cli::run_fuzz(a),
         Command::Generate(a) => crate::generate_cli::run_generate(a, &console).map(|()| ExitCode::SUCCESS),
         Command::TrainFr(a) => crate::fr_cli::run_train_fr(a, &console).map(|()| ExitCode::SUCCESS),
         Command::Eval(a) => crate::eval_cli::run_eval(a, &console).map(|()| ExitCode::SUCCESS),
@@ -269,7 +296,8 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let state = AppState::new(leptos, args.assets.assets_dir, args.data_dir, device)
         .with_demo(demo)
-        .with_jobs(jobs);
+        .with_jobs(jobs)
+        .with_addr_policy(AddrPolicy::new(args.trusted_proxy_header.as_deref())?);
     let runner = state.jobs.as_ref().map(|j| j.runner.clone());
     if args.header_timeout == 0 || args.body_timeout == 0 {
         anyhow::bail!("--header-timeout and --body-timeout must be at least 1 second");

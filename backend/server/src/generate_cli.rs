@@ -237,12 +237,13 @@ pub fn run_generate(args: GenerateArgs, ctx: &JobCtx) -> anyhow::Result<()> {
         settings.steps,
         dev
     ));
-    let total = (todo.len() * settings.images_per_identity) as u64;
-    let mut progress = Progress::new("generating", "img", total);
+    // Progress counts the whole shard: a resumed run starts at the images finished before it.
+    let total = (in_shard * settings.images_per_identity) as u64;
+    let mut done = ((in_shard - todo.len()) * settings.images_per_identity) as u64;
+    let mut progress = Progress::new("generating", "img", total).resumed(done);
     // The DDIM steps of the batch in flight, below the image bar (terminal only).
     let steps_bar = (!ctx.is_job()).then(|| progress.sub("  batch", "step", settings.steps as u64)).flatten();
-    let mut done = 0u64;
-    ctx.progress(0, total, "img");
+    ctx.progress(done, total, "img");
     for &id in &todo {
         let finished = generate_identity(
             &gen,

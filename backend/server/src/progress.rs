@@ -16,6 +16,8 @@ pub struct Progress {
     unit: &'static str,
     total: u64,
     done: u64,
+    /// Units finished before this process started (a resumed run): counted, not in the rate.
+    resumed_at: u64,
     started: Instant,
 }
 
@@ -40,7 +42,18 @@ impl Progress {
         } else {
             Output::Lines { last: None }
         };
-        Self { out, label, unit, total, done: 0, started: Instant::now() }
+        Self { out, label, unit, total, done: 0, resumed_at: 0, started: Instant::now() }
+    }
+
+    /// The same display for a resumed run that had `done` units finished already.
+    pub fn resumed(mut self, done: u64) -> Self {
+        self.done = done;
+        self.resumed_at = done;
+        if let Output::Bars { bar, .. } = &self.out {
+            bar.set_position(done);
+            bar.reset_eta();
+        }
+        self
     }
 
     /// Adds `n` finished units and redraws (a plain line at most every 10 s, and at the end).
@@ -76,7 +89,7 @@ impl Progress {
 
     /// The plain-text line: `label [####----] done/total unit | rate unit/s | ETA …`.
     pub fn line(&self) -> String {
-        let rate = self.done as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+        let rate = (self.done - self.resumed_at) as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
         let frac = self.done as f64 / self.total.max(1) as f64;
         let filled = ((frac * 24.0).round() as usize).min(24);
         format!(
@@ -126,6 +139,10 @@ mod tests {
         assert!(l.contains(" img/s | ETA "), "{l}");
         p.advance(3);
         assert!(p.line().contains("[########################] 4/4 img"), "{}", p.line());
+        // A resumed run counts what was done before it, but not into its rate.
+        let p = Progress::with_terminal("generating", "img", 80, false).resumed(32);
+        let l = p.line();
+        assert!(l.contains(" 32/80 img | 0.00 img/s"), "{l}");
     }
 
     #[test]

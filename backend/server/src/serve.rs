@@ -49,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         })
         .fallback(file_and_error_handler_with_context::<AppState, _>(context, shell))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::demo::client::assign))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::web::client_addr::assign))
         .layer(axum::middleware::from_fn(security_headers))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -8,7 +8,9 @@ use cemiface_engine::assets::{AssetFile, Verifier};
 use cemiface_engine::device::ComputeDevice;
 use leptos::prelude::LeptosOptions;
 
+use crate::demo::client::ClientKey;
 use crate::demo::{Demo, DemoSettings};
+use crate::web::client_addr::AddrPolicy;
 use crate::jobs::Jobs;
 
 /// Everything handlers need; cheap to clone.
@@ -20,6 +22,10 @@ pub struct AppState {
     pub demo: Arc<Demo>,
     /// Durable jobs, admin and API keys (absent: those routes answer 503).
     pub jobs: Option<Arc<Jobs>>,
+    /// How a request's address is found (the connection, or a trusted proxy's header).
+    pub addr_policy: AddrPolicy,
+    /// Signs the demo's client-id cookies, so that a client cannot choose its id (random per process).
+    pub client_key: Arc<ClientKey>,
 }
 
 /// The parts of [`AppState`] behind one `Arc`.
@@ -53,7 +59,15 @@ impl AppState {
                 DemoSettings::default(),
             )),
             jobs: None,
+            addr_policy: AddrPolicy::default(),
+            client_key: Arc::new(ClientKey::random()),
         }
+    }
+
+    /// The same state with the address policy `policy`.
+    pub fn with_addr_policy(mut self, policy: AddrPolicy) -> Self {
+        self.addr_policy = policy;
+        self
     }
 
     /// The same state with the job system `jobs`.

@@ -61,14 +61,23 @@ async fn server(assets: &Path, tweak: impl FnOnce(&mut DemoSettings)) -> Server 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let st = state.clone();
-    tokio::spawn(async move { axum::serve(listener, router(st)).await.unwrap() });
+    tokio::spawn(async move {
+        let forever = std::future::pending::<()>();
+        cemiface_server::serve::run(listener, st, forever, Default::default()).await.unwrap()
+    });
     Server { state, addr }
+}
+
+/// The Cookie header of client `who`, its id signed by this server as the server itself would.
+fn cookie(s: &Server, who: &str) -> String {
+    let id = cemiface_server::demo::client::ClientId(who.to_owned());
+    format!("cemiface_client={}", s.state.client_key.sign(&id))
 }
 
 /// POST /api/demo/upload as client `who`: (status, JSON body).
 async fn upload(s: &Server, who: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
     let req = Request::post("/api/demo/upload")
-        .header(header::COOKIE, format!("cemiface_client={who}"))
+        .header(header::COOKIE, cookie(s, who))
         .body(Body::from(bytes))
         .unwrap();
     let res = router(s.state.clone()).oneshot(req).await.unwrap();
@@ -79,7 +88,7 @@ async fn upload(s: &Server, who: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
 
 async fn get_status(s: &Server, who: &str, uri: &str) -> (StatusCode, Vec<u8>) {
     let req = Request::get(uri)
-        .header(header::COOKIE, format!("cemiface_client={who}"))
+        .header(header::COOKIE, cookie(s, who))
         .body(Body::empty())
         .unwrap();
     let res = router(s.state.clone()).oneshot(req).await.unwrap();
@@ -112,7 +121,7 @@ impl Ws {
             .into_client_request()
             .unwrap();
         req.headers_mut()
-            .insert("cookie", format!("cemiface_client={who}").parse().unwrap());
+            .insert("cookie", cookie(s, who).parse().unwrap());
         let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
         let mut ws = Ws(ws);
         match ws.next().await {
@@ -244,7 +253,7 @@ async fn uploads_are_checked_aligned_and_private() {
         "another client's crop"
     );
     let req = Request::delete(format!("/api/demo/upload/{id}"))
-        .header(header::COOKIE, format!("cemiface_client={A}"))
+        .header(header::COOKIE, cookie(&s, A))
         .body(Body::empty())
         .unwrap();
     assert_eq!(
@@ -550,7 +559,7 @@ async fn hostile_sockets_are_bounded_in_size_echo_and_count() {
     const C: &str = "cccccccccccccccccccccccccccccccc";
     let req = || {
         let mut r = format!("ws://{}/api/demo/ws", s.addr).into_client_request().unwrap();
-        r.headers_mut().insert("cookie", format!("cemiface_client={C}").parse().unwrap());
+        r.headers_mut().insert("cookie", cookie(&s, C).parse().unwrap());
         r
     };
     let mut open = Vec::new();
@@ -603,4 +612,55 @@ async fn cross_origin_sockets_are_refused_and_a_server_without_a_model_says_so()
         msg.contains("No trained generator") && msg.contains("cemiface train-diffusion"),
         "{msg}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_client_ids_from_one_address_share_its_limits() {
+    let Some(assets) = common::assets() else { return };
+    let s = server(&assets, |d| {
+        d.queue.max_active_per_address = 2;
+        d.queue.max_queue = 8;
+        d.max_sockets_per_address = 3;
+        d.uploads_per_minute_per_address = 4;
+    })
+    .await;
+    // Three "browsers" on 127.0.0.1, each with its own signed id (as a script minting cookies gets).
+    let ids: Vec<String> = (0..3).map(|i| format!("{i:0>32}")).collect();
+    let mut socks = Vec::new();
+    for who in &ids {
+        let upload = uploaded(&s, &assets, who).await;
+        let mut ws = Ws::connect(&s, who).await;
+        ws.submit(&upload, 100, 1).await;
+        socks.push(ws);
+    }
+    // The first two queue or run; the third is refused: the network's share of the queue is used.
+    for ws in &mut socks[..2] {
+        assert!(matches!(ws.next().await, Got::Event(ServerEvent::Queued { .. } | ServerEvent::Started { .. })));
+    }
+    match socks[2].next().await {
+        Got::Event(ServerEvent::Error { code, message, .. }) => {
+            assert_eq!(code, "rate_limited");
+            assert!(message.contains("network"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // A fourth socket from the address is refused (429), whatever its id.
+    let mut req = format!("ws://{}/api/demo/ws", s.addr).into_client_request().unwrap();
+    req.headers_mut().insert("cookie", cookie(&s, &format!("{:0>32}", 9)).parse().unwrap());
+    let err = tokio_tungstenite::connect_async(req).await.unwrap_err();
+    assert!(err.to_string().contains("429"), "{err}");
+    // Uploads: three made above, one more is accepted, then the address waits, whatever its id.
+    let (code, v) = upload(&s, &ids[0], photo(&assets, "obama.jpg")).await;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    let (code, v) = upload(&s, &format!("{:0>32}", 8), photo(&assets, "obama.jpg")).await;
+    assert_eq!(code, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("per minute"), "{v}");
+    // An unsigned cookie is not taken as the id it names: that client gets a fresh one.
+    let req = Request::get("/healthz")
+        .header(header::COOKIE, format!("cemiface_client={}", ids[0]))
+        .body(Body::empty())
+        .unwrap();
+    let res = router(s.state.clone()).oneshot(req).await.unwrap();
+    let set = res.headers().get(header::SET_COOKIE).map(|v| v.to_str().unwrap().to_owned());
+    assert!(set.is_some_and(|c| !c.contains(&ids[0])), "a forged id must be replaced");
 }

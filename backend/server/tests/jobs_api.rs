@@ -62,6 +62,19 @@ async fn generation_api_end_to_end() {
     assert_eq!(error_of(r).await.0, StatusCode::UNAUTHORIZED);
     let _ = admin(&s, password).await;
     assert_eq!(store.upgraded_password(&configured).unwrap().as_deref(), Some(upgraded.as_str()), "upgraded once");
+    // Failed logins count per address: ten wrong passwords from 127.0.0.2 block that address (even
+    // with the right password, for a minute); the admin on 127.0.0.1 still logs in.
+    let other_addr = Client::builder().local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap()).build().unwrap();
+    for _ in 0..10 {
+        let r = other_addr.post(s.url("/api/admin/login")).json(&json!({"password": "guess"})).send().await.unwrap();
+        assert_eq!(error_of(r).await.0, StatusCode::UNAUTHORIZED);
+    }
+    for pw in ["guess", password] {
+        let r = other_addr.post(s.url("/api/admin/login")).json(&json!({"password": pw})).send().await.unwrap();
+        let (code, e) = error_of(r).await;
+        assert_eq!((code, e["code"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited")), "{e}");
+    }
+    let _ = admin(&s, password).await;
     let r = adm.post(s.url("/api/admin/keys")).json(&json!({"name": "x"})).send().await.unwrap();
     assert_eq!(error_of(r).await, (StatusCode::FORBIDDEN, error_of_csrf()));
     let key = new_key(&s, &adm, &csrf, json!({"name": "lab", "scopes": ["generate", "read"]})).await;
@@ -265,6 +278,55 @@ async fn generation_api_end_to_end() {
     }
     let (st, e) = error_of(anon.get(s.url("/api/v1/generations")).bearer_auth(k).send().await.unwrap()).await;
     assert_eq!((st, e["code"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited")));
+    // Caps per key: identities per job (422 naming the field), jobs at once (429 until one ends).
+    let capped = new_key(&s, &adm, &csrf, json!({"name": "capped", "max_active_jobs": 1, "max_identities": 3, "rate_per_minute": 100000})).await;
+    let k = capped["key"].as_str().unwrap();
+    let (st, e) = error_of(submit(Some(k), &json!({"identities": 4, "images_per_identity": 1})).await.unwrap()).await;
+    assert_eq!((st, e["fields"][0]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("identities")), "{e}");
+    let long = json!({"identities": 3, "images_per_identity": 10, "steps": 10});
+    let r = submit(Some(k), &long).await.unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let first = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let (st, e) = error_of(submit(Some(k), &tiny).await.unwrap()).await;
+    assert_eq!((st, e["code"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("too_many_jobs")), "{e}");
+    // Poll a job of this key until `done` says so.
+    let wait_for = |id: i64, what: &'static str, done: fn(&Value) -> bool| {
+        let (anon, s) = (&anon, &s);
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(300);
+            loop {
+                let j: Value = anon.get(s.url(&format!("/api/v1/generations/{id}"))).bearer_auth(k).send().await.unwrap().json().await.unwrap();
+                if done(&j) {
+                    return j;
+                }
+                assert!(Instant::now() < deadline, "waiting for {what}: {j:#}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    // Cancel it once its first identity (10 images) is finished.
+    let j = wait_for(first, "one identity", |j| j["progress"]["done"].as_u64() >= Some(10) || j["state"] != "running" && j["state"] != "queued").await;
+    assert_eq!(j["state"], "running", "{j:#}");
+    let r = anon.delete(s.url(&format!("/api/v1/generations/{first}"))).bearer_auth(k).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    wait_for(first, "cancelled", |j| j["state"] == "cancelled").await;
+    let r = submit(Some(k), &tiny).await.unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED, "the cancelled job freed the key's slot");
+    let second = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    // API resume: refused while the key's slot is taken, then it goes on from the finished identity,
+    // counting the whole job (10 of 30 at once, not 0 of 20).
+    let resume = |id: i64| anon.post(s.url(&format!("/api/v1/generations/{id}/resume"))).bearer_auth(k).send();
+    let (st, e) = error_of(resume(first).await.unwrap()).await;
+    assert_eq!((st, e["code"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("too_many_jobs")), "{e}");
+    wait_for(second, "the tiny job", |j| j["state"] == "succeeded").await;
+    assert_eq!(resume(first).await.unwrap().status(), StatusCode::ACCEPTED);
+    let j = wait_for(first, "progress of the resumed run", |j| j["state"] != "queued").await;
+    assert!(j["progress"]["done"].as_u64().unwrap() >= 10, "{j:#}");
+    let j = wait_for(first, "the resumed job", |j| !matches!(j["state"].as_str(), Some("queued" | "running"))).await;
+    let p = &j["progress"];
+    assert_eq!((j["state"].as_str(), p["done"].as_u64(), p["total"].as_u64()), (Some("succeeded"), Some(30), Some(30)), "{j:#}");
+    let (st, _) = error_of(resume(first).await.unwrap()).await;
+    assert_eq!(st, StatusCode::CONFLICT, "a finished job does not resume");
     // A revoked key is refused.
     let r = adm.delete(s.url(&format!("/api/admin/keys/{}", other["id"]))).header("x-csrf-token", &csrf).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);

@@ -22,6 +22,8 @@ pub struct Job {
     pub id: u64,
     /// The client (cookie) that submitted it; only it sees the job.
     pub owner: String,
+    /// The address it came from (`web::client_addr`), for the per-address share of the queue.
+    pub addr: String,
     pub request: JobRequest,
     /// The identity to sample from (C_id of the uploaded face).
     pub c_id: Tensor,
@@ -42,10 +44,11 @@ pub struct Log {
 }
 
 impl Job {
-    pub fn new(id: u64, owner: String, request: JobRequest, c_id: Tensor) -> Self {
+    pub fn new(id: u64, owner: String, addr: String, request: JobRequest, c_id: Tensor) -> Self {
         Self {
             id,
             owner,
+            addr,
             request,
             c_id,
             submitted: Instant::now(),

@@ -39,6 +39,10 @@ pub struct DemoSettings {
     pub upload_ttl: Duration,
     /// Open demo websockets one client may hold; more are refused with 429.
     pub max_sockets_per_client: usize,
+    /// Open demo websockets one address (`web::client_addr`) may hold, whatever client ids it uses.
+    pub max_sockets_per_address: usize,
+    /// Photo uploads one address may send per minute (each costs a decode and a face alignment).
+    pub uploads_per_minute_per_address: u32,
 }
 
 /// The demo's state: the model (or why there is none), the queue and the uploads.
@@ -49,6 +53,8 @@ pub struct Demo {
     pub settings: DemoSettings,
     /// Open websockets per client id.
     pub sockets: ws::SocketCounts,
+    /// Uploads per address this minute.
+    pub upload_counts: crate::jobs::auth::RateLimiter,
 }
 
 impl Demo {
@@ -87,6 +93,7 @@ impl Demo {
             uploads: Uploads::new(settings.upload_ttl),
             settings,
             sockets: Default::default(),
+            upload_counts: Default::default(),
         }
     }
 
@@ -98,6 +105,7 @@ impl Demo {
             uploads: Uploads::new(settings.upload_ttl),
             settings,
             sockets: Default::default(),
+            upload_counts: Default::default(),
         }
     }
 
@@ -129,6 +137,8 @@ impl Default for DemoSettings {
                 max_queue: 8,
                 max_active_per_client: 2,
                 jobs_per_minute: 12,
+                max_active_per_address: 4,
+                address_jobs_per_minute: 30,
                 keep_finished: Duration::from_secs(600),
                 step_similarity: true,
             },
@@ -137,6 +147,8 @@ impl Default for DemoSettings {
             heartbeat: Duration::from_secs(15),
             upload_ttl: Duration::from_secs(900),
             max_sockets_per_client: 8,
+            max_sockets_per_address: 32,
+            uploads_per_minute_per_address: 30,
         }
     }
 }

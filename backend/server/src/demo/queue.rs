@@ -25,6 +25,11 @@ pub struct QueueLimits {
     pub max_active_per_client: usize,
     /// Submissions per client per minute.
     pub jobs_per_minute: u32,
+    /// Most jobs one address may have queued or running, whatever client ids it uses: its share
+    /// of the queue (fresh client ids cost nothing, addresses do).
+    pub max_active_per_address: usize,
+    /// Submissions per address per minute.
+    pub address_jobs_per_minute: u32,
     /// How long a finished job stays available for replay.
     pub keep_finished: Duration,
     /// Compute E_id similarity of x̂0 at every step.
@@ -80,21 +85,25 @@ impl SamplingQueue {
         self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues a job for `owner`, or says which limit it hit.
-    pub fn submit(&self, owner: &str, request: JobRequest, c_id: Tensor) -> Result<Arc<Job>, DemoError> {
+    /// Queues a job for client `owner` at address `addr`, or says which limit it hit.
+    pub fn submit(&self, owner: &str, addr: &str, request: JobRequest, c_id: Tensor) -> Result<Arc<Job>, DemoError> {
         let limits = &self.shared.limits;
         let mut st = self.state();
         let now = Instant::now();
         st.jobs
             .retain(|_, j| j.log().finished.is_none_or(|t| now - t < limits.keep_finished));
-        let active = st
-            .jobs
-            .values()
-            .filter(|j| j.owner == owner && !j.finished())
-            .count();
-        if active >= limits.max_active_per_client {
+        let active = |pick: &dyn Fn(&Job) -> bool| st.jobs.values().filter(|j| pick(j) && !j.finished()).count();
+        let mine = active(&|j| j.owner == owner);
+        if mine >= limits.max_active_per_client {
             return Err(DemoError::too_many(format!(
-                "you already have {active} job(s) queued or running; wait for them or cancel one"
+                "you already have {mine} job(s) queued or running; wait for them or cancel one"
+            )));
+        }
+        let from_addr = active(&|j| j.addr == addr);
+        if from_addr >= limits.max_active_per_address {
+            return Err(DemoError::too_many(format!(
+                "{from_addr} jobs from your network are queued or running (the most one network may \
+                 hold); wait for them or cancel one"
             )));
         }
         if st.waiting.len() >= limits.max_queue {
@@ -103,18 +112,25 @@ impl SamplingQueue {
                 limits.max_queue
             )));
         }
-        let recent = st.submissions.entry(owner.to_owned()).or_default();
-        recent.retain(|t| now - *t < Duration::from_secs(60));
-        if recent.len() >= limits.jobs_per_minute as usize {
-            let wait = 60 - (now - recent[0]).as_secs();
-            return Err(DemoError::too_many(format!(
-                "rate limit: {} jobs per minute; try again in {wait} s",
-                limits.jobs_per_minute
-            )));
+        let minute = Duration::from_secs(60);
+        let addr_key = format!("addr:{addr}");
+        for (key, limit, whose) in [
+            (owner, limits.jobs_per_minute, "jobs per minute"),
+            (addr_key.as_str(), limits.address_jobs_per_minute, "jobs per minute from one network"),
+        ] {
+            let recent = st.submissions.entry(key.to_owned()).or_default();
+            recent.retain(|t| now - *t < minute);
+            if recent.len() >= limit as usize {
+                let wait = 60 - (now - recent[0]).as_secs();
+                return Err(DemoError::too_many(format!("rate limit: {limit} {whose}; try again in {wait} s")));
+            }
         }
-        recent.push_back(now);
+        st.submissions.retain(|_, r| r.back().is_some_and(|t| now - *t < minute));
+        for key in [owner, addr_key.as_str()] {
+            st.submissions.entry(key.to_owned()).or_default().push_back(now);
+        }
         st.next_id += 1;
-        let job = Arc::new(Job::new(st.next_id, owner.to_owned(), request, c_id));
+        let job = Arc::new(Job::new(st.next_id, owner.to_owned(), addr.to_owned(), request, c_id));
         st.jobs.insert(job.id, job.clone());
         st.waiting.push_back(job.clone());
         let (position, queue_size) = (st.waiting.len(), st.waiting.len());

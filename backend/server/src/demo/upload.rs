@@ -14,6 +14,7 @@ use cemiface_app::demo_protocol::UploadReply;
 use cemiface_engine::image_io::{self, ImageLimits};
 
 use super::client::ClientId;
+use crate::web::client_addr::ClientAddr;
 use super::DemoError;
 use crate::error::AppError;
 use crate::state::AppState;
@@ -102,6 +103,7 @@ fn decode_slots() -> &'static tokio::sync::Semaphore {
 pub async fn upload(
     State(state): State<AppState>,
     client: ClientId,
+    addr: ClientAddr,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<UploadReply>, AppError> {
@@ -110,6 +112,12 @@ pub async fn upload(
         .model
         .clone()
         .map_err(|why| DemoError::new(StatusCode::SERVICE_UNAVAILABLE, "no_model", why))?;
+    let per_minute = demo.settings.uploads_per_minute_per_address;
+    demo.upload_counts.hit(&addr.0, per_minute).map_err(|wait| {
+        DemoError::too_many(format!(
+            "rate limit: {per_minute} photo uploads per minute from one network; try again in {wait} s"
+        ))
+    })?;
     let bytes = read_limited(&headers, body, demo.settings.max_upload_bytes).await?;
     let max_pixels = demo.settings.max_pixels;
     // At most one decode per core at a time: a burst of uploads queues here instead of holding a

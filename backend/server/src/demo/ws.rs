@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::client::ClientId;
+use crate::web::client_addr::ClientAddr;
 use super::job::{select, Item, Job};
 use super::{Demo, DemoError};
 use crate::error::AppError;
@@ -90,6 +91,7 @@ fn same_origin(headers: &HeaderMap) -> bool {
 pub async fn connect(
     State(state): State<AppState>,
     client: ClientId,
+    addr: ClientAddr,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
@@ -113,11 +115,24 @@ pub async fn connect(
         ))
         .into_response();
     };
+    let addr_key = format!("addr:{}", addr.0);
+    let Some(addr_slot) = demo.sockets.open(&addr_key, demo.settings.max_sockets_per_address) else {
+        return AppError::from(DemoError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_sockets",
+            format!(
+                "{} demo connections are open from your network (the most one network may hold); \
+                 close some and retry",
+                demo.settings.max_sockets_per_address
+            ),
+        ))
+        .into_response();
+    };
     ws.max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
         .on_upgrade(move |socket| async move {
-            session(socket, demo, client).await;
-            drop(slot);
+            session(socket, demo, client, addr).await;
+            drop((slot, addr_slot));
         })
 }
 
@@ -125,7 +140,7 @@ fn text(event: &ServerEvent) -> Message {
     Message::Text(serde_json::to_string(event).expect("events serialise").into())
 }
 
-async fn session(socket: WebSocket, demo: Arc<Demo>, client: ClientId) {
+async fn session(socket: WebSocket, demo: Arc<Demo>, client: ClientId, addr: ClientAddr) {
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Message>(8);
     let writer = tokio::spawn(async move {
@@ -146,7 +161,7 @@ async fn session(socket: WebSocket, demo: Arc<Demo>, client: ClientId) {
             msg = stream.next() => {
                 let Some(Ok(msg)) = msg else { break };
                 let reply = match msg {
-                    Message::Text(t) => handle(&demo, &client, &t, &mut forwarders, &tx).err(),
+                    Message::Text(t) => handle(&demo, &client, &addr, &t, &mut forwarders, &tx).err(),
                     Message::Binary(_) => Some(DemoError::new(
                         StatusCode::BAD_REQUEST, "bad_message", "send JSON text messages").event(None)),
                     Message::Close(_) => break,
@@ -175,6 +190,7 @@ async fn session(socket: WebSocket, demo: Arc<Demo>, client: ClientId) {
 fn handle(
     demo: &Demo,
     client: &ClientId,
+    addr: &ClientAddr,
     text: &str,
     forwarders: &mut JoinSet<()>,
     tx: &mpsc::Sender<Message>,
@@ -201,7 +217,7 @@ fn handle(
                 .get(&client.0, &request.upload_id)
                 .map_err(|e| e.event(None))?;
             let job = queue
-                .submit(&client.0, request, face.c_id.clone())
+                .submit(&client.0, &addr.0, request, face.c_id.clone())
                 .map_err(|e| e.event(None))?;
             forwarders.spawn(forward(job, tx.clone(), false));
         }

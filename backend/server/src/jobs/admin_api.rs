@@ -1,11 +1,10 @@
 //! `/api/admin/*`: login, jobs (launch, list, detail, curves, files, cancel / pause / resume),
 //! API keys and the system panel. Every route but login needs an admin session.
 
-use std::net::SocketAddr;
 use std::path::{Component, Path as FsPath};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -16,10 +15,11 @@ use serde_json::{json, Value};
 use super::auth::{self, hex, random_bytes, token_hash, SCOPES};
 use super::runner::job_dir;
 use super::spec::{FieldError, JobSpec, JobState};
-use super::store::{now, JobRow};
+use super::store::{now, JobRow, KeyLimits};
 use super::{invalid, jobs_of, parse_body, tar, Admin, Jobs, ADMIN_COOKIE};
 use crate::error::AppError;
 use crate::state::AppState;
+use crate::web::client_addr::ClientAddr;
 
 /// How long an admin session lasts.
 const SESSION_SECONDS: f64 = 12.0 * 3600.0;
@@ -57,17 +57,12 @@ fn set_cookie(jobs: &Jobs, value: &str, max_age: i64) -> HeaderValue {
     .expect("ASCII cookie")
 }
 
-/// The client's address, when the server was started with connection info.
-struct Peer(Option<String>);
+/// Failed logins one address may make per minute.
+const LOGIN_FAILURES_PER_MINUTE: u32 = 10;
 
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
-    type Rejection = std::convert::Infallible;
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string())))
-    }
-}
-
-async fn login(State(st): State<AppState>, Peer(peer): Peer, body: Bytes) -> Result<Response, AppError> {
+/// `POST /api/admin/login`. Only failures count against the address (`web::client_addr`) they
+/// came from: a blocked address waits a minute; other addresses, and so the admin, are not affected.
+async fn login(State(st): State<AppState>, addr: ClientAddr, body: Bytes) -> Result<Response, AppError> {
     let jobs = jobs_of(&st)?;
     let Some(hash) = jobs.admin_hash.clone() else {
         return Err(AppError::new(
@@ -76,10 +71,14 @@ async fn login(State(st): State<AppState>, Peer(peer): Peer, body: Bytes) -> Res
             "no admin password is configured: set CEMIFACE_ADMIN_PASSWORD_HASH (make one with `cemiface hash-password`)",
         ));
     };
-    let who = peer.unwrap_or_else(|| "local".into());
-    if let Err(wait) = jobs.logins.hit(&who, 10) {
-        return Err(AppError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", format!("too many login attempts; retry in {wait} s")));
-    }
+    let too_many = |wait| {
+        AppError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many failed login attempts from your address; retry in {wait} s"),
+        )
+    };
+    jobs.logins.check(&addr.0, LOGIN_FAILURES_PER_MINUTE).map_err(too_many)?;
     let req: Login = parse_body(&body)?;
     // A PBKDF2 hash of an earlier version is checked once more, then replaced by Argon2id in the store.
     let configured = token_hash(&hash);
@@ -92,6 +91,7 @@ async fn login(State(st): State<AppState>, Peer(peer): Peer, body: Bytes) -> Res
     .await
     .map_err(anyhow::Error::from)?;
     if !ok {
+        jobs.logins.hit(&addr.0, LOGIN_FAILURES_PER_MINUTE).map_err(too_many)?;
         return Err(AppError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong password"));
     }
     if let Some(new_hash) = upgrade {
@@ -296,6 +296,12 @@ struct NewKey {
     rate_per_minute: u32,
     #[serde(default = "default_quota")]
     quota_images: u64,
+    /// Jobs the key may have queued, running, paused or interrupted at once.
+    #[serde(default = "default_active_jobs")]
+    max_active_jobs: u32,
+    /// Identities one of its jobs may ask for (inquiry selection costs grow with it).
+    #[serde(default = "default_max_identities")]
+    max_identities: u64,
 }
 
 fn all_scopes() -> Vec<String> {
@@ -306,6 +312,12 @@ fn default_rate() -> u32 {
 }
 fn default_quota() -> u64 {
     100_000
+}
+fn default_active_jobs() -> u32 {
+    2
+}
+fn default_max_identities() -> u64 {
+    10_000
 }
 
 /// Creates a key; the key and its webhook secret are shown once, in this response.
@@ -321,6 +333,12 @@ async fn create_key(admin: Admin, body: Bytes) -> Result<(StatusCode, Json<Value
     if req.rate_per_minute == 0 {
         errors.push(FieldError { field: "rate_per_minute".into(), message: "at least 1".into() });
     }
+    if req.max_active_jobs == 0 {
+        errors.push(FieldError { field: "max_active_jobs".into(), message: "at least 1".into() });
+    }
+    if !(1..=100_000).contains(&req.max_identities) {
+        errors.push(FieldError { field: "max_identities".into(), message: "between 1 and 100000".into() });
+    }
     if !errors.is_empty() {
         return Err(invalid(errors));
     }
@@ -332,8 +350,12 @@ async fn create_key(admin: Admin, body: Bytes) -> Result<(StatusCode, Json<Value
         &token_hash(&key),
         &req.scopes,
         &secret,
-        req.rate_per_minute,
-        req.quota_images,
+        &KeyLimits {
+            rate_per_minute: req.rate_per_minute,
+            quota_images: req.quota_images,
+            max_active_jobs: req.max_active_jobs,
+            max_identities: req.max_identities,
+        },
     )?;
     let row = admin.jobs.store.key(id)?.expect("just inserted");
     let mut v = serde_json::to_value(row).expect("plain data");

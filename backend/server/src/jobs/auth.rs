@@ -156,6 +156,17 @@ impl RateLimiter {
         e.1 += 1;
         Ok(())
     }
+
+    /// Err(seconds to wait) when `who` has used up `limit` this minute; counts nothing.
+    pub fn check(&self, who: &str, limit: u32) -> Result<(), u64> {
+        let w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        match w.get(who) {
+            Some((start, n)) if start.elapsed() < Duration::from_secs(60) && *n >= limit => {
+                Err(60u64.saturating_sub(start.elapsed().as_secs()).max(1))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -8,14 +8,14 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::admin_api::{send_dataset, send_file};
 use super::runner::{job_dir, JobEvent};
-use super::spec::{FieldError, GenerateSpec, JobSpec};
+use super::spec::{FieldError, GenerateSpec, JobSpec, JobState};
 use super::{invalid, parse_body, ApiCaller};
 use crate::error::AppError;
 use crate::state::AppState;
@@ -28,6 +28,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/openapi.json", get(openapi))
         .route("/api/v1/generations", get(list).post(submit))
         .route("/api/v1/generations/{id}", get(status).delete(cancel))
+        .route("/api/v1/generations/{id}/resume", post(resume))
         .route("/api/v1/generations/{id}/events", get(events))
         .route("/api/v1/generations/{id}/artifacts", get(artifacts))
         .route("/api/v1/generations/{id}/files/{*path}", get(file))
@@ -61,6 +62,25 @@ async fn submit(caller: ApiCaller, body: Bytes) -> Result<(StatusCode, Json<Valu
     let g: GenerateSpec = parse_body(v.to_string().as_bytes())?;
     let spec = JobSpec::Generate(g);
     spec.validate(false).map_err(invalid)?;
+    let key = &caller.key;
+    if let JobSpec::Generate(g) = &spec {
+        if g.identities as u64 > key.max_identities {
+            let message = format!("this key may ask for at most {} identities per job", key.max_identities);
+            return Err(invalid(vec![FieldError { field: "identities".into(), message }]));
+        }
+    }
+    let active = caller.jobs.store.active_jobs(&caller.owner())?;
+    if active >= key.max_active_jobs as u64 {
+        return Err(AppError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_jobs",
+            format!(
+                "this key may have {} jobs queued, running, paused or interrupted at once and has {active}; \
+                 wait for one to finish or cancel one",
+                key.max_active_jobs
+            ),
+        ));
+    }
     let used = caller.jobs.store.images_requested(&caller.owner())?;
     if used + spec.planned_images() > caller.key.quota_images {
         return Err(AppError::new(
@@ -109,6 +129,42 @@ async fn cancel(caller: ApiCaller, Path(id): Path<i64>) -> Result<StatusCode, Ap
     let row = caller.own_job(id)?;
     caller.jobs.cancel(&row)?;
     Ok(StatusCode::ACCEPTED)
+}
+
+/// `POST /api/v1/generations/{id}/resume`: a paused, interrupted, failed or cancelled job goes on
+/// from its finished identities. It counts against the key's jobs at once again, and the images
+/// a cancellation refunded count against its quota again.
+async fn resume(caller: ApiCaller, Path(id): Path<i64>) -> Result<(StatusCode, Json<Value>), AppError> {
+    caller.require("generate")?;
+    let row = caller.own_job(id)?;
+    if row.state.resumable() {
+        let key = &caller.key;
+        let active = caller.jobs.store.active_jobs(&caller.owner())?;
+        let counted = matches!(row.state, JobState::Paused | JobState::Interrupted);
+        if !counted && active >= key.max_active_jobs as u64 {
+            return Err(AppError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_jobs",
+                format!("this key may have {} jobs at once and has {active}", key.max_active_jobs),
+            ));
+        }
+        if matches!(row.state, JobState::Cancelled | JobState::Failed) {
+            let used = caller.jobs.store.images_requested(&caller.owner())?;
+            let back = row.spec.planned_images().saturating_sub(row.done);
+            if used + back > key.quota_images {
+                return Err(AppError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "quota_exceeded",
+                    format!(
+                        "this key may request {} images in all; {used} are used and resuming asks for {back} more",
+                        key.quota_images
+                    ),
+                ));
+            }
+        }
+    }
+    caller.jobs.resume(&row)?;
+    Ok((StatusCode::ACCEPTED, Json(view(&caller, id)?)))
 }
 
 async fn artifacts(caller: ApiCaller, Path(id): Path<i64>) -> Result<Json<Value>, AppError> {

@@ -85,6 +85,9 @@ const MIGRATIONS: &[&str] = &[
         key TEXT PRIMARY KEY,
         value TEXT NOT NULL
     );",
+    // Per-key caps: jobs queued or running at once, identities in one job.
+    "ALTER TABLE api_keys ADD COLUMN max_active_jobs INTEGER NOT NULL DEFAULT 2;
+    ALTER TABLE api_keys ADD COLUMN max_identities INTEGER NOT NULL DEFAULT 10000;",
 ];
 
 /// Seconds since the Unix epoch.
@@ -142,8 +145,21 @@ pub struct KeyRow {
     pub webhook_secret: String,
     pub rate_per_minute: u32,
     pub quota_images: u64,
+    /// Jobs the key may have queued, running, paused or interrupted at once.
+    pub max_active_jobs: u32,
+    /// Identities one of its jobs may ask for.
+    pub max_identities: u64,
     pub created_at: f64,
     pub revoked_at: Option<f64>,
+}
+
+/// What a key may do: requests a minute, images in all, jobs at once, identities per job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyLimits {
+    pub rate_per_minute: u32,
+    pub quota_images: u64,
+    pub max_active_jobs: u32,
+    pub max_identities: u64,
 }
 
 /// The store; every call takes the connection for one short statement or transaction.
@@ -196,11 +212,14 @@ fn key_row(r: &Row) -> rusqlite::Result<KeyRow> {
         quota_images: r.get::<_, i64>(6)? as u64,
         created_at: r.get(7)?,
         revoked_at: r.get(8)?,
+        max_active_jobs: r.get(9)?,
+        max_identities: r.get::<_, i64>(10)? as u64,
     })
 }
 
 const KEY_COLUMNS: &str =
-    "id, name, prefix, scopes, webhook_secret, rate_per_minute, quota_images, created_at, revoked_at";
+    "id, name, prefix, scopes, webhook_secret, rate_per_minute, quota_images, created_at, revoked_at, \
+     max_active_jobs, max_identities";
 
 impl Store {
     /// Opens (creating) the database at `path` and applies pending migrations.
@@ -342,6 +361,16 @@ impl Store {
         let mut st = db.prepare("SELECT state, COUNT(*) FROM jobs GROUP BY state")?;
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// An owner's jobs that hold or wait for a slot, or can be resumed.
+    pub fn active_jobs(&self, owner: &str) -> anyhow::Result<u64> {
+        let n: i64 = self.db().query_row(
+            "SELECT COUNT(*) FROM jobs WHERE owner = ?1 AND state IN ('queued', 'running', 'paused', 'interrupted')",
+            [owner],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
     }
 
     /// Images requested by an owner's jobs (for quotas); cancelled-before-start jobs excluded.
@@ -529,7 +558,6 @@ impl Store {
 
     // ---- API keys ----
 
-    #[allow(clippy::too_many_arguments)]
     pub fn add_key(
         &self,
         name: &str,
@@ -537,14 +565,25 @@ impl Store {
         hash: &str,
         scopes: &[String],
         webhook_secret: &str,
-        rate_per_minute: u32,
-        quota_images: u64,
+        limits: &KeyLimits,
     ) -> anyhow::Result<i64> {
         let db = self.db();
         db.execute(
-            "INSERT INTO api_keys (name, prefix, hash, scopes, webhook_secret, rate_per_minute, quota_images, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![name, prefix, hash, scopes.join(","), webhook_secret, rate_per_minute, quota_images as i64, now()],
+            "INSERT INTO api_keys (name, prefix, hash, scopes, webhook_secret, rate_per_minute, quota_images,
+                                   max_active_jobs, max_identities, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                name,
+                prefix,
+                hash,
+                scopes.join(","),
+                webhook_secret,
+                limits.rate_per_minute,
+                limits.quota_images as i64,
+                limits.max_active_jobs,
+                limits.max_identities as i64,
+                now()
+            ],
         )?;
         Ok(db.last_insert_rowid())
     }
