@@ -203,3 +203,39 @@ async fn slow_headers_and_stalled_bodies_are_cut_off() {
     stop.send(()).unwrap();
     tokio::time::timeout(std::time::Duration::from_secs(10), task).await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_secure_cookies_every_cookie_is_secure() {
+    use cemiface_server::jobs::{runner::RunnerSettings, webhook::WebhookPolicy, Jobs};
+    let dir = common::temp_dir("secure-cookies");
+    let settings = RunnerSettings {
+        data_dir: dir.clone(),
+        assets_dir: dir.clone(),
+        device: "cpu".parse().unwrap(),
+        device_label: "cpu".into(),
+        slots: 1,
+        default_generator: dir.join("none"),
+    };
+    let (hash, password) = common::admin_hash();
+    let jobs = Jobs::start(settings, Some(hash), true, WebhookPolicy::new(false, None).unwrap()).unwrap();
+    let st = state(dir.clone()).with_jobs(jobs);
+    let cookies = |res: &axum::response::Response| -> Vec<String> {
+        res.headers().get_all(header::SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_owned()).collect()
+    };
+    // The demo's client cookie, set on a first visit.
+    let res = router(st.clone()).oneshot(Request::get("/healthz").body(Body::empty()).unwrap()).await.unwrap();
+    let demo = cookies(&res);
+    assert!(demo.len() == 1 && demo[0].starts_with("cemiface_client="), "{demo:?}");
+    // The admin session cookie, set at login.
+    let login = Request::post("/api/admin/login")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(format!(r#"{{"password": "{password}"}}"#)))
+        .unwrap();
+    let res = router(st.clone()).oneshot(login).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let all: Vec<String> = demo.into_iter().chain(cookies(&res)).collect();
+    assert!(all.len() >= 2, "{all:?}");
+    for c in &all {
+        assert!(c.contains("; Secure") && c.contains("HttpOnly") && c.contains("SameSite=Strict"), "{c}");
+    }
+}

@@ -96,7 +96,22 @@ fn decode(bytes: &[u8], max_pixels: u64) -> Result<image::RgbImage, DemoError> {
 /// Decodes (and alignments) running at once, across all requests: one per core.
 fn decode_slots() -> &'static tokio::sync::Semaphore {
     static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    SLOTS.get_or_init(|| tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())))
+    SLOTS.get_or_init(|| tokio::sync::Semaphore::new(decode_slots_total()))
+}
+
+fn decode_slots_total() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// Returns freed heap memory to the system (glibc keeps it in its arenas otherwise: after a burst
+/// of 20 concurrent uploads the resident size stayed ~110 MB above its level before).
+#[allow(unsafe_code)]
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free pages of glibc's heap; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// The handler.
@@ -148,6 +163,11 @@ pub async fn upload(
     })
     .await
     .map_err(|e| AppError::Internal(e.into()))??;
+    // The last decode of a burst gives the freed decode buffers back to the system.
+    if decode_slots().available_permits() + 1 == decode_slots_total() {
+        release_free_memory();
+    }
+    drop(_permit);
     let faces_found = face.faces_found;
     let upload_id = demo.uploads.insert(&client.0, face);
     Ok(Json(UploadReply {
