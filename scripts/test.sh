@@ -28,6 +28,11 @@ if cargo tree -p cemiface-engine -e normal,build --prefix none --format '{p}' \
 fi
 echo "engine dependency boundary: ok"
 
+stamp "one-node Slurm cluster for the Slurm executor's tests (scripts/slurm.sh)"
+scripts/slurm.sh up
+trap 'scripts/slurm.sh down || true' EXIT
+export CEMIFACE_REQUIRE_SLURM=1
+
 stamp "rust tests (release)"
 cargo test --release --workspace
 

@@ -100,6 +100,26 @@ pub fn AdminJobPage() -> impl IntoView {
                         <a class="button" id="download" href=format!("/api/admin/jobs/{}/dataset.tar", id()) download="">"Download archive (.tar)"</a>
                     })}
                 </div>
+                // A generation run on Slurm: one row per shard (its task, attempts, state).
+                {move || {
+                    let shards = job.with(|j| j["slurm"].as_array().cloned().unwrap_or_default());
+                    (!shards.is_empty()).then(|| view! {
+                        <table id="slurm-shards" class="small">
+                            <caption>"Slurm tasks"</caption>
+                            <thead><tr><th>"Shard"</th><th>"Task"</th><th>"Retries"</th><th>"State"</th></tr></thead>
+                            <tbody>
+                                {shards.into_iter().map(|t| view! {
+                                    <tr>
+                                        <td>{t["shard"].to_string()}</td>
+                                        <td><code>{t["slurm_id"].as_str().unwrap_or("").to_owned()}</code></td>
+                                        <td>{t["attempt"].to_string()}</td>
+                                        <td>{t["state"].as_str().unwrap_or("").to_owned()}</td>
+                                    </tr>
+                                }).collect_view()}
+                            </tbody>
+                        </table>
+                    })
+                }}
                 <details><summary>"Parameters"</summary>
                     <pre id="job-spec">{move || job.with(|j| serde_json::to_string_pretty(&j["spec"]).unwrap_or_default())}</pre>
                 </details>

@@ -116,6 +116,47 @@ pub struct JobArgs {
     /// Extra root certificates (PEM) trusted for https webhooks, e.g. the lab's internal CA.
     #[arg(long, env = "CEMIFACE_WEBHOOK_CA_FILE")]
     pub webhook_ca_file: Option<PathBuf>,
+    /// Where generation jobs run: `local` (this process) or `slurm` (sbatch arrays; the data
+    /// folder must be on a file system the nodes share, at the same path).
+    #[arg(long, env = "CEMIFACE_EXECUTOR", value_parser = ["local", "slurm"], default_value = "local")]
+    pub executor: String,
+    /// Slurm partition of the tasks (default: the cluster's default partition).
+    #[arg(long, env = "CEMIFACE_SLURM_PARTITION")]
+    pub slurm_partition: Option<String>,
+    /// Slurm account charged for the tasks.
+    #[arg(long, env = "CEMIFACE_SLURM_ACCOUNT")]
+    pub slurm_account: Option<String>,
+    /// Array tasks per generation.
+    #[arg(long, env = "CEMIFACE_SLURM_SHARDS", default_value_t = 4)]
+    pub slurm_shards: usize,
+    /// Further sbatch options, space-separated, e.g. "--gres=gpu:1 --time=08:00:00".
+    #[arg(long, env = "CEMIFACE_SLURM_EXTRA", allow_hyphen_values = true, default_value = "")]
+    pub slurm_extra: String,
+    /// Resubmissions of a failed shard before its job fails.
+    #[arg(long, env = "CEMIFACE_SLURM_RETRIES", default_value_t = 2)]
+    pub slurm_retries: u32,
+}
+
+impl JobArgs {
+    /// The executor these options name.
+    pub fn executor(&self) -> anyhow::Result<crate::jobs::runner::Executor> {
+        use crate::jobs::runner::Executor;
+        Ok(match self.executor.as_str() {
+            "slurm" => {
+                if !(1..=10_000).contains(&self.slurm_shards) {
+                    anyhow::bail!("--slurm-shards {}: use 1 to 10000", self.slurm_shards);
+                }
+                Executor::Slurm(crate::jobs::slurm::SlurmSettings {
+                    partition: self.slurm_partition.clone().filter(|p| !p.trim().is_empty()),
+                    account: self.slurm_account.clone().filter(|a| !a.trim().is_empty()),
+                    shards: self.slurm_shards,
+                    extra: self.slurm_extra.split_whitespace().map(str::to_owned).collect(),
+                    retries: self.slurm_retries,
+                })
+            }
+            _ => Executor::Local,
+        })
+    }
 }
 
 /// Options of the live demo.
@@ -181,7 +222,7 @@ impl DemoArgs {
 }
 
 /// The assets folder option, shared by every command that reads models.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct AssetsDirArg {
     /// Folder of the pinned model assets, as filled by `scripts/setup.sh`.
     #[arg(long, env = "CEMIFACE_ASSETS_DIR", default_value = "assets")]
@@ -286,6 +327,7 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             device_label: device.label.clone(),
             slots: args.jobs.job_slots,
             default_generator: args.demo.generator.clone(),
+            executor: args.jobs.executor()?,
         },
         args.jobs.admin_password_hash.clone().filter(|h| !h.trim().is_empty()),
         args.jobs.secure_cookies,

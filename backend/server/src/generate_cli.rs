@@ -73,7 +73,7 @@ pub fn shard_from_env(get: impl Fn(&str) -> Option<String>) -> Result<Shard, Str
 }
 
 /// Options of `cemiface generate`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct GenerateArgs {
     /// The generator: a checkpoint folder or a run folder (its newest checkpoint).
     #[arg(long)]
@@ -128,6 +128,18 @@ pub struct GenerateArgs {
     /// starting an array job, so every shard reads the same `inquiries.json`.
     #[arg(long)]
     pub prepare_only: bool,
+    /// Do not write the merged outputs (manifest, report, .rec) when the last identity is done:
+    /// for the shards of a scheduler run whose submitter merges once at the end.
+    #[arg(long)]
+    pub no_merge: bool,
+    /// Print an sbatch script running this generation as an N-task Slurm array (run the
+    /// `--prepare-only` line it shows first), then exit.
+    #[arg(long, value_name = "N", conflicts_with_all = ["shard", "print_k8s"])]
+    pub print_sbatch: Option<usize>,
+    /// Print a Kubernetes Indexed Job (JSON, which kubectl reads as YAML) running this generation
+    /// as N completions, then exit.
+    #[arg(long, value_name = "N", conflicts_with = "shard")]
+    pub print_k8s: Option<usize>,
     /// Use the raw weights instead of the EMA weights.
     #[arg(long)]
     pub raw: bool,
@@ -156,8 +168,68 @@ fn inquiry_source(spec: &str, assets: &std::path::Path) -> anyhow::Result<Inquir
     })
 }
 
+impl GenerateArgs {
+    /// The command-line arguments after `cemiface generate` that give these options (without
+    /// `--shard`, `--prepare-only`, `--no-merge` and the print options, which the caller adds).
+    pub fn to_argv(&self) -> Vec<String> {
+        let mut a: Vec<String> = Vec::new();
+        let mut opt = |k: &str, v: String| {
+            a.push(format!("--{k}"));
+            a.push(v);
+        };
+        opt("checkpoint", self.checkpoint.display().to_string());
+        opt("out", self.out.display().to_string());
+        opt("inquiries", self.inquiries.clone());
+        opt("identities", self.identities.to_string());
+        if let Some(t) = self.unique_threshold {
+            opt("unique-threshold", t.to_string());
+        }
+        opt("images-per-identity", self.images_per_identity.to_string());
+        opt("m", self.m.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(","));
+        opt("steps", self.steps.to_string());
+        opt("eta", self.eta.to_string());
+        opt("batch", self.batch.to_string());
+        opt("seed", self.seed.to_string());
+        if let Some(c) = self.inquiry_copies {
+            opt("inquiry-copies", c.to_string());
+        }
+        opt("format", match self.format {
+            FormatArg::Png => "png".into(),
+            FormatArg::Jpeg => "jpeg".into(),
+        });
+        opt("device", match self.device {
+            DeviceRequest::Auto => "auto".into(),
+            DeviceRequest::Cpu => "cpu".into(),
+            DeviceRequest::Cuda(i) => format!("cuda:{i}"),
+        });
+        opt("assets-dir", self.assets.assets_dir.display().to_string());
+        if self.rec {
+            a.push("--rec".into());
+        }
+        if self.raw {
+            a.push("--raw".into());
+        }
+        a
+    }
+}
+
 /// `cemiface generate`.
 pub fn run_generate(args: GenerateArgs, ctx: &JobCtx) -> anyhow::Result<()> {
+    let mut args = args;
+    if args.print_sbatch.is_some() || args.print_k8s.is_some() {
+        // Tasks run in another folder, maybe on another machine: absolute paths.
+        for p in [&mut args.out, &mut args.checkpoint, &mut args.assets.assets_dir] {
+            *p = std::path::absolute(&*p).with_context(|| format!("cannot make {} absolute", p.display()))?;
+        }
+    }
+    if let Some(n) = args.print_sbatch {
+        print!("{}", crate::batch_script::sbatch(&args.to_argv(), n, &Default::default())?);
+        return Ok(());
+    }
+    if let Some(n) = args.print_k8s {
+        println!("{}", crate::batch_script::k8s_indexed_job(&args.to_argv(), n, "cemiface-generate")?);
+        return Ok(());
+    }
     let shard = match args.shard {
         Some(s) => s.0,
         None => shard_from_env(|k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?,
@@ -277,7 +349,9 @@ pub fn run_generate(args: GenerateArgs, ctx: &JobCtx) -> anyhow::Result<()> {
         }
     }
     write_atomic(&dir.shard_marker(shard), b"")?;
-    if (0..inquiries.len()).all(|i| dir.identity_done(i)) {
+    if args.no_merge {
+        ctx.log("shard done; the merge is left to the submitter (--no-merge)");
+    } else if (0..inquiries.len()).all(|i| dir.identity_done(i)) {
         let entries = read_manifest(&dir, inquiries.len())?;
         let report = write_summary(&dir, &entries, &encoder.name())?;
         if args.rec {

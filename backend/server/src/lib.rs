@@ -1,6 +1,7 @@
 //! CemiFace-rs backend: the axum web server (Leptos pages, `/healthz`), and the `cemiface` CLI that
 //! drives the engine.
 
+pub mod batch_script;
 pub mod bench_cli;
 pub mod bench_demo;
 pub mod cli;

@@ -215,6 +215,7 @@ async fn with_secure_cookies_every_cookie_is_secure() {
         device_label: "cpu".into(),
         slots: 1,
         default_generator: dir.join("none"),
+        executor: Default::default(),
     };
     let (hash, password) = common::admin_hash();
     let jobs = Jobs::start(settings, Some(hash), true, WebhookPolicy::new(false, None).unwrap()).unwrap();

@@ -338,7 +338,8 @@ async fn generation_api_end_to_end() {
     assert_eq!(doc["openapi"], "3.1.0");
     for p in ["/api/v1/generations", "/api/v1/generations/{id}", "/api/v1/generations/{id}/events",
         "/api/v1/generations/{id}/artifacts", "/api/v1/generations/{id}/dataset.tar",
-        "/api/v1/generations/{id}/train.rec", "/api/v1/generations/{id}/train.idx"] {
+        "/api/v1/generations/{id}/train.rec", "/api/v1/generations/{id}/train.idx",
+        "/api/v1/generations/{id}/resume", "/api/v1/generations/{id}/log"] {
         assert!(doc["paths"][p].is_object(), "{p} undocumented");
     }
 }

@@ -244,7 +244,8 @@ pub async fn send_dataset(jobs: &Jobs, row: &JobRow) -> Result<Response, AppErro
     }
     let prefix = format!("cemiface-job-{}", row.id);
     let members = tar::members(&root, &prefix, |rel| {
-        matches!(rel, "train.rec" | "train.idx") || rel.contains(".tmp")
+        // Shard markers are bookkeeping (a local and a Slurm run differ there, not in the data).
+        matches!(rel, "train.rec" | "train.idx") || rel.contains(".tmp") || rel.starts_with("shards/")
     })
     .map_err(anyhow::Error::from)?;
     let len = tar::archive_len(&members).map_err(anyhow::Error::from)?;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 
 use super::ctx::JobCtx;
-use super::runner::{job_dir, RunnerSettings};
+use super::runner::{job_dir, Executor, RunnerSettings};
 use super::spec::{job_ref, JobSpec};
 use super::store::{JobRow, Store};
 use crate::cli::AssetsDirArg;
@@ -45,7 +45,7 @@ fn write_config(dir: &Path, cfg: &impl serde::Serialize) -> anyhow::Result<Strin
 }
 
 /// Runs `job` to its end (or its stop).
-pub fn execute(job: &JobRow, dir: &Path, settings: &RunnerSettings, ctx: &JobCtx) -> anyhow::Result<()> {
+pub fn execute(job: &JobRow, dir: &Path, settings: &RunnerSettings, store: &Store, ctx: &JobCtx) -> anyhow::Result<()> {
     let assets = || AssetsDirArg {
         assets_dir: settings.assets_dir.clone(),
     };
@@ -83,8 +83,7 @@ pub fn execute(job: &JobRow, dir: &Path, settings: &RunnerSettings, ctx: &JobCtx
         }
         JobSpec::Generate(g) => {
             let copies = (g.inquiries == "random").then_some(0);
-            crate::generate_cli::run_generate(
-                crate::generate_cli::GenerateArgs {
+            let args = crate::generate_cli::GenerateArgs {
                     checkpoint: generator_path(settings, &g.generator)?,
                     out: dir.join("dataset"),
                     inquiries: g.inquiries.clone(),
@@ -108,12 +107,17 @@ pub fn execute(job: &JobRow, dir: &Path, settings: &RunnerSettings, ctx: &JobCtx
                         count: 1,
                     })),
                     prepare_only: false,
+                    no_merge: false,
+                    print_sbatch: None,
+                    print_k8s: None,
                     raw: false,
                     device: settings.device,
                     assets: assets(),
-                },
-                ctx,
-            )
+            };
+            match &settings.executor {
+                Executor::Local => crate::generate_cli::run_generate(args, ctx),
+                Executor::Slurm(slurm) => super::slurm_generate::run(job.id, args, dir, slurm, store, ctx),
+            }
         }
         JobSpec::TrainFr(t) => {
             let data = match job_ref(&t.data) {

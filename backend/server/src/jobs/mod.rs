@@ -10,6 +10,8 @@ pub mod exec;
 pub mod remote_api;
 pub mod runner;
 pub mod sample_grid;
+pub mod slurm;
+pub mod slurm_generate;
 pub mod spec;
 pub mod store;
 pub mod tar;
@@ -122,6 +124,7 @@ impl Jobs {
             "created_at": row.created_at,
             "started_at": row.started_at,
             "finished_at": row.finished_at,
+            "slurm": self.store.slurm_tasks(row.id).unwrap_or_default(),
         })
     }
 
@@ -190,6 +193,12 @@ impl Jobs {
     pub fn pause(&self, row: &JobRow) -> Result<(), AppError> {
         if !row.kind.pausable() {
             return Err(conflict("evaluation jobs cannot pause; cancel and run them again"));
+        }
+        if row.kind == spec::JobKind::Generate && matches!(self.runner.settings.executor, runner::Executor::Slurm(_)) {
+            return Err(conflict(
+                "generations run as Slurm tasks cannot pause (Slurm would have to hold running tasks); \
+                 cancel it and resume later: finished identities are kept",
+            ));
         }
         match row.state {
             JobState::Running if self.runner.request(row.id, ctx::Stop::Paused) => Ok(()),

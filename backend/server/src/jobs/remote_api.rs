@@ -29,6 +29,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/generations", get(list).post(submit))
         .route("/api/v1/generations/{id}", get(status).delete(cancel))
         .route("/api/v1/generations/{id}/resume", post(resume))
+        .route("/api/v1/generations/{id}/log", get(log))
         .route("/api/v1/generations/{id}/events", get(events))
         .route("/api/v1/generations/{id}/artifacts", get(artifacts))
         .route("/api/v1/generations/{id}/files/{*path}", get(file))
@@ -122,6 +123,14 @@ async fn list(caller: ApiCaller) -> Result<Json<Value>, AppError> {
 async fn status(caller: ApiCaller, Path(id): Path<i64>) -> Result<Json<Value>, AppError> {
     caller.require("read")?;
     Ok(Json(view(&caller, id)?))
+}
+
+/// `GET /api/v1/generations/{id}/log`: the job's last 500 log lines, `[{at, line}]`.
+async fn log(caller: ApiCaller, Path(id): Path<i64>) -> Result<Json<Value>, AppError> {
+    caller.require("read")?;
+    caller.own_job(id)?;
+    let lines = caller.jobs.store.logs(id, 500)?;
+    Ok(Json(lines.into_iter().map(|(at, line)| json!({"at": at, "line": line})).collect()))
 }
 
 async fn cancel(caller: ApiCaller, Path(id): Path<i64>) -> Result<StatusCode, AppError> {

@@ -28,6 +28,18 @@ pub struct RunnerSettings {
     pub slots: usize,
     /// The generator `default` names (the demo's).
     pub default_generator: PathBuf,
+    /// Where generation jobs run: in this process, or as Slurm arrays.
+    pub executor: Executor,
+}
+
+/// Where generation jobs run (`--executor`).
+#[derive(Debug, Clone, Default)]
+pub enum Executor {
+    /// In the server process, `--job-slots` at a time.
+    #[default]
+    Local,
+    /// As Slurm array jobs; the server prepares, follows and merges.
+    Slurm(super::slurm::SlurmSettings),
 }
 
 /// A change to a job, as websockets and the admin page see it.
@@ -96,6 +108,14 @@ impl Runner {
     pub fn start(store: Arc<Store>, settings: RunnerSettings, on_final: FinalHook) -> anyhow::Result<Arc<Self>> {
         for id in store.mark_interrupted()? {
             tracing::warn!(job = id, "job was running when the server stopped: marked interrupted");
+        }
+        if matches!(settings.executor, Executor::Slurm(_)) {
+            // Their tasks ran on without the server: follow them again (nothing is resubmitted).
+            for id in store.interrupted_on_slurm()? {
+                store.requeue(id)?;
+                store.add_log(id, "server restarted: following this job's Slurm tasks again")?;
+                tracing::info!(job = id, "re-attaching to the job's Slurm tasks");
+            }
         }
         let (events, _) = broadcast::channel(1024);
         let runner = Arc::new(Self {
@@ -210,8 +230,9 @@ impl Runner {
                 let ctx = self.context(id, &dir, sw);
                 let settings = self.settings.clone();
                 let job = job.clone();
+                let store = self.store.clone();
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-                    exec::execute(&job, &dir, &settings, &ctx)
+                    exec::execute(&job, &dir, &settings, &store, &ctx)
                 }))
                 .unwrap_or_else(|p| {
                     let msg = p

@@ -88,6 +88,15 @@ const MIGRATIONS: &[&str] = &[
     // Per-key caps: jobs queued or running at once, identities in one job.
     "ALTER TABLE api_keys ADD COLUMN max_active_jobs INTEGER NOT NULL DEFAULT 2;
     ALTER TABLE api_keys ADD COLUMN max_identities INTEGER NOT NULL DEFAULT 10000;",
+    // Shards of jobs run on Slurm: the task of each shard's current attempt, and its last state.
+    "CREATE TABLE slurm_tasks (
+        job_id INTEGER NOT NULL,
+        shard INTEGER NOT NULL,
+        slurm_id TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        PRIMARY KEY (job_id, shard)
+    );",
 ];
 
 /// Seconds since the Unix epoch.
@@ -151,6 +160,18 @@ pub struct KeyRow {
     pub max_identities: u64,
     pub created_at: f64,
     pub revoked_at: Option<f64>,
+}
+
+/// One shard of a job run on Slurm.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SlurmTask {
+    pub shard: u32,
+    /// `<array job id>_<task index>` of its current attempt.
+    pub slurm_id: String,
+    /// 0 for the first submission, then one more per retry.
+    pub attempt: u32,
+    /// pending, running, done or failed (with Slurm's state, e.g. `failed (CANCELLED)`).
+    pub state: String,
 }
 
 /// What a key may do: requests a minute, images in all, jobs at once, identities per job.
@@ -553,6 +574,46 @@ impl Store {
             "INSERT OR REPLACE INTO password_upgrades (configured_sha256, hash, upgraded_at) VALUES (?1, ?2, ?3)",
             params![configured_sha256, hash, now()],
         )?;
+        Ok(())
+    }
+
+    // ---- Slurm tasks ----
+
+    /// The shards of a job run on Slurm, by shard index.
+    pub fn slurm_tasks(&self, job_id: i64) -> anyhow::Result<Vec<SlurmTask>> {
+        let db = self.db();
+        let mut st =
+            db.prepare("SELECT shard, slurm_id, attempt, state FROM slurm_tasks WHERE job_id = ?1 ORDER BY shard")?;
+        let rows = st.query_map([job_id], |r| {
+            Ok(SlurmTask { shard: r.get(0)?, slurm_id: r.get(1)?, attempt: r.get(2)?, state: r.get(3)? })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Records shard `t.shard`'s current task (a new attempt replaces the old one).
+    pub fn put_slurm_task(&self, job_id: i64, t: &SlurmTask) -> anyhow::Result<()> {
+        self.db().execute(
+            "INSERT INTO slurm_tasks (job_id, shard, slurm_id, attempt, state) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (job_id, shard) DO UPDATE SET slurm_id = ?3, attempt = ?4, state = ?5",
+            params![job_id, t.shard, t.slurm_id, t.attempt, t.state],
+        )?;
+        Ok(())
+    }
+
+    /// Interrupted jobs that have tasks on Slurm (a restarted server follows them again).
+    pub fn interrupted_on_slurm(&self) -> anyhow::Result<Vec<i64>> {
+        let db = self.db();
+        let mut st = db.prepare(
+            "SELECT DISTINCT t.job_id FROM slurm_tasks t JOIN jobs j ON j.id = t.job_id
+             WHERE j.state = 'interrupted' ORDER BY t.job_id",
+        )?;
+        let rows = st.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Forgets a job's Slurm tasks (after a cancel or a final failure: a resume submits afresh).
+    pub fn clear_slurm_tasks(&self, job_id: i64) -> anyhow::Result<()> {
+        self.db().execute("DELETE FROM slurm_tasks WHERE job_id = ?1", [job_id])?;
         Ok(())
     }
 
