@@ -197,11 +197,7 @@ impl GenerateArgs {
             FormatArg::Png => "png".into(),
             FormatArg::Jpeg => "jpeg".into(),
         });
-        opt("device", match self.device {
-            DeviceRequest::Auto => "auto".into(),
-            DeviceRequest::Cpu => "cpu".into(),
-            DeviceRequest::Cuda(i) => format!("cuda:{i}"),
-        });
+        opt("device", crate::jobs::slurm::device_arg(self.device));
         opt("assets-dir", self.assets.assets_dir.display().to_string());
         if self.rec {
             a.push("--rec".into());

@@ -35,6 +35,9 @@ struct Lab {
     s: common::Served,
     http: Client,
     key: String,
+    /// A logged-in admin client and its CSRF token.
+    admin: Client,
+    csrf: String,
 }
 
 impl Lab {
@@ -53,10 +56,10 @@ impl Lab {
         let csrf = r.json::<Value>().await.unwrap()["csrf"].as_str().unwrap().to_owned();
         let k: Value = admin
             .post(s.url("/api/admin/keys"))
-            .header("x-csrf-token", csrf)
+            .header("x-csrf-token", &csrf)
             .json(&json!({"name": "lab", "rate_per_minute": 100000}))
             .send().await.unwrap().json().await.unwrap();
-        Self { s, http: Client::new(), key: k["key"].as_str().unwrap().to_owned() }
+        Self { s, http: Client::new(), key: k["key"].as_str().unwrap().to_owned(), admin, csrf }
     }
 
     async fn submit(&self, body: Value) -> i64 {
@@ -187,4 +190,41 @@ async fn failed_tasks_are_retried_a_restarted_server_reattaches_and_cancel_stops
         assert!(Instant::now() < deadline, "tasks left after the cancel: {live:?}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_training_job_runs_as_one_slurm_job_with_its_curves_and_checkpoints() {
+    let Some((dir, assets, generator)) = setup("slurm-train").await else { return };
+    let lab = Lab::start(&dir.join("data"), &assets, &generator, true).await;
+    let spec = json!({"kind": "train-diffusion", "config": "tiny-32", "steps": 4, "checkpoint_every": 2});
+    let r = lab.admin.post(lab.s.url("/api/admin/jobs")).header("x-csrf-token", &lab.csrf).json(&spec).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let get = |path: String| {
+        let lab = &lab;
+        async move { lab.admin.get(lab.s.url(&path)).send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    // Pause is refused with a reason; cancel and resume are what a Slurm job offers.
+    let r = lab.admin.post(lab.s.url(&format!("/api/admin/jobs/{id}/pause"))).header("x-csrf-token", &lab.csrf).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let j = loop {
+        let j = get(format!("/api/admin/jobs/{id}")).await;
+        if ended(&j) {
+            break j;
+        }
+        assert!(Instant::now() < deadline, "{j:#}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(j["state"], "succeeded", "{j:#}");
+    assert_eq!((j["progress"]["done"].as_u64(), j["progress"]["total"].as_u64()), (Some(4), Some(4)), "{j:#}");
+    let tasks = j["slurm"].as_array().unwrap();
+    assert!(tasks.len() == 1 && tasks[0]["state"] == "done", "{j:#}");
+    let logs = j["logs"].to_string();
+    assert!(logs.contains("submitted Slurm job"), "{logs}");
+    // The task's metrics.jsonl became the job's curves; its checkpoints, artifacts.
+    let m = get(format!("/api/admin/jobs/{id}/metrics")).await;
+    assert_eq!(m["loss"].as_array().map(Vec::len), Some(4), "{m:#}");
+    let steps: Vec<u64> = j["artifacts"].as_array().unwrap().iter().filter(|a| a["kind"] == "checkpoint").filter_map(|a| a["step"].as_u64()).collect();
+    assert!(steps.contains(&2) && steps.contains(&4), "{:#}", j["artifacts"]);
 }

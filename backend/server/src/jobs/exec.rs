@@ -68,18 +68,41 @@ pub fn execute(job: &JobRow, dir: &Path, settings: &RunnerSettings, store: &Stor
                     c.train.seed = t.seed.unwrap_or(c.train.seed);
                 }
             }
-            crate::diffusion_cli::run_train(
-                crate::diffusion_cli::TrainArgs {
-                    config: write_config(dir, &cfg)?,
-                    run_dir,
-                    resume: true,
-                    max_steps: None,
-                    sample_grid: t.sample_grid,
-                    device: settings.device,
-                    assets: assets(),
-                },
-                ctx,
-            )
+            let total = match &cfg {
+                GeneratorConfig::Pixel(c) => c.train.steps as u64,
+                GeneratorConfig::Latent(c) => c.train.steps as u64,
+            };
+            let args = crate::diffusion_cli::TrainArgs {
+                config: write_config(dir, &cfg)?,
+                run_dir,
+                resume: true,
+                max_steps: None,
+                sample_grid: t.sample_grid,
+                device: settings.device,
+                assets: assets(),
+            };
+            match &settings.executor {
+                Executor::Local => crate::diffusion_cli::run_train(args, ctx),
+                Executor::Slurm(slurm) => {
+                    let run_dir = std::path::absolute(&args.run_dir)?;
+                    let mut argv = vec![
+                        "train-diffusion".to_owned(),
+                        "--config".into(),
+                        std::path::absolute(&args.config)?.display().to_string(),
+                        "--run-dir".into(),
+                        run_dir.display().to_string(),
+                        "--resume".into(),
+                        "--device".into(),
+                        super::slurm::device_arg(settings.device),
+                        "--assets-dir".into(),
+                        std::path::absolute(&settings.assets_dir)?.display().to_string(),
+                    ];
+                    if t.sample_grid {
+                        argv.push("--sample-grid".into());
+                    }
+                    super::slurm_train::run(job.id, &argv, dir, &run_dir, total, slurm, store, ctx)
+                }
+            }
         }
         JobSpec::Generate(g) => {
             let copies = (g.inquiries == "random").then_some(0);
@@ -134,17 +157,39 @@ pub fn execute(job: &JobRow, dir: &Path, settings: &RunnerSettings, store: &Stor
             if let Some(b) = t.batch_size {
                 cfg.train.batch_size = b;
             }
-            crate::fr_cli::run_train_fr(
-                crate::fr_cli::TrainFrArgs {
-                    config: write_config(dir, &cfg)?,
-                    data: Some(data),
-                    run_dir,
-                    resume: true,
-                    max_steps: t.steps,
-                    device: settings.device,
-                },
-                ctx,
-            )
+            let args = crate::fr_cli::TrainFrArgs {
+                config: write_config(dir, &cfg)?,
+                data: Some(data.clone()),
+                run_dir,
+                resume: true,
+                max_steps: t.steps,
+                device: settings.device,
+            };
+            match &settings.executor {
+                Executor::Local => crate::fr_cli::run_train_fr(args, ctx),
+                Executor::Slurm(slurm) => {
+                    let images = cemiface_engine::labelled::open(&data)?.len();
+                    let epochs_steps = (images / cfg.train.batch_size.max(1)) as u64 * cfg.train.epochs as u64;
+                    let total = t.steps.unwrap_or(u64::MAX).min(epochs_steps);
+                    let run_dir = std::path::absolute(&args.run_dir)?;
+                    let mut argv = vec![
+                        "train-fr".to_owned(),
+                        "--config".into(),
+                        std::path::absolute(&args.config)?.display().to_string(),
+                        "--data".into(),
+                        std::path::absolute(&data)?.display().to_string(),
+                        "--run-dir".into(),
+                        run_dir.display().to_string(),
+                        "--resume".into(),
+                        "--device".into(),
+                        super::slurm::device_arg(settings.device),
+                    ];
+                    if let Some(n) = t.steps {
+                        argv.extend(["--max-steps".to_owned(), n.to_string()]);
+                    }
+                    super::slurm_train::run(job.id, &argv, dir, &run_dir, total, slurm, store, ctx)
+                }
+            }
         }
         JobSpec::Eval(v) => {
             let checkpoint = v

@@ -12,6 +12,7 @@ pub mod runner;
 pub mod sample_grid;
 pub mod slurm;
 pub mod slurm_generate;
+pub mod slurm_train;
 pub mod spec;
 pub mod store;
 pub mod tar;
@@ -194,10 +195,10 @@ impl Jobs {
         if !row.kind.pausable() {
             return Err(conflict("evaluation jobs cannot pause; cancel and run them again"));
         }
-        if row.kind == spec::JobKind::Generate && matches!(self.runner.settings.executor, runner::Executor::Slurm(_)) {
+        if matches!(self.runner.settings.executor, runner::Executor::Slurm(_)) {
             return Err(conflict(
-                "generations run as Slurm tasks cannot pause (Slurm would have to hold running tasks); \
-                 cancel it and resume later: finished identities are kept",
+                "jobs run as Slurm tasks cannot pause (Slurm would have to hold running tasks); cancel \
+                 and resume later: finished identities and checkpoints are kept",
             ));
         }
         match row.state {

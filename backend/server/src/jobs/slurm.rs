@@ -66,6 +66,26 @@ pub fn sbatch(script: &Path, array: &str, dir: &Path) -> anyhow::Result<String> 
     Ok(id)
 }
 
+/// `--device` as written on a command line.
+pub fn device_arg(d: cemiface_engine::device::DeviceRequest) -> String {
+    use cemiface_engine::device::DeviceRequest;
+    match d {
+        DeviceRequest::Auto => "auto".into(),
+        DeviceRequest::Cpu => "cpu".into(),
+        DeviceRequest::Cuda(i) => format!("cuda:{i}"),
+    }
+}
+
+/// Submits `script` as one (non-array) job running in `dir`; returns its id.
+pub fn sbatch_one(script: &Path, dir: &Path) -> anyhow::Result<String> {
+    let out = run(Command::new("sbatch").arg("--parsable").arg("--chdir").arg(dir).arg(script))?;
+    let id = out.trim().split(';').next().unwrap_or("").to_owned();
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        bail!("sbatch answered {out:?}, not a job id");
+    }
+    Ok(id)
+}
+
 /// The state of every task Slurm still knows, by `<array id>_<index>` (and plain job ids).
 pub fn task_states() -> anyhow::Result<HashMap<String, (TaskState, String)>> {
     let out = run(Command::new("squeue").args(["-h", "-t", "all", "-r", "-o", "%i|%T"]))?;
