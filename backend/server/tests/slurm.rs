@@ -173,11 +173,12 @@ async fn failed_tasks_are_retried_a_restarted_server_reattaches_and_cancel_stops
     assert_eq!(arrays.len(), 1, "one sbatch for the job: {arrays:?}");
     assert!(lab.log(id).await.contains("following this job's Slurm tasks again"));
 
-    // 3. A cancel from the user cancels every task.
+    // 3. A cancel from the panel cancels every task.
     let id = lab.submit(work).await;
     lab.wait(id, "submitted shards", |j| ended(j) || j["slurm"].as_array().is_some_and(|t| t.len() == 4)).await;
     let name = cemiface_server::jobs::slurm_generate::job_name(&data.join("jobs").join(id.to_string()), id);
-    let r = lab.http.delete(lab.s.url(&format!("/api/v1/generations/{id}"))).bearer_auth(&lab.key).send().await.unwrap();
+    // (the panel's Cancel button: the admin API)
+    let r = lab.admin.post(lab.s.url(&format!("/api/admin/jobs/{id}/cancel"))).header("x-csrf-token", &lab.csrf).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let j = lab.wait(id, "the cancelled job", ended).await;
     assert_eq!(j["state"], "cancelled", "{j:#}");
