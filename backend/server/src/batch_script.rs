@@ -50,19 +50,7 @@ pub fn sbatch(argv: &[String], shards: usize, opts: &SbatchOptions) -> anyhow::R
     check_shards(shards)?;
     let prog = shell_quote(&program(opts));
     let args: Vec<String> = argv.iter().map(|a| shell_quote(a)).collect();
-    let mut s = String::from("#!/bin/bash\n");
-    s += &format!("#SBATCH --job-name={}\n", opts.job_name.as_deref().unwrap_or("cemiface-generate"));
-    s += &format!("#SBATCH --array=0-{}\n", shards - 1);
-    s += &format!("#SBATCH --output={}\n", opts.output.as_deref().unwrap_or("cemiface-%A_%a.log"));
-    if let Some(p) = &opts.partition {
-        s += &format!("#SBATCH --partition={p}\n");
-    }
-    if let Some(a) = &opts.account {
-        s += &format!("#SBATCH --account={a}\n");
-    }
-    for e in &opts.extra {
-        s += &format!("#SBATCH {e}\n");
-    }
+    let mut s = header(opts, "cemiface-generate", "cemiface-%A_%a.log", Some(&format!("0-{}", shards - 1)));
     s += &format!(
         "# Select the identities once, before submitting:\n#   {prog} generate {} --prepare-only\n\
          # and merge once after every task is done (writes manifest, report and .rec):\n#   {prog} generate {}\n",
@@ -75,6 +63,35 @@ pub fn sbatch(argv: &[String], shards: usize, opts: &SbatchOptions) -> anyhow::R
         args.join(" ")
     );
     Ok(s)
+}
+
+/// `#!/bin/bash` and the `#SBATCH` lines of `opts` (with these defaults, and an array if given).
+fn header(opts: &SbatchOptions, name: &str, output: &str, array: Option<&str>) -> String {
+    let mut s = String::from("#!/bin/bash\n");
+    s += &format!("#SBATCH --job-name={}\n", opts.job_name.as_deref().unwrap_or(name));
+    if let Some(a) = array {
+        s += &format!("#SBATCH --array={a}\n");
+    }
+    s += &format!("#SBATCH --output={}\n", opts.output.as_deref().unwrap_or(output));
+    if let Some(p) = &opts.partition {
+        s += &format!("#SBATCH --partition={p}\n");
+    }
+    if let Some(a) = &opts.account {
+        s += &format!("#SBATCH --account={a}\n");
+    }
+    for e in &opts.extra {
+        s += &format!("#SBATCH {e}\n");
+    }
+    s
+}
+
+/// An sbatch script for one task running `cemiface <argv>` (a training command).
+pub fn sbatch_single(argv: &[String], opts: &SbatchOptions) -> String {
+    let mut s = header(opts, "cemiface-train", "cemiface-%j.log", None);
+    let args: Vec<String> = argv.iter().map(|a| shell_quote(a)).collect();
+    s += "set -euo pipefail\n";
+    s += &format!("exec {} {}\n", shell_quote(&program(opts)), args.join(" "));
+    s
 }
 
 /// A Kubernetes Indexed Job (batch/v1) with `shards` completions; the container image must hold
@@ -129,6 +146,8 @@ mod tests {
         assert!(s.contains("#SBATCH --partition=gpu\n#SBATCH --gres=gpu:1\n"), "{s}");
         assert!(s.ends_with("exec /opt/cemiface generate --out '/data/my set' --shard \"${SLURM_ARRAY_TASK_ID}/4\" --no-merge\n"), "{s}");
         assert!(sbatch(&argv, 0, &opts).is_err());
+        let one = sbatch_single(&["train-fr".to_owned(), "--resume".to_owned()], &opts);
+        assert!(!one.contains("--array") && one.ends_with("exec /opt/cemiface train-fr --resume\n"), "{one}");
         // The manifest is JSON (valid YAML): it reads back with the fields Kubernetes needs.
         let v: serde_json::Value = serde_json::from_str(&k8s_indexed_job(&argv, 8, "gen").unwrap()).unwrap();
         assert_eq!((v["kind"].as_str(), v["spec"]["completionMode"].as_str(), v["spec"]["completions"].as_u64()), (Some("Job"), Some("Indexed"), Some(8)));

@@ -15,7 +15,7 @@ use anyhow::bail;
 use super::ctx::{JobCtx, Stop};
 use super::slurm::{self, SlurmSettings, TaskState};
 use super::store::{SlurmTask, Store};
-use crate::batch_script::{shell_quote, SbatchOptions};
+use crate::batch_script::SbatchOptions;
 
 /// How long a just-submitted task may be missing from `squeue` before it counts as lost.
 const GRACE: Duration = Duration::from_secs(20);
@@ -33,27 +33,6 @@ fn metric_name(key: &str) -> Option<&'static str> {
         "accuracy" => "accuracy",
         _ => return None,
     })
-}
-
-/// The sbatch script of one task running `cemiface <argv>`.
-pub fn script(argv: &[String], opts: &SbatchOptions) -> String {
-    let prog = std::env::current_exe().map_or_else(|_| "cemiface".into(), |p| p.display().to_string());
-    let mut s = String::from("#!/bin/bash\n");
-    s += &format!("#SBATCH --job-name={}\n", opts.job_name.as_deref().unwrap_or("cemiface-train"));
-    s += &format!("#SBATCH --output={}\n", opts.output.as_deref().unwrap_or("cemiface-%j.log"));
-    if let Some(p) = &opts.partition {
-        s += &format!("#SBATCH --partition={p}\n");
-    }
-    if let Some(a) = &opts.account {
-        s += &format!("#SBATCH --account={a}\n");
-    }
-    for e in &opts.extra {
-        s += &format!("#SBATCH {e}\n");
-    }
-    s += "set -euo pipefail\n";
-    let args: Vec<String> = argv.iter().map(|a| shell_quote(a)).collect();
-    s += &format!("exec {} {}\n", shell_quote(&prog), args.join(" "));
-    s
 }
 
 /// Runs `argv` (a training command whose run folder is `run_dir`, `total` steps) as one Slurm
@@ -80,7 +59,7 @@ pub fn run(
         output: Some(slurm_dir.join("%j.log").display().to_string()),
         program: None,
     };
-    std::fs::write(&path, script(argv, &opts))?;
+    std::fs::write(&path, crate::batch_script::sbatch_single(argv, &opts))?;
     let submit = || -> anyhow::Result<String> { slurm::sbatch_one(&path, dir) };
     let mut task = match store.slurm_tasks(job_id)?.into_iter().next() {
         Some(t) => {
