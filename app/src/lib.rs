@@ -14,6 +14,7 @@ pub mod demo_client;
 pub mod demo_protocol;
 pub mod launch_form;
 pub mod line_chart;
+pub mod num_field;
 pub mod pages;
 pub mod regime;
 pub mod sim_chart;

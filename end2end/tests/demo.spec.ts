@@ -162,3 +162,32 @@ test("two visitors never see each other's previews or photos", async ({ browser 
   await a.context.close();
   await b.context.close();
 });
+
+test("number fields keep what is typed and say what is wrong beside the field", async ({ page }) => {
+  const errors = watchErrors(page);
+  await openDemo(page);
+  await uploadPhoto(page);
+  const eta = page.locator("#eta-input");
+  // Typed key by key: "0." must not become "0", so "0.5" arrives whole.
+  await eta.fill("");
+  await eta.pressSequentially("0.5");
+  await expect(eta).toHaveValue("0.5");
+  const steps = page.locator("#steps-input");
+  await steps.fill("");
+  await steps.pressSequentially("05");
+  await expect(steps).toHaveValue("05");
+  // Out of range: kept as typed, an error beside the field once it loses focus, Start disabled.
+  await steps.fill("250");
+  await steps.blur();
+  await expect(steps).toHaveValue("250");
+  await expect(page.locator("#steps-error")).toContainText("between 1 and 100");
+  await expect(page.locator("#start")).toBeDisabled();
+  await steps.fill("3");
+  await expect(page.locator("#steps-error")).toHaveCount(0);
+  await expect(page.locator("#start")).toBeEnabled();
+  // Randomize still writes the seed field.
+  await page.locator("#seed-input").fill("12");
+  await page.locator("#randomize").click();
+  await expect(page.locator("#seed-input")).not.toHaveValue("12");
+  expect(errors).toEqual([]);
+});

@@ -10,6 +10,7 @@ use crate::demo_protocol::{
     ClientMessage, DemoLimits, JobRequest, ModelInfo, ServerEvent, Timings, UploadReply, FRAME_FINAL,
     MAX_STEPS,
 };
+use crate::num_field::TextField;
 use crate::sim_chart::SimChart;
 
 /// Where the current job is.
@@ -257,6 +258,15 @@ pub fn DemoPage() -> impl IntoView {
         RwSignal::new(0_u64),
         RwSignal::new(1.0_f32),
     );
+    // What is typed in the number fields (never rewritten while typing), and whether each field
+    // has lost focus once (its error shows from then on).
+    let steps_field = TextField::new(20_u32, crate::num_field::steps);
+    let seed_field = TextField::new(0_u64, crate::num_field::seed);
+    let eta_field = TextField::new(1.0_f32, crate::num_field::eta);
+    steps_field.follow(steps);
+    seed_field.follow(seed);
+    eta_field.follow(eta);
+    let fields_ok = move || steps_field.error().is_none() && seed_field.error().is_none() && eta_field.error().is_none();
     // Browser only: open the socket and draw a first seed.
     Effect::new(move |_| {
         st.socket
@@ -343,23 +353,29 @@ pub fn DemoPage() -> impl IntoView {
                         prop:value=move || m.get().to_string()
                         on:input=move |ev| { if let Ok(v) = event_target_value(&ev).parse::<f32>() { m.set(v.clamp(-1.0, 1.0)) } }/>
                     <label for="steps-input">"DDIM steps"</label>
-                    <input id="steps-input" type="number" min="1" max=MAX_STEPS.to_string()
-                        prop:value=move || steps.get().to_string()
-                        on:input=move |ev| { if let Ok(v) = event_target_value(&ev).parse::<u32>() { steps.set(v.clamp(1, MAX_STEPS)) } }/>
+                    <input id="steps-input" type="number" min="1" max=MAX_STEPS.to_string() inputmode="numeric"
+                        aria-describedby="steps-error" prop:value=move || steps_field.shown.get()
+                        on:input=move |ev| steps_field.typed(&event_target_value(&ev), steps)
+                        on:blur=move |_| steps_field.touched.set(true)/>
+                    {move || steps_field.shown_error().map(|e| view! { <span id="steps-error" class="field-error" role="alert">{e}</span> })}
                     <label for="seed-input">"Seed"</label>
                     <div class="row">
-                        <input id="seed-input" type="number" min="0"
-                            prop:value=move || seed.get().to_string()
-                            on:input=move |ev| { if let Ok(v) = event_target_value(&ev).parse::<u64>() { seed.set(v) } }/>
+                        <input id="seed-input" type="number" min="0" inputmode="numeric"
+                            aria-describedby="seed-error" prop:value=move || seed_field.shown.get()
+                            on:input=move |ev| seed_field.typed(&event_target_value(&ev), seed)
+                            on:blur=move |_| seed_field.touched.set(true)/>
                         <button class="secondary" id="randomize" on:click=move |_| seed.set(random_seed())>"Randomize"</button>
                     </div>
+                    {move || seed_field.shown_error().map(|e| view! { <span id="seed-error" class="field-error" role="alert">{e}</span> })}
                     <label for="eta-input">"η (0 = deterministic DDIM, 1 = DCFace's default)"</label>
-                    <input id="eta-input" type="number" min="0" max="1" step="0.1"
-                        prop:value=move || eta.get().to_string()
-                        on:input=move |ev| { if let Ok(v) = event_target_value(&ev).parse::<f32>() { eta.set(v.clamp(0.0, 1.0)) } }/>
+                    <input id="eta-input" type="number" min="0" max="1" step="0.1" inputmode="decimal"
+                        aria-describedby="eta-error" prop:value=move || eta_field.shown.get()
+                        on:input=move |ev| eta_field.typed(&event_target_value(&ev), eta)
+                        on:blur=move |_| eta_field.touched.set(true)/>
+                    {move || eta_field.shown_error().map(|e| view! { <span id="eta-error" class="field-error" role="alert">{e}</span> })}
                     <div class="row actions">
-                        <button id="start" prop:disabled=move || busy() || !ready() on:click=move |_| st.submit(request(false))>"Start"</button>
-                        <button id="sweep" class="secondary" prop:disabled=move || busy() || !ready()
+                        <button id="start" prop:disabled=move || busy() || !ready() || !fields_ok() on:click=move |_| st.submit(request(false))>"Start"</button>
+                        <button id="sweep" class="secondary" prop:disabled=move || busy() || !ready() || !fields_ok()
                             on:click=move |_| st.submit(request(true))>"m-sweep (−1 … 1)"</button>
                         <button id="cancel" class="danger" prop:disabled=move || !busy() on:click=move |_| {
                             if let Some(job_id) = st.run.with_untracked(|r| r.as_ref().and_then(|r| r.job_id)) {
