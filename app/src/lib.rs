@@ -53,7 +53,8 @@ pub fn App() -> impl IntoView {
 
     view! {
         <Stylesheet id="leptos" href="/pkg/cemiface.css"/>
-        <Title text="CemiFace-rs"/>
+        // Each page names itself (`<Title text=…/>`); the site name follows.
+        <Title formatter=|page: String| if page.is_empty() { "CemiFace-rs".to_owned() } else { format!("{page} · CemiFace-rs") }/>
         <Router>
             <header class="topbar">
                 <A href="/" attr:class="brand">"CemiFace-rs"</A>

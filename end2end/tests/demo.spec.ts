@@ -166,6 +166,7 @@ test("two visitors never see each other's previews or photos", async ({ browser 
 test("number fields keep what is typed and say what is wrong beside the field", async ({ page }) => {
   const errors = watchErrors(page);
   await openDemo(page);
+  await expect(page).toHaveTitle("Live demo · CemiFace-rs");
   await uploadPhoto(page);
   const eta = page.locator("#eta-input");
   // Typed key by key: "0." must not become "0", so "0.5" arrives whole.

@@ -48,6 +48,8 @@ test("status page lists the assets and re-checks them on request", async ({ page
   await openHydrated(page, "/");
   await page.locator("header nav").getByRole("link", { name: "System status" }).click();
   await expect(page).toHaveURL(/\/status$/);
+  // Each page names itself in the title (a client-side navigation updates it).
+  await expect(page).toHaveTitle("System status · CemiFace-rs");
 
   const table = page.locator("#assets");
   await expect(table).toContainText("dlib-resnet");

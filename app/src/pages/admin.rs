@@ -29,6 +29,7 @@ pub fn AdminPage() -> impl IntoView {
         });
     });
     view! {
+        <leptos_meta::Title text="Admin"/>
         <section class="admin">
             <h1>"Admin"</h1>
             {move || note.get().map(|n| view! { <p class="notice" role="alert">{n}</p> })}

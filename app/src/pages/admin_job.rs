@@ -76,6 +76,12 @@ pub fn AdminJobPage() -> impl IntoView {
         }
     };
     view! {
+        // The job and, while it runs, how far it is (readable from another tab).
+        <leptos_meta::Title text=move || job.with(|j| {
+            let pct = j["progress"]["fraction"].as_f64().map(|f| format!("{:.0}% · ", f * 100.0));
+            let running = j["state"] == "running";
+            format!("{}Job {} ({})", pct.filter(|_| running).unwrap_or_default(), id(), j["state"].as_str().unwrap_or("…"))
+        })/>
         <section class="admin-job">
             <p><a href="/admin">"← All jobs"</a></p>
             <h1>{move || format!("Job #{} · {}", id(), job.with(|j| j["kind"].as_str().unwrap_or("").to_owned()))}</h1>

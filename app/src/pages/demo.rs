@@ -288,6 +288,10 @@ pub fn DemoPage() -> impl IntoView {
         move |f: fn(&Run) -> String| move || st.run.with(|r| r.as_ref().map(f).unwrap_or_default());
 
     view! {
+        <leptos_meta::Title text=move || st.run.with(|r| match r {
+            Some(r) if r.phase.active() => format!("Step {}/{} · Live demo", r.step, r.request.steps),
+            _ => "Live demo".to_owned(),
+        })/>
         <section class="demo">
             <h1>"Live demo"</h1>
             <p class="lead">

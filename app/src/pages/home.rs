@@ -8,6 +8,7 @@ use crate::regime::Regime;
 #[component]
 pub fn HomePage() -> impl IntoView {
     view! {
+        <leptos_meta::Title text="Synthetic face data with controlled difficulty"/>
         <section class="hero">
             <h1>"Synthetic face-recognition data with controlled difficulty"</h1>
             <p class="lead">

@@ -10,6 +10,7 @@ pub fn StatusPage() -> impl IntoView {
     let (checks, set_checks) = signal(0_u32);
     let status = Resource::new(move || checks.get(), |_| get_system_status());
     view! {
+        <leptos_meta::Title text="System status"/>
         <section>
             <h1>"System status"</h1>
             <p>
