@@ -57,3 +57,13 @@ test("the shipped generator streams a full 20-step run for an uploaded photo", a
   await expect(page.locator("#similarity")).toHaveText(/^similarity [+-]\d\.\d{3} \(target m = \+0\.50\)$/);
   expect(errors).toEqual([]);
 });
+
+test("without an admin password, /admin says so up front and how to turn it on", async ({ page }) => {
+  // This server (as scripts/serve.sh starts it) has no CEMIFACE_ADMIN_PASSWORD_HASH.
+  await page.goto("/admin");
+  await expect(page.locator('main[data-hydrated="true"]')).toBeVisible({ timeout: 15_000 });
+  await expect(page.locator("#admin-disabled")).toBeVisible();
+  await expect(page.locator("p.notice")).toContainText("cemiface hash-password");
+  await expect(page.locator('input[type="password"]')).toHaveCount(0);
+  await expect(page).toHaveTitle("Admin · CemiFace-rs");
+});

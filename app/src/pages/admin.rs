@@ -18,12 +18,17 @@ pub fn AdminPage() -> impl IntoView {
     let csrf: RwSignal<Option<String>> = RwSignal::new(None);
     let checked = RwSignal::new(false);
     let note: RwSignal<Option<String>> = RwSignal::new(None);
+    // No admin password on this server: say so up front, without a login form that cannot work.
+    let disabled = RwSignal::new(false);
     Effect::new(move |_| {
         spawn_local(async move {
             match call("GET", "/api/admin/session", None, None).await {
                 Ok(v) => csrf.set(v["csrf"].as_str().map(str::to_owned)),
                 Err(e) if e.status == 401 => {}
-                Err(e) => note.set(Some(e.message)),
+                Err(e) => {
+                    disabled.set(e.code == "admin_disabled");
+                    note.set(Some(e.message));
+                }
             }
             checked.set(true);
         });
@@ -35,6 +40,9 @@ pub fn AdminPage() -> impl IntoView {
             {move || note.get().map(|n| view! { <p class="notice" role="alert">{n}</p> })}
             {move || match (checked.get(), csrf.get()) {
                 (false, _) => view! { <p class="muted">"Checking the session…"</p> }.into_any(),
+                (true, None) if disabled.get() => view! { <p id="admin-disabled" class="muted">
+                    "The public demo needs no login; this page is for the server's operator."
+                </p> }.into_any(),
                 (true, None) => view! { <Login csrf note/> }.into_any(),
                 (true, Some(token)) => view! { <Dashboard csrf=token/> }.into_any(),
             }}

@@ -240,3 +240,25 @@ async fn with_secure_cookies_every_cookie_is_secure() {
         assert!(c.contains("; Secure") && c.contains("HttpOnly") && c.contains("SameSite=Strict"), "{c}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_admin_password_the_admin_api_says_it_is_off_and_how_to_turn_it_on() {
+    use cemiface_server::jobs::{runner::RunnerSettings, webhook::WebhookPolicy, Jobs};
+    let dir = common::temp_dir("admin-off");
+    let settings = RunnerSettings {
+        data_dir: dir.clone(),
+        assets_dir: dir.clone(),
+        device: "cpu".parse().unwrap(),
+        device_label: "cpu".into(),
+        slots: 1,
+        default_generator: dir.join("none"),
+        executor: Default::default(),
+    };
+    let jobs = Jobs::start(settings, None, false, WebhookPolicy::new(false, None).unwrap()).unwrap();
+    let st = state(dir.clone()).with_jobs(jobs);
+    let (code, body) = get(&st, "/api/admin/session").await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["code"], "admin_disabled");
+    assert!(v["error"]["message"].as_str().unwrap().contains("cemiface hash-password"), "{v}");
+}

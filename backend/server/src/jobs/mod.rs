@@ -321,6 +321,14 @@ impl FromRequestParts<AppState> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let jobs = jobs_of(state)?;
+        if jobs.admin_hash.is_none() {
+            return Err(AppError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "admin_disabled",
+                "the admin panel is off: this server has no admin password. To turn it on, make a hash with \
+                 `cemiface hash-password` and restart the server with CEMIFACE_ADMIN_PASSWORD_HASH set to it.",
+            ));
+        }
         let unauthorized = || AppError::new(StatusCode::UNAUTHORIZED, "unauthorized", "log in at /admin first");
         let token = cookie(&parts.headers, ADMIN_COOKIE).ok_or_else(unauthorized)?;
         let csrf = jobs.store.session(&token_hash(&token))?.ok_or_else(unauthorized)?;
