@@ -20,6 +20,23 @@ fn state(assets_dir: std::path::PathBuf) -> AppState {
     AppState::new(leptos, assets_dir, data, ComputeDevice::cpu())
 }
 
+/// A state with a job system in a fresh folder: admin password `hash`, `--secure-cookies` or not.
+fn with_jobs(name: &str, hash: Option<String>, secure_cookies: bool) -> AppState {
+    use cemiface_server::jobs::{runner::RunnerSettings, webhook::WebhookPolicy, Jobs};
+    let dir = common::temp_dir(name);
+    let settings = RunnerSettings {
+        data_dir: dir.clone(),
+        assets_dir: dir.clone(),
+        device: "cpu".parse().unwrap(),
+        device_label: "cpu".into(),
+        slots: 1,
+        default_generator: dir.join("none"),
+        executor: Default::default(),
+    };
+    let jobs = Jobs::start(settings, hash, secure_cookies, WebhookPolicy::new(false, None).unwrap()).unwrap();
+    state(dir).with_jobs(jobs)
+}
+
 async fn get(state: &AppState, uri: &str) -> (StatusCode, String) {
     let res = router(state.clone())
         .oneshot(Request::get(uri).body(Body::empty()).unwrap())
@@ -206,20 +223,8 @@ async fn slow_headers_and_stalled_bodies_are_cut_off() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_secure_cookies_every_cookie_is_secure() {
-    use cemiface_server::jobs::{runner::RunnerSettings, webhook::WebhookPolicy, Jobs};
-    let dir = common::temp_dir("secure-cookies");
-    let settings = RunnerSettings {
-        data_dir: dir.clone(),
-        assets_dir: dir.clone(),
-        device: "cpu".parse().unwrap(),
-        device_label: "cpu".into(),
-        slots: 1,
-        default_generator: dir.join("none"),
-        executor: Default::default(),
-    };
     let (hash, password) = common::admin_hash();
-    let jobs = Jobs::start(settings, Some(hash), true, WebhookPolicy::new(false, None).unwrap()).unwrap();
-    let st = state(dir.clone()).with_jobs(jobs);
+    let st = with_jobs("secure-cookies", Some(hash), true);
     let cookies = |res: &axum::response::Response| -> Vec<String> {
         res.headers().get_all(header::SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_owned()).collect()
     };
@@ -243,19 +248,7 @@ async fn with_secure_cookies_every_cookie_is_secure() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_an_admin_password_the_admin_api_says_it_is_off_and_how_to_turn_it_on() {
-    use cemiface_server::jobs::{runner::RunnerSettings, webhook::WebhookPolicy, Jobs};
-    let dir = common::temp_dir("admin-off");
-    let settings = RunnerSettings {
-        data_dir: dir.clone(),
-        assets_dir: dir.clone(),
-        device: "cpu".parse().unwrap(),
-        device_label: "cpu".into(),
-        slots: 1,
-        default_generator: dir.join("none"),
-        executor: Default::default(),
-    };
-    let jobs = Jobs::start(settings, None, false, WebhookPolicy::new(false, None).unwrap()).unwrap();
-    let st = state(dir.clone()).with_jobs(jobs);
+    let st = with_jobs("admin-off", None, false);
     let (code, body) = get(&st, "/api/admin/session").await;
     assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
