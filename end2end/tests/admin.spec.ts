@@ -70,3 +70,35 @@ test("admin pages and APIs need a session", async ({ page }) => {
   await expect(page.locator('main[data-hydrated="true"]')).toBeVisible({ timeout: 15_000 });
   await expect(page.getByRole("alert")).toContainText("log in");
 });
+
+test("cancel asks first: dismissed, the job runs on; confirmed, it stops", async ({ page }) => {
+  const errors: string[] = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  await page.goto("/admin");
+  await expect(page.locator('main[data-hydrated="true"]')).toBeVisible({ timeout: 15_000 });
+  await page.locator("#admin-password").fill(PASSWORD);
+  await page.locator("#login-button").click();
+  await expect(page.locator("#launch")).toBeVisible();
+  // A generation long enough to be running while we click.
+  await page.locator("#field-identities").fill("2");
+  await page.locator("#field-images_per_identity").fill("400");
+  await page.locator("#field-steps").fill("50");
+  await page.locator("#launch-button").click();
+  await expect(page.locator("#launch-note")).toContainText("Queued job #");
+  const id = (await page.locator("#launch-note").innerText()).match(/#(\d+)/)![1];
+  const row = page.locator(`tr[data-job-id="${id}"]`);
+  await expect(row.locator("td.state")).toHaveText("running", { timeout: 60_000 });
+
+  const asked: string[] = [];
+  page.once("dialog", (d) => { asked.push(d.message()); void d.dismiss(); });
+  await row.getByRole("button", { name: "Cancel" }).click();
+  await expect.poll(() => asked.length).toBe(1);
+  expect(asked[0]).toContain(`Cancel job #${id}?`);
+  await page.waitForTimeout(1_000);
+  await expect(row.locator("td.state")).toHaveText("running");
+
+  page.once("dialog", (d) => void d.accept());
+  await row.getByRole("button", { name: "Cancel" }).click();
+  await expect(row.locator("td.state")).toHaveText("cancelled", { timeout: 30_000 });
+  expect(errors).toEqual([]);
+});

@@ -150,12 +150,20 @@ pub fn progress_text(j: &Value) -> String {
 
 /// Posts a job action (cancel, pause, resume).
 pub fn act(csrf: StoredValue<String>, id: i64, what: &'static str, msg: RwSignal<Option<String>>) {
+    if what == "cancel" && !confirmed(&format!("Cancel job #{id}? Its work since the last checkpoint is lost.")) {
+        return;
+    }
     spawn_local(async move {
         let url = format!("/api/admin/jobs/{id}/{what}");
         if let Err(e) = call("POST", &url, None, Some(&csrf.get_value())).await {
             msg.set(Some(e.message));
         }
     });
+}
+
+/// Asks the browser's confirmation dialog (false when there is no window, e.g. on the server).
+pub fn confirmed(question: &str) -> bool {
+    web_sys::window().and_then(|w| w.confirm_with_message(question).ok()).unwrap_or(false)
 }
 
 #[component]
@@ -201,6 +209,10 @@ fn JobTable(jobs: RwSignal<Vec<Value>>, csrf: StoredValue<String>) -> impl IntoV
                 </For>
             </tbody>
         </table>
+        {move || jobs.with(Vec::is_empty).then(|| view! {
+            <p id="jobs-empty" class="muted">"No jobs yet. Launch one with the form on this page: a generation with \
+                the default generator, or a short tiny-32 training run to try the panel."</p>
+        })}
     }
 }
 
@@ -338,6 +350,9 @@ fn Keys(csrf: StoredValue<String>) -> impl IntoView {
         });
     };
     let revoke = move |id: i64| {
+        if !confirmed("Revoke this key? Scripts using it get 401 from now on; this cannot be undone.") {
+            return;
+        }
         spawn_local(async move {
             let url = format!("/api/admin/keys/{id}");
             if let Err(e) = call("DELETE", &url, None, Some(&csrf.get_value())).await {
@@ -383,5 +398,9 @@ fn Keys(csrf: StoredValue<String>) -> impl IntoView {
                 }).collect_view()}
             </tbody>
         </table>
+        {move || keys.with(Vec::is_empty).then(|| view! {
+            <p id="keys-empty" class="muted">"No API keys yet. Create one to let scripts on other machines submit \
+                generations (see /api/openapi.json)."</p>
+        })}
     }
 }
