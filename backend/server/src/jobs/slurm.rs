@@ -54,10 +54,15 @@ fn run(cmd: &mut Command) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Submits `script` as the array `array` (e.g. `0-3`, or `2` for one retried task) running in
-/// `dir`; returns the array job id.
-pub fn sbatch(script: &Path, array: &str, dir: &Path) -> anyhow::Result<String> {
-    let out = run(Command::new("sbatch").arg("--parsable").arg(format!("--array={array}")).arg("--chdir").arg(dir).arg(script))?;
+/// Submits `script` running in `dir`, as the array `array` (e.g. `0-3`, or `2` for one retried
+/// task) or as one plain job; returns the (array) job id.
+pub fn sbatch(script: &Path, array: Option<&str>, dir: &Path) -> anyhow::Result<String> {
+    let mut cmd = Command::new("sbatch");
+    cmd.arg("--parsable");
+    if let Some(a) = array {
+        cmd.arg(format!("--array={a}"));
+    }
+    let out = run(cmd.arg("--chdir").arg(dir).arg(script))?;
     // `--parsable` prints `id` or `id;cluster`.
     let id = out.trim().split(';').next().unwrap_or("").to_owned();
     if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
@@ -74,16 +79,6 @@ pub fn device_arg(d: cemiface_engine::device::DeviceRequest) -> String {
         DeviceRequest::Cpu => "cpu".into(),
         DeviceRequest::Cuda(i) => format!("cuda:{i}"),
     }
-}
-
-/// Submits `script` as one (non-array) job running in `dir`; returns its id.
-pub fn sbatch_one(script: &Path, dir: &Path) -> anyhow::Result<String> {
-    let out = run(Command::new("sbatch").arg("--parsable").arg("--chdir").arg(dir).arg(script))?;
-    let id = out.trim().split(';').next().unwrap_or("").to_owned();
-    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
-        bail!("sbatch answered {out:?}, not a job id");
-    }
-    Ok(id)
 }
 
 /// The state of every task Slurm still knows, by `<array id>_<index>` (and plain job ids).

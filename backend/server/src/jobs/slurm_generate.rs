@@ -73,7 +73,7 @@ pub fn run(job_id: i64, mut args: GenerateArgs, dir: &Path, slurm: &SlurmSetting
     // 2. Submit, or pick up the tasks a previous server process submitted.
     let mut tasks = store.slurm_tasks(job_id)?;
     if tasks.len() != shards {
-        let id = slurm::sbatch(&script, &format!("0-{}", shards - 1), dir)?;
+        let id = slurm::sbatch(&script, Some(&format!("0-{}", shards - 1)), dir)?;
         tasks = (0..shards as u32)
             .map(|i| SlurmTask { shard: i, slurm_id: format!("{id}_{i}"), attempt: 0, state: "pending".into() })
             .collect();
@@ -131,7 +131,7 @@ pub fn run(job_id: i64, mut args: GenerateArgs, dir: &Path, slurm: &SlurmSetting
                     ));
                     continue;
                 }
-                let id = slurm::sbatch(&script, &i.to_string(), dir)?;
+                let id = slurm::sbatch(&script, Some(&i.to_string()), dir)?;
                 let old = std::mem::replace(&mut t.slurm_id, format!("{id}_{i}"));
                 t.attempt += 1;
                 t.state = "pending".into();

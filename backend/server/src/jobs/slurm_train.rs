@@ -60,7 +60,7 @@ pub fn run(
         program: None,
     };
     std::fs::write(&path, crate::batch_script::sbatch_single(argv, &opts))?;
-    let submit = || -> anyhow::Result<String> { slurm::sbatch_one(&path, dir) };
+    let submit = || -> anyhow::Result<String> { slurm::sbatch(&path, None, dir) };
     let mut task = match store.slurm_tasks(job_id)?.into_iter().next() {
         Some(t) => {
             ctx.log(format!("re-attached to Slurm job {}", t.slurm_id));
