@@ -18,8 +18,9 @@ use crate::demo_protocol::{decode_frame, ClientMessage, FrameMeta, ServerEvent, 
 /// What arrives on the socket, decoded.
 pub enum Incoming {
     Event(ServerEvent),
-    /// A binary frame: its kind, metadata and an object URL of its image (revoke when replaced).
-    Frame(u32, FrameMeta, String),
+    /// A binary frame: its kind, metadata, an object URL of its image (revoke when replaced) and
+    /// the image's bytes.
+    Frame(u32, FrameMeta, String, Vec<u8>),
     /// The socket (re)opened.
     Open,
     /// The socket closed; a reconnect follows.
@@ -68,7 +69,8 @@ impl DemoSocket {
                 match decode_frame(&bytes) {
                     Ok((kind, meta, img)) => {
                         if let Some(url) = object_url(img, &meta.mime) {
-                            on_msg(Incoming::Frame(kind, meta, url));
+                            let img = img.to_vec();
+                            on_msg(Incoming::Frame(kind, meta, url, img));
                         }
                     }
                     Err(e) => leptos::logging::warn!("unreadable frame: {e}"),
@@ -106,7 +108,8 @@ impl DemoSocket {
     }
 }
 
-fn object_url(bytes: &[u8], mime: &str) -> Option<String> {
+/// An object URL of `bytes` as a blob of type `mime`.
+pub fn object_url(bytes: &[u8], mime: &str) -> Option<String> {
     let parts = Array::of1(&Uint8Array::from(bytes).into());
     let opts = BlobPropertyBag::new();
     opts.set_type(mime);

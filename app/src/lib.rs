@@ -12,6 +12,7 @@ use leptos_router::{ParamSegment, StaticSegment};
 pub mod admin_client;
 pub mod demo_client;
 pub mod demo_protocol;
+pub mod gallery;
 pub mod launch_form;
 pub mod line_chart;
 pub mod num_field;
@@ -20,6 +21,7 @@ pub mod regime;
 pub mod sim_chart;
 pub mod status;
 pub mod units;
+pub mod zip_store;
 
 use pages::{admin::AdminPage, admin_job::AdminJobPage, demo::DemoPage, home::HomePage, status::StatusPage};
 
@@ -56,6 +58,7 @@ pub fn App() -> impl IntoView {
         // Each page names itself (`<Title text=…/>`); the site name follows.
         <Title formatter=|page: String| if page.is_empty() { "CemiFace-rs".to_owned() } else { format!("{page} · CemiFace-rs") }/>
         <Router>
+            <a class="skip-link" href="#main">"Skip to content"</a>
             <header class="topbar">
                 <A href="/" attr:class="brand">"CemiFace-rs"</A>
                 <nav>
@@ -65,7 +68,7 @@ pub fn App() -> impl IntoView {
                     <A href="/admin">"Admin"</A>
                 </nav>
             </header>
-            <main data-hydrated=move || hydrated.get().to_string()>
+            <main id="main" tabindex="-1" data-hydrated=move || hydrated.get().to_string()>
                 <Routes fallback=|| view! { <p class="notice">"No such page."</p> }>
                     <Route path=StaticSegment("") view=HomePage/>
                     <Route path=StaticSegment("demo") view=DemoPage/>

@@ -54,6 +54,7 @@ pub fn SimChart(
         })
         .collect_view();
     view! {
+        <figure class="sim-figure">
         <svg id="sim-chart" class="chart" viewBox=format!("0 0 {W} {H}") role="img"
             aria-label="similarity of x̂0 to the uploaded face at each step, against the target m">
             {grid}
@@ -72,12 +73,31 @@ pub fn SimChart(
                         view! {
                             <line class="target" x1=LEFT x2=W - RIGHT y1=y y2=y stroke=colour/>
                             <polyline class="series" fill="none" stroke=colour
-                                points=move || polyline(&points.get(), i, steps.get())/>
+                                points=move || polyline(&points.get(), i, steps.get())>
+                                <title>{move || hover(&points.get(), i, m)}</title>
+                            </polyline>
                         }
                     })
                     .collect_view()
             }}
         </svg>
+        // The legend: one entry per target (solid: achieved similarity; dashed: the target itself).
+        <figcaption id="sim-legend" class="legend small">
+            {move || targets.get().into_iter().enumerate().map(|(i, m)| view! {
+                <span class="key"><span class="swatch" style=format!("background: {}", PALETTE[i % PALETTE.len()])></span>
+                    {format!("m = {m:+.2}")}</span>
+            }).collect_view()}
+            <span class="muted">"solid: similarity of x̂0 to your photo · dashed: target m"</span>
+        </figcaption>
+        </figure>
+    }
+}
+
+/// The tooltip of series `i`: its target and latest value.
+fn hover(points: &[(u32, Vec<f32>)], i: usize, m: f32) -> String {
+    match points.iter().rev().find_map(|(step, v)| v.get(i).map(|s| (step, s))) {
+        Some((step, s)) => format!("m = {m:+.2}: similarity {s:+.3} at step {step}"),
+        None => format!("m = {m:+.2}"),
     }
 }
 
@@ -94,5 +114,7 @@ mod tests {
         );
         assert_eq!(polyline(&pts, 1, 5).split(' ').count(), 2);
         assert_eq!(polyline(&pts, 7, 5), "");
+        assert_eq!(hover(&pts, 1, 0.5), "m = +0.50: similarity +0.500 at step 5");
+        assert_eq!(hover(&[], 0, -1.0), "m = -1.00");
     }
 }

@@ -54,7 +54,7 @@ test("the shipped generator streams a full 20-step run for an uploaded photo", a
   expect(previews[0].image.equals(previews[19].image)).toBe(false);
   const final = frames.filter((f) => f.kind === 2);
   expect(final).toHaveLength(1);
-  await expect(page.locator("#similarity")).toHaveText(/^similarity [+-]\d\.\d{3} \(target m = \+0\.50\)$/);
+  await expect(page.locator("#similarity")).toHaveText(/^m = \+0\.50: similarity [+-]\d\.\d{3}, /);
   expect(errors).toEqual([]);
 });
 

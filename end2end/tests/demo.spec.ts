@@ -1,3 +1,4 @@
+import * as fs from "node:fs";
 import { expect, test, type Browser, type Page } from "@playwright/test";
 import * as path from "node:path";
 
@@ -76,10 +77,21 @@ test("upload a photo, see the aligned crop, stream 5 steps and get the final ima
   const final = frames.filter((f) => f.kind === 2);
   expect(final).toHaveLength(1);
   expect(await page.locator("#preview").getAttribute("src")).toMatch(/^blob:/);
-  await expect(page.locator("#similarity")).toHaveText(/^similarity [+-]\d\.\d{3} \(target m = \+0\.00\)$/);
+  await expect(page.locator("#similarity")).toHaveText(
+    /^m = \+0\.00: similarity [+-]\d\.\d{3}, (on target \(within ±0\.15\)|\d\.\d\d (above|below) target)$/,
+  );
+  await expect(page.locator("#panel-labels span")).toHaveText([/^m \+0\.00 → [+-]\d\.\d\d$/]);
   await expect(page.locator("#sim-chart polyline")).toHaveCount(1);
   await expect(page.locator("#gallery figure")).toHaveCount(1);
   await expect(page.locator("#gallery figcaption").first()).toContainText("seed 1234 · 5 steps");
+
+  // The gallery's PNG is the final frame with its settings in a `parameters` text chunk.
+  const [png] = await Promise.all([page.waitForEvent("download"), page.locator("#gallery .download").first().click()]);
+  expect(png.suggestedFilename()).toMatch(/^cemiface-m\+0\.00-seed1234-5steps-\d+\.png$/);
+  const bytes = fs.readFileSync((await png.path())!);
+  const text = pngText(bytes);
+  expect(text.parameters).toMatch(/^CemiFace: similarity target m = \+0\.00\nSteps: 5, Sampler: DDIM, Eta: 1, Seed: 1234, Size: 32x32, /);
+  expect(text.parameters).toContain("Achieved similarity: ");
 
   // Re-running a gallery entry reproduces the image byte for byte.
   await page.locator("#gallery .rerun").first().click();
@@ -96,8 +108,47 @@ test("upload a photo, see the aligned crop, stream 5 steps and get the final ima
   expect(sweep.meta.m).toEqual([-1, -0.5, 0, 0.5, 1]);
   expect([sweep.meta.width, sweep.meta.height]).toEqual([160, 32]);
   await expect(page.locator("#sim-chart polyline")).toHaveCount(5);
+  await expect(page.locator("#panel-labels span")).toHaveCount(5);
+  await expect(page.locator("#sim-legend .key")).toHaveText(["m = -1.00", "m = -0.50", "m = +0.00", "m = +0.50", "m = +1.00"]);
+  await expect(page.locator("#panel-labels span").first()).toContainText("m -1.00 → ");
+
+  // The gallery outlives a reload (browser storage); delete removes one, the zip holds the rest.
+  await page.reload();
+  await openDemo(page);
+  await expect(page.locator("#gallery figure")).toHaveCount(3);
+  await page.locator("#gallery .delete").first().click();
+  await expect(page.locator("#gallery figure")).toHaveCount(2);
+  await page.reload();
+  await openDemo(page);
+  await expect(page.locator("#gallery figure")).toHaveCount(2);
+  const [zip] = await Promise.all([page.waitForEvent("download"), page.locator("#download-all").click()]);
+  expect(zip.suggestedFilename()).toBe("cemiface-results.zip");
+  const z = fs.readFileSync((await zip.path())!);
+  expect(z.subarray(0, 4).toString("latin1")).toBe("PK\x03\x04");
+  expect(z.readUInt16LE(z.length - 12)).toBe(2);
+  page.once("dialog", (d) => d.accept());
+  await page.locator("#clear-gallery").click();
+  await expect(page.locator("#gallery figure")).toHaveCount(0);
+  await expect(page.locator("#gallery-empty")).toBeVisible();
   expect(errors).toEqual([]);
 });
+
+/// The tEXt chunks of a PNG, keyword → text.
+function pngText(png: Buffer): Record<string, string> {
+  const out: Record<string, string> = {};
+  let at = 8;
+  while (at + 8 <= png.length) {
+    const len = png.readUInt32BE(at);
+    const type = png.subarray(at + 4, at + 8).toString("latin1");
+    if (type === "tEXt") {
+      const data = png.subarray(at + 8, at + 8 + len);
+      const nul = data.indexOf(0);
+      out[data.subarray(0, nul).toString("latin1")] = data.subarray(nul + 1).toString("latin1");
+    }
+    at += 12 + len;
+  }
+  return out;
+}
 
 test("cancel stops a run within a step", async ({ page }) => {
   const frames = recordFrames(page);
@@ -130,6 +181,8 @@ test("a file that is not an image is refused with a message", async ({ page }) =
   await expect(page.locator("#upload-error")).toContainText("not an image");
   await expect(page.locator("#aligned-crop")).toHaveCount(0);
   await expect(page.locator("#start")).toBeDisabled();
+  // A disabled button says why.
+  await expect(page.locator("#start-reason")).toHaveText("Upload a photo first.");
 });
 
 async function visitor(browser: Browser) {

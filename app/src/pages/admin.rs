@@ -171,7 +171,7 @@ fn JobTable(jobs: RwSignal<Vec<Value>>, csrf: StoredValue<String>) -> impl IntoV
     let msg: RwSignal<Option<String>> = RwSignal::new(None);
     view! {
         {move || msg.get().map(|m| view! { <p class="error" role="alert">{m}</p> })}
-        <table id="jobs">
+        <div class="table-scroll"><table id="jobs">
             <thead><tr><th>"Job"</th><th>"Kind"</th><th>"State"</th><th>"Progress"</th><th></th></tr></thead>
             <tbody>
                 <For each=move || jobs.get() key=|j| (j["id"].as_i64(), j["state"].to_string(), j["progress"].to_string()) let:j>
@@ -187,7 +187,7 @@ fn JobTable(jobs: RwSignal<Vec<Value>>, csrf: StoredValue<String>) -> impl IntoV
                                 <td>{j["kind"].as_str().unwrap_or("").to_owned()}</td>
                                 <td class="state">{state.clone()}</td>
                                 <td class="progress-cell">
-                                    <div class="bar" role="progressbar" aria-valuemin="0" aria-valuemax="100"
+                                    <div class="bar" role="progressbar" aria-label=format!("progress of job #{id}") aria-valuemin="0" aria-valuemax="100"
                                         aria-valuenow=format!("{:.0}", frac * 100.0)>
                                         <div class="fill" style=format!("width: {:.1}%", frac * 100.0)></div>
                                     </div>
@@ -208,7 +208,7 @@ fn JobTable(jobs: RwSignal<Vec<Value>>, csrf: StoredValue<String>) -> impl IntoV
                     }
                 </For>
             </tbody>
-        </table>
+        </table></div>
         {move || jobs.with(Vec::is_empty).then(|| view! {
             <p id="jobs-empty" class="muted">"No jobs yet. Launch one with the form on this page: a generation with \
                 the default generator, or a short tiny-32 training run to try the panel."</p>
@@ -376,7 +376,7 @@ fn Keys(csrf: StoredValue<String>) -> impl IntoView {
             <p class="notice" id="new-key-secret">"Key: " <code>{k["key"].as_str().unwrap_or("").to_owned()}</code>
                 " · webhook secret: " <code>{k["webhook_secret"].as_str().unwrap_or("").to_owned()}</code></p>
         })}
-        <table id="keys">
+        <div class="table-scroll"><table id="keys">
             <thead><tr><th>"Name"</th><th>"Prefix"</th><th>"Scopes"</th><th>"Limits"</th><th></th></tr></thead>
             <tbody>
                 {move || keys.get().into_iter().map(|k| {
@@ -397,7 +397,7 @@ fn Keys(csrf: StoredValue<String>) -> impl IntoView {
                     }
                 }).collect_view()}
             </tbody>
-        </table>
+        </table></div>
         {move || keys.with(Vec::is_empty).then(|| view! {
             <p id="keys-empty" class="muted">"No API keys yet. Create one to let scripts on other machines submit \
                 generations (see /api/openapi.json)."</p>

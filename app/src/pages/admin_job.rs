@@ -89,7 +89,7 @@ pub fn AdminJobPage() -> impl IntoView {
             <div class="card">
                 <p>"State: " <strong id="job-state">{state}</strong>
                     {move || job.with(|j| j["error"].as_str().map(|e| view! { <span class="error">" — "{e.to_owned()}</span> }))}</p>
-                <div class="bar" role="progressbar" aria-valuemin="0" aria-valuemax="100"
+                <div class="bar" role="progressbar" aria-label="job progress" aria-valuemin="0" aria-valuemax="100"
                     aria-valuenow=move || job.with(|j| format!("{:.0}", j["progress"]["fraction"].as_f64().unwrap_or(0.0) * 100.0))>
                     <div class="fill" style=move || job.with(|j| format!("width: {:.1}%", j["progress"]["fraction"].as_f64().unwrap_or(0.0) * 100.0))></div>
                 </div>
@@ -110,7 +110,7 @@ pub fn AdminJobPage() -> impl IntoView {
                 {move || {
                     let shards = job.with(|j| j["slurm"].as_array().cloned().unwrap_or_default());
                     (!shards.is_empty()).then(|| view! {
-                        <table id="slurm-shards" class="small">
+                        <div class="table-scroll"><table id="slurm-shards" class="small">
                             <caption>"Slurm tasks"</caption>
                             <thead><tr><th>"Shard"</th><th>"Task"</th><th>"Retries"</th><th>"State"</th></tr></thead>
                             <tbody>
@@ -123,7 +123,7 @@ pub fn AdminJobPage() -> impl IntoView {
                                     </tr>
                                 }).collect_view()}
                             </tbody>
-                        </table>
+                        </table></div>
                     })
                 }}
                 <details><summary>"Parameters"</summary>
@@ -155,7 +155,7 @@ pub fn AdminJobPage() -> impl IntoView {
                 }).collect_view()}
             </div>
             <h2>"Artifacts"</h2>
-            <table id="artifacts">
+            <div class="table-scroll"><table id="artifacts">
                 <thead><tr><th>"Kind"</th><th>"Path"</th><th>"Step"</th><th>"Size"</th></tr></thead>
                 <tbody>
                     {move || job.with(|j| j["artifacts"].as_array().cloned().unwrap_or_default()).into_iter().map(|a| {
@@ -175,7 +175,7 @@ pub fn AdminJobPage() -> impl IntoView {
                         }
                     }).collect_view()}
                 </tbody>
-            </table>
+            </table></div>
             <h2>"Log"</h2>
             <pre id="job-log" class="log">{move || job.with(|j| j["logs"].as_array().map(|l| {
                 l.iter().filter_map(|x| x["line"].as_str()).collect::<Vec<_>>().join("\n")

@@ -10,7 +10,9 @@ use crate::demo_protocol::{
     ClientMessage, DemoLimits, JobRequest, ModelInfo, ServerEvent, Timings, UploadReply, FRAME_FINAL,
     MAX_STEPS,
 };
+use crate::gallery::{self, Shot};
 use crate::num_field::TextField;
+use crate::regime::Regime;
 use crate::sim_chart::SimChart;
 
 /// Where the current job is.
@@ -43,13 +45,6 @@ struct Run {
     similarity: Vec<f32>,
 }
 
-/// A finished image of this visitor, with what made it.
-#[derive(Debug, Clone, PartialEq)]
-struct Shot {
-    url: String,
-    request: JobRequest,
-    similarity: Vec<f32>,
-}
 
 #[derive(Clone, Copy)]
 struct DemoState {
@@ -77,7 +72,7 @@ impl DemoState {
             }
             Incoming::Closed => self.connected.set(false),
             Incoming::Event(e) => self.on_event(e),
-            Incoming::Frame(kind, meta, url) => {
+            Incoming::Frame(kind, meta, url, png) => {
                 let mut stale = Some(url.clone());
                 self.run.update(|r| {
                     let Some(r) = r.as_mut().filter(|r| r.job_id == Some(meta.job_id)) else {
@@ -89,11 +84,17 @@ impl DemoState {
                             g.insert(
                                 0,
                                 Shot {
+                                    id: js_sys::Date::now() as u64,
                                     url: url.clone(),
+                                    png: png.clone(),
                                     request: r.request.clone(),
                                     similarity: meta.similarity.clone(),
                                 },
-                            )
+                            );
+                            for old in g.drain(gallery::MAX_KEPT.min(g.len())..) {
+                                revoke(&old.url);
+                            }
+                            gallery::browser::save(g);
                         });
                     } else if let Some(old) = r.preview.replace(url.clone()) {
                         if !self.gallery.with_untracked(|g| g.iter().any(|s| s.url == old)) {
@@ -272,6 +273,7 @@ pub fn DemoPage() -> impl IntoView {
         st.socket
             .set_value(Some(DemoSocket::connect(move |inc| st.on_incoming(inc))));
         seed.set(random_seed());
+        st.gallery.set(gallery::browser::load());
     });
     let request = move |sweep: bool| JobRequest {
         upload_id: st.face.get_untracked().map(|f| f.upload_id).unwrap_or_default(),
@@ -282,10 +284,35 @@ pub fn DemoPage() -> impl IntoView {
         sweep,
     };
     let busy = move || st.run.with(|r| r.as_ref().is_some_and(|r| r.phase.active()));
-    let ready =
-        move || st.face.with(Option::is_some) && matches!(st.model.get(), Some(Ok(_))) && st.connected.get();
-    let run_field =
-        move |f: fn(&Run) -> String| move || st.run.with(|r| r.as_ref().map(f).unwrap_or_default());
+    // Why Start is disabled, in words (None: it is enabled).
+    let start_blocked = move || -> Option<&'static str> {
+        match st.model.get() {
+            None => return Some("Waiting for the server…"),
+            Some(Err(_)) => return Some("No generator is installed on this server (see the note above)."),
+            Some(Ok(_)) => {}
+        }
+        if !st.connected.get() {
+            Some("Connecting to the server…")
+        } else if st.face.with(Option::is_none) {
+            Some("Upload a photo first.")
+        } else if !fields_ok() {
+            Some("Fix the settings marked in red.")
+        } else if busy() {
+            Some("A run is in progress: wait for it or cancel it.")
+        } else {
+            None
+        }
+    };
+    let start = move |sweep: bool| {
+        st.submit(request(sweep));
+        // On narrow screens the result card is below the settings: bring it into view.
+        if let Some(el) = document().get_element_by_id("result") {
+            let opts = web_sys::ScrollIntoViewOptions::new();
+            opts.set_block(web_sys::ScrollLogicalPosition::Nearest);
+            el.scroll_into_view_with_scroll_into_view_options(&opts);
+        }
+    };
+    let band = move || Regime::of(m.get() as f64).unwrap_or(Regime::SemiHard);
 
     view! {
         <leptos_meta::Title text=move || st.run.with(|r| match r {
@@ -307,6 +334,11 @@ pub fn DemoPage() -> impl IntoView {
                     <p id="model-info" class="muted">
                         {format!("Generator: {}×{} px, E_id {}, {} training steps.", info.image_size, info.image_size, info.encoder, info.step)}
                     </p>
+                    {(info.step < UNDER_TRAINED_STEPS).then(|| view! {
+                        <p id="under-trained" class="notice">
+                            {format!("This generator has only {} training step(s): expect coloured noise rather than faces,                                 and similarities that do not follow m.", info.step)}
+                        </p>
+                    })}
                 }.into_any(),
                 None => ().into_any(),
             }}
@@ -322,6 +354,7 @@ pub fn DemoPage() -> impl IntoView {
                             }
                         }>
                         <p>"Drop a JPEG, PNG or WebP photo here, or"</p>
+                        <label for="photo-input" class="small">"choose a file: "</label>
                         <input id="photo-input" type="file" accept="image/jpeg,image/png,image/webp"
                             on:change=move |ev| {
                                 let input: web_sys::HtmlInputElement = event_target(&ev);
@@ -342,6 +375,13 @@ pub fn DemoPage() -> impl IntoView {
                         <button class="secondary" id="forget" on:click=move |_| {
                             let id = f.upload_id.clone();
                             st.face.set(None);
+                            st.upload_msg.set(None);
+                            if let Some(input) = document().get_element_by_id("photo-input") {
+                                use wasm_bindgen::JsCast;
+                                if let Ok(input) = input.dyn_into::<web_sys::HtmlInputElement>() {
+                                    input.set_value("");
+                                }
+                            }
                             spawn_local(async move { crate::demo_client::forget(&id).await });
                         }>"Forget my photo"</button>
                     })}
@@ -356,6 +396,10 @@ pub fn DemoPage() -> impl IntoView {
                     <input id="m-input" type="range" min="-1" max="1" step="0.01"
                         prop:value=move || m.get().to_string()
                         on:input=move |ev| { if let Ok(v) = event_target_value(&ev).parse::<f32>() { m.set(v.clamp(-1.0, 1.0)) } }/>
+                    <div class="scale small" aria-hidden="true"><span>"−1 hard"</span><span>"0 semi-hard"</span><span>"easy +1"</span></div>
+                    <p id="m-band" class=move || format!("regime small {}", band().name()) aria-live="polite">
+                        <strong>{move || band().name()}</strong>": "{move || band().explain()}
+                    </p>
                     <label for="steps-input">"DDIM steps"</label>
                     <input id="steps-input" type="number" min="1" max=MAX_STEPS.to_string() inputmode="numeric"
                         aria-describedby="steps-error" prop:value=move || steps_field.shown.get()
@@ -378,53 +422,113 @@ pub fn DemoPage() -> impl IntoView {
                         on:blur=move |_| eta_field.touched.set(true)/>
                     {move || eta_field.shown_error().map(|e| view! { <span id="eta-error" class="field-error" role="alert">{e}</span> })}
                     <div class="row actions">
-                        <button id="start" prop:disabled=move || busy() || !ready() || !fields_ok() on:click=move |_| st.submit(request(false))>"Start"</button>
-                        <button id="sweep" class="secondary" prop:disabled=move || busy() || !ready() || !fields_ok()
-                            on:click=move |_| st.submit(request(true))>"m-sweep (−1 … 1)"</button>
+                        <button id="start" aria-describedby="start-reason" prop:disabled=move || start_blocked().is_some() on:click=move |_| start(false)>"Start"</button>
+                        <button id="sweep" class="secondary" aria-describedby="start-reason" prop:disabled=move || start_blocked().is_some()
+                            on:click=move |_| start(true)>"m-sweep (−1 … 1)"</button>
                         <button id="cancel" class="danger" prop:disabled=move || !busy() on:click=move |_| {
                             if let Some(job_id) = st.run.with_untracked(|r| r.as_ref().and_then(|r| r.job_id)) {
                                 st.send(&ClientMessage::Cancel { job_id });
                             }
                         }>"Cancel"</button>
                     </div>
+                    <p id="start-reason" class="small muted">{move || start_blocked().unwrap_or("")}</p>
                 </div>
+                <ResultCard st/>
             </div>
-            {move || st.run.with(Option::is_some).then(|| view! {
-                <div class="card result">
+            <h2>"Your results"</h2>
+            <p class="small muted">"Kept in this browser only. Re-running with the same seed and settings reproduces an image                 exactly; each PNG carries its settings (the `parameters` text that A1111-style tools read)."</p>
+            <Gallery st blocked=Signal::derive(move || start_blocked().is_some()) rerun=Callback::new(move |r: JobRequest| {
+                m.set(r.m);
+                steps.set(r.steps);
+                seed.set(r.seed);
+                eta.set(r.eta);
+                st.submit(JobRequest { upload_id: st.face.get_untracked().map(|f| f.upload_id).unwrap_or_default(), ..r });
+            })/>
+        </section>
+    }
+}
+
+/// The run on screen: progress, the live x̂0 strip with its labels, the similarity chart, verdicts.
+#[component]
+fn ResultCard(st: DemoState) -> impl IntoView {
+    let run_field =
+        move |f: fn(&Run) -> String| move || st.run.with(|r| r.as_ref().map(f).unwrap_or_default());
+    view! {
+                <div class="card result" id="result">
                     <h2>"3. Sampling"</h2>
-                    <progress id="progress" max=run_field(|r| r.request.steps.to_string()) value=run_field(|r| r.step.to_string())></progress>
-                    <p id="progress-text">{run_field(progress_text)}</p>
-                    <div class="result-row">
-                        <img id="preview" class="preview" alt="x̂0 at the latest step" src=run_field(|r| r.preview.clone().unwrap_or_default())/>
-                        <SimChart
-                            points=Signal::derive(move || st.run.with(|r| r.as_ref().map(|r| r.points.clone()).unwrap_or_default()))
-                            targets=Signal::derive(move || st.run.with(|r| r.as_ref().map(|r| r.request.targets()).unwrap_or_default()))
-                            steps=Signal::derive(move || st.run.with(|r| r.as_ref().map_or(1, |r| r.request.steps)))/>
-                    </div>
-                    <p id="similarity">{run_field(similarity_text)}</p>
+                    {move || st.run.with(Option::is_none).then(|| view! {
+                        <p id="result-empty" class="muted">"Each DDIM step's estimate of the final face appears here,                             with its similarity to your photo."</p>
+                    })}
+                    {move || st.run.with(Option::is_some).then(|| view! {
+                        <progress id="progress" aria-label="sampling progress" max=run_field(|r| r.request.steps.to_string()) value=run_field(|r| r.step.to_string())></progress>
+                        <p id="progress-text" role="status">{run_field(progress_text)}</p>
+                        <div class="result-row">
+                            <figure class="strip">
+                                <img id="preview" class="preview" alt=run_field(|r| format!("estimate of the final face at step {}", r.step)) src=run_field(|r| r.preview.clone().unwrap_or_default())/>
+                                <figcaption id="panel-labels" class="panel-labels">
+                                    {move || st.run.with(|r| r.as_ref().map(panel_labels).unwrap_or_default()).into_iter()
+                                        .map(|l| view! { <span>{l}</span> }).collect_view()}
+                                </figcaption>
+                            </figure>
+                            <SimChart
+                                points=Signal::derive(move || st.run.with(|r| r.as_ref().map(|r| r.points.clone()).unwrap_or_default()))
+                                targets=Signal::derive(move || st.run.with(|r| r.as_ref().map(|r| r.request.targets()).unwrap_or_default()))
+                                steps=Signal::derive(move || st.run.with(|r| r.as_ref().map_or(1, |r| r.request.steps)))/>
+                        </div>
+                        <p id="similarity" aria-live="polite">{run_field(similarity_text)}</p>
+                    })}
+                </div>
+    }
+}
+
+/// This visitor's results: download, re-run, delete; kept in the browser (`gallery`).
+#[component]
+fn Gallery(st: DemoState, blocked: Signal<bool>, rerun: Callback<JobRequest>) -> impl IntoView {
+    view! {
+            {move || st.gallery.with(Vec::is_empty).then(|| view! {
+                <p id="gallery-empty" class="muted">"No results yet: your finished runs collect here."</p>
+            })}
+            {move || st.gallery.with(|g| !g.is_empty()).then(|| view! {
+                <div class="row">
+                    <button class="secondary" id="download-all" on:click=move |_| {
+                        st.gallery.with_untracked(|g| gallery::browser::download(&gallery::zip_all(g), "application/zip", "cemiface-results.zip"));
+                    }>"Download all (.zip)"</button>
+                    <button class="secondary" id="clear-gallery" on:click=move |_| {
+                        if crate::pages::admin::confirmed("Remove every result from this browser?") {
+                            st.gallery.update(|g| {
+                                for s in g.drain(..) {
+                                    revoke(&s.url);
+                                }
+                                gallery::browser::save(g);
+                            });
+                        }
+                    }>"Clear all"</button>
                 </div>
             })}
-            <h2>"Your results"</h2>
-            <p class="small muted">"Re-running with the same seed and settings reproduces an image exactly."</p>
             <div id="gallery" class="gallery">
                 <For each=move || st.gallery.get() key=|s| s.url.clone() let:shot>
                     <figure class="shot">
-                        <img src=shot.url.clone() alt="generated face"/>
+                        <img src=shot.url.clone() alt=shot_caption(&shot)/>
                         <figcaption>{shot_caption(&shot)}</figcaption>
-                        <button class="secondary rerun" prop:disabled=move || busy() || !ready() on:click={
-                            let r = shot.request.clone();
-                            move |_| {
-                                m.set(r.m);
-                                steps.set(r.steps);
-                                seed.set(r.seed);
-                                eta.set(r.eta);
-                                st.submit(JobRequest { upload_id: st.face.get_untracked().map(|f| f.upload_id).unwrap_or_default(), ..r.clone() });
-                            }
-                        }>"Re-run"</button>
+                        <div class="row">
+                            <a class="button secondary download" href=shot.url.clone() download=shot.file_name()>"PNG"</a>
+                            <button class="secondary rerun" prop:disabled=move || blocked.get() on:click={
+                                let r = shot.request.clone();
+                                move |_| rerun.run(r.clone())
+                            }>"Re-run"</button>
+                            <button class="secondary delete" aria-label=format!("delete {}", shot.file_name()) on:click={
+                                let id = shot.id;
+                                move |_| st.gallery.update(|g| {
+                                    if let Some(i) = g.iter().position(|s| s.id == id) {
+                                        revoke(&g.remove(i).url);
+                                        gallery::browser::save(g);
+                                    }
+                                })
+                            }>"Delete"</button>
+                        </div>
                     </figure>
                 </For>
             </div>
-        </section>
     }
 }
 
@@ -451,7 +555,26 @@ fn progress_text(r: &Run) -> String {
     }
 }
 
+/// How far an achieved similarity may sit from m and still count as on target (the default
+/// generator's bar, docs/latent-generator.md §5).
+pub const ON_TARGET: f32 = 0.15;
+/// Fewer training steps than this: the page warns that the model is not trained yet.
+pub const UNDER_TRAINED_STEPS: u64 = 500;
+
+/// "on target", or by how much and which way it missed.
+pub fn verdict(m: f32, s: f32) -> String {
+    let d = s - m;
+    if d.abs() <= ON_TARGET {
+        format!("on target (within ±{ON_TARGET})")
+    } else if d > 0.0 {
+        format!("{d:.2} above target")
+    } else {
+        format!("{:.2} below target", -d)
+    }
+}
+
 fn similarity_text(r: &Run) -> String {
+    let done = matches!(r.phase, Phase::Done(_));
     r.request
         .targets()
         .iter()
@@ -459,11 +582,25 @@ fn similarity_text(r: &Run) -> String {
         .enumerate()
         .map(|(i, (m, s))| {
             format!(
-                "{}similarity {s:+.3} (target m = {m:+.2})",
-                if i == 0 { "" } else { " · " }
+                "{}m = {m:+.2}: similarity {s:+.3}{}",
+                if i == 0 { "" } else { " · " },
+                if done { format!(", {}", verdict(*m, *s)) } else { String::new() }
             )
         })
         .collect::<String>()
+}
+
+/// One label per panel of the preview strip: its m, and the similarity reached so far.
+fn panel_labels(r: &Run) -> Vec<String> {
+    r.request
+        .targets()
+        .iter()
+        .enumerate()
+        .map(|(i, m)| match r.similarity.get(i) {
+            Some(s) => format!("m {m:+.2} → {s:+.2}"),
+            None => format!("m {m:+.2}"),
+        })
+        .collect()
 }
 
 fn shot_caption(s: &Shot) -> String {
@@ -482,4 +619,17 @@ fn shot_caption(s: &Shot) -> String {
         "{what} · seed {} · {} steps · η {} · similarity {sims}",
         s.request.seed, s.request.steps, s.request.eta
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_verdict_uses_the_tolerance_and_says_which_way_it_missed() {
+        assert_eq!(verdict(0.0, 0.15), "on target (within ±0.15)");
+        assert_eq!(verdict(0.0, -0.1), "on target (within ±0.15)");
+        assert_eq!(verdict(-0.35, 0.884), "1.23 above target");
+        assert_eq!(verdict(1.0, 0.7), "0.30 below target");
+    }
 }

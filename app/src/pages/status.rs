@@ -81,9 +81,9 @@ fn StatusTable(status: SystemStatus) -> impl IntoView {
                 <code>"scripts/setup.sh"</code>" to fetch and verify them."
             </p>
         })}
-        <table id="assets">
+        <div class="table-scroll"><table id="assets">
             <thead><tr><th>"Asset"</th><th>"State"</th><th>"Package"</th><th>"Files"</th></tr></thead>
             <tbody>{rows}</tbody>
-        </table>
+        </table></div>
     }
 }

@@ -1,6 +1,9 @@
 //! CemiFace-rs backend: the axum web server (Leptos pages, `/healthz`), and the `cemiface` CLI that
 //! drives the engine.
 
+// Leptos renders each page as one nested type; the demo page is deeper than the default 128.
+#![recursion_limit = "256"]
+
 pub mod batch_script;
 pub mod bench_cli;
 pub mod bench_demo;

@@ -4,6 +4,7 @@
 pub mod client;
 pub mod job;
 pub mod model;
+pub mod png_text;
 pub mod queue;
 pub mod upload;
 pub mod uploads;

@@ -12,6 +12,7 @@ use cemiface_app::demo_protocol::{FrameMeta, JobRequest, ServerEvent, Timings, F
 
 use super::job::Job;
 use super::model::{DemoModel, Outcome, StepPreview};
+use super::png_text;
 use super::DemoError;
 
 /// Queue settings (`cemiface serve` options).
@@ -274,13 +275,16 @@ fn run_job(shared: &Shared, job: &Job) {
                 sampling_ms,
                 per_step_ms: sampling_ms as f64 / f64::from(last.steps),
             };
+            // The result carries its settings (A1111's `parameters` text chunk).
+            let text = png_text::parameters(&job.request, &shared.model.info, &last.similarity);
+            let png = png_text::with_text(&last.png, png_text::KEYWORD, &text).unwrap_or_else(|_| last.png.clone());
             job.push_frame(
                 FRAME_FINAL,
                 |seq| FrameMeta {
                     t: 0,
                     ..meta(&last, seq)
                 },
-                &last.png,
+                &png,
             );
             job.push_event(true, |seq| ServerEvent::Done {
                 job_id: job.id,
