@@ -161,9 +161,110 @@ pub fn from_spec(spec: &Value) -> (String, Values) {
     (kind, values)
 }
 
+/// Inquiry copies a generation writes per identity when its inquiries have images (DCGAN faces):
+/// `cemiface generate`'s `--inquiry-copies` default, and what the admin form counts.
+pub const DEFAULT_INQUIRY_COPIES: usize = 5;
+
+/// What a generate form will write, said before Launch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerationPlan {
+    pub identities: usize,
+    pub images_per_identity: usize,
+    /// Copies of each inquiry image written next to its generated ones (0 for random identities).
+    pub copies: usize,
+    /// (m, images of each identity at that m): image k of an identity gets m[k mod len].
+    pub per_m: Vec<(f64, usize)>,
+    pub steps: usize,
+}
+
+impl GenerationPlan {
+    /// Images the generator makes.
+    pub fn generated(&self) -> usize {
+        self.identities * self.images_per_identity
+    }
+
+    /// Image files in the data set: generated images plus inquiry copies.
+    pub fn files(&self) -> usize {
+        self.identities * (self.images_per_identity + self.copies)
+    }
+
+    /// Seconds at `rate` generated images per second measured at `rate_steps` DDIM steps
+    /// (time per image scales with the steps).
+    pub fn seconds_at(&self, rate: f64, rate_steps: usize) -> f64 {
+        self.generated() as f64 / rate * self.steps as f64 / rate_steps.max(1) as f64
+    }
+
+    /// One line for the form.
+    pub fn describe(&self) -> String {
+        let mut s = format!(
+            "{} identities × {} images = {} generated",
+            self.identities,
+            self.images_per_identity,
+            self.generated()
+        );
+        if self.copies > 0 {
+            s.push_str(&format!(
+                " + {} inquiry copies ({} per identity) = {} image files",
+                self.identities * self.copies,
+                self.copies,
+                self.files()
+            ));
+        } else {
+            s.push_str(" image files");
+        }
+        if self.per_m.len() > 1 {
+            let parts: Vec<String> = self.per_m.iter().map(|(m, n)| format!("{n} at m = {m}")).collect();
+            s.push_str(&format!(". The m values are taken in turn: each identity gets {}", parts.join(", ")));
+        }
+        s.push('.');
+        s
+    }
+}
+
+/// The plan of a generate form, or None while a field does not parse.
+pub fn generation_plan(values: &Values) -> Option<GenerationPlan> {
+    let get = |name: &str| values.iter().find(|(n, _)| n == name).map(|(_, v)| v.trim().to_owned());
+    let identities: usize = get("identities")?.parse().ok()?;
+    let images_per_identity: usize = get("images_per_identity")?.parse().ok()?;
+    let steps: usize = get("steps").unwrap_or_else(|| "20".into()).parse().ok()?;
+    let m: Vec<f64> = list(&get("m").unwrap_or_else(|| "0".into())).map(str::parse).collect::<Result<_, _>>().ok()?;
+    if m.is_empty() || images_per_identity == 0 {
+        return None;
+    }
+    let per_m = m
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (v, (0..images_per_identity).filter(|k| k % m.len() == i).count()))
+        .collect();
+    let copies = if get("inquiries").as_deref() == Some("random") { 0 } else { DEFAULT_INQUIRY_COPIES };
+    Some(GenerationPlan { identities, images_per_identity, copies, per_m, steps })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_plan_counts_copies_and_says_how_m_values_alternate() {
+        let mut v = defaults("generate");
+        let set = |v: &mut Values, n: &str, x: &str| v.iter_mut().find(|(k, _)| k == n).unwrap().1 = x.into();
+        set(&mut v, "identities", "2");
+        set(&mut v, "images_per_identity", "3");
+        set(&mut v, "m", "0, 0.5");
+        let p = generation_plan(&v).unwrap();
+        assert_eq!((p.generated(), p.files()), (6, 16));
+        assert_eq!(p.per_m, vec![(0.0, 2), (0.5, 1)]);
+        assert_eq!(
+            p.describe(),
+            "2 identities × 3 images = 6 generated + 10 inquiry copies (5 per identity) = 16 image files. \
+             The m values are taken in turn: each identity gets 2 at m = 0, 1 at m = 0.5."
+        );
+        assert!((p.seconds_at(0.5, 10) - 24.0).abs() < 1e-9, "6 images at 0.5/s, twice the steps");
+        set(&mut v, "inquiries", "random");
+        assert_eq!(generation_plan(&v).unwrap().files(), 6);
+        set(&mut v, "identities", "x");
+        assert!(generation_plan(&v).is_none());
+    }
 
     #[test]
     fn defaults_make_a_spec_and_round_trip() {

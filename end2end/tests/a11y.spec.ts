@@ -14,6 +14,8 @@ async function hydrated(page: Page) {
 async function login(page: Page) {
   await page.goto("/admin");
   await hydrated(page);
+  // The page first checks the session: wait for the login form or the dashboard.
+  await expect(page.locator("#admin-password, #jobs").first()).toBeVisible({ timeout: 10_000 });
   if (await page.locator("#admin-password").isVisible()) {
     await page.locator("#admin-password").fill(PASSWORD);
     await page.locator("#login-button").click();

@@ -19,6 +19,9 @@ test("log in, launch a tiny generation, watch it reach 100%, open the sample gri
   await expect(page.getByRole("alert")).toContainText("wrong password");
   await page.locator("#admin-password").fill(PASSWORD);
   await page.locator("#login-button").click();
+  // Jobs come first; the launch form opens from its panel.
+  await expect(page.locator("#launch")).toBeHidden();
+  await page.locator("#launch-panel summary").click();
   await expect(page.locator("#launch")).toBeVisible();
   await expect(page.locator("#system")).toContainText("cpu");
 
@@ -31,6 +34,10 @@ test("log in, launch a tiny generation, watch it reach 100%, open the sample gri
   await page.locator("#field-images_per_identity").fill("3");
   await page.locator("#field-steps").fill("3");
   await page.locator("#field-m").fill("0, 0.5");
+  // Before Launch the form says what the job will write: 2 × 3 generated + 2 × 5 inquiry copies.
+  await expect(page.locator("#launch-count")).toContainText("= 16 image files");
+  await expect(page.locator("#launch-count")).toContainText("each identity gets 2 at m = 0, 1 at m = 0.5");
+  const planned = Number(await page.locator("#launch-count").getAttribute("data-files"));
   await page.locator("#launch-button").click();
   await expect(page.locator("#launch-note")).toContainText("Queued job #");
   const id = (await page.locator("#launch-note").innerText()).match(/#(\d+)/)![1];
@@ -59,6 +66,12 @@ test("log in, launch a tiny generation, watch it reach 100%, open the sample gri
   // The first member's name (ustar header) sits in the archive's first 100 bytes.
   expect(tar.subarray(0, 100).toString("utf8")).toContain(`cemiface-job-${id}/`);
   expect(tar.includes(Buffer.from("manifest.jsonl"))).toBeTruthy();
+  // The count said before Launch is the number of image files the job wrote.
+  const images = tarNames(tar).filter((n) => /\/images\/.*\.(png|jpg)$/.test(n));
+  expect(images.length).toBe(planned);
+  // The finished job shows when it was created and how long it ran.
+  await page.goto("/admin");
+  await expect(page.locator(`tr[data-job-id="${id}"] td.when`)).toContainText(/ran \d/);
   expect(errors).toEqual([]);
 });
 
@@ -78,6 +91,7 @@ test("cancel asks first: dismissed, the job runs on; confirmed, it stops", async
   await expect(page.locator('main[data-hydrated="true"]')).toBeVisible({ timeout: 15_000 });
   await page.locator("#admin-password").fill(PASSWORD);
   await page.locator("#login-button").click();
+  await page.locator("#launch-panel summary").click();
   await expect(page.locator("#launch")).toBeVisible();
   // A generation long enough to be running while we click.
   await page.locator("#field-identities").fill("2");
@@ -102,3 +116,17 @@ test("cancel asks first: dismissed, the job runs on; confirmed, it stops", async
   await expect(row.locator("td.state")).toHaveText("cancelled", { timeout: 30_000 });
   expect(errors).toEqual([]);
 });
+
+/// Member names of a ustar archive.
+function tarNames(tar: Buffer): string[] {
+  const names: string[] = [];
+  let at = 0;
+  while (at + 512 <= tar.length && tar[at] !== 0) {
+    const field = (o: number, n: number) => tar.subarray(at + o, at + o + n).toString("utf8").replace(/\0.*$/s, "");
+    const prefix = field(345, 155);
+    names.push(prefix ? `${prefix}/${field(0, 100)}` : field(0, 100));
+    const size = parseInt(field(124, 12).trim() || "0", 8);
+    at += 512 + Math.ceil(size / 512) * 512;
+  }
+  return names;
+}

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::admin_client::{call, poll};
 use crate::units::{bytes, eta};
-use crate::launch_form::{defaults, fields, from_spec, to_spec, FieldType, Values, KINDS};
+use crate::launch_form::{defaults, fields, from_spec, generation_plan, to_spec, FieldType, Values, KINDS};
 
 /// The admin area: the login form until a session exists, then the dashboard.
 #[component]
@@ -105,9 +105,12 @@ fn Dashboard(csrf: String) -> impl IntoView {
     view! {
         <div class="row"><button class="secondary" id="logout" on:click=logout>"Log out"</button></div>
         <SystemPanel system/>
-        <LaunchForm csrf/>
         <h2>"Jobs"</h2>
         <JobTable jobs csrf/>
+        <details id="launch-panel" class="card">
+            <summary>"Launch a job"</summary>
+            <LaunchForm csrf jobs/>
+        </details>
         <Keys csrf/>
     }
 }
@@ -148,6 +151,31 @@ pub fn progress_text(j: &Value) -> String {
     s
 }
 
+/// "Dec 3 12:30 · ran 4m12s" from a job view's created/started/finished times (local time).
+pub fn timestamps(j: &Value) -> String {
+    let Some(created) = j["created_at"].as_f64() else { return String::new() };
+    let mut s = local_time(created);
+    match (j["started_at"].as_f64(), j["finished_at"].as_f64()) {
+        (Some(a), Some(b)) => s.push_str(&format!(" · ran {}", eta(b - a))),
+        (Some(a), None) => s.push_str(&format!(" · started {}", local_time(a))),
+        _ => {}
+    }
+    s
+}
+
+/// Unix seconds as "Dec 3 12:30" in the browser's time zone (UTC on the server).
+fn local_time(secs: f64) -> String {
+    let d = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(secs * 1000.0));
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    format!(
+        "{} {} {:02}:{:02}",
+        MONTHS[(d.get_month() as usize).min(11)],
+        d.get_date(),
+        d.get_hours(),
+        d.get_minutes()
+    )
+}
+
 /// Posts a job action (cancel, pause, resume).
 pub fn act(csrf: StoredValue<String>, id: i64, what: &'static str, msg: RwSignal<Option<String>>) {
     if what == "cancel" && !confirmed(&format!("Cancel job #{id}? Its work since the last checkpoint is lost.")) {
@@ -172,7 +200,7 @@ fn JobTable(jobs: RwSignal<Vec<Value>>, csrf: StoredValue<String>) -> impl IntoV
     view! {
         {move || msg.get().map(|m| view! { <p class="error" role="alert">{m}</p> })}
         <div class="table-scroll"><table id="jobs">
-            <thead><tr><th>"Job"</th><th>"Kind"</th><th>"State"</th><th>"Progress"</th><th></th></tr></thead>
+            <thead><tr><th>"Job"</th><th>"Kind"</th><th>"State"</th><th>"Progress"</th><th>"Created"</th><th></th></tr></thead>
             <tbody>
                 <For each=move || jobs.get() key=|j| (j["id"].as_i64(), j["state"].to_string(), j["progress"].to_string()) let:j>
                     {
@@ -194,6 +222,7 @@ fn JobTable(jobs: RwSignal<Vec<Value>>, csrf: StoredValue<String>) -> impl IntoV
                                     <span class="small progress-text">{progress_text(&j)}</span>
                                     {j["error"].as_str().map(|e| view! { <div class="small error">{e.to_owned()}</div> })}
                                 </td>
+                                <td class="small when">{timestamps(&j)}</td>
                                 <td class="row">
                                     {running.then(|| view! {
                                         <button class="secondary" on:click=move |_| act(csrf, id, "pause", msg)>"Pause"</button>
@@ -217,7 +246,7 @@ fn JobTable(jobs: RwSignal<Vec<Value>>, csrf: StoredValue<String>) -> impl IntoV
 }
 
 #[component]
-fn LaunchForm(csrf: StoredValue<String>) -> impl IntoView {
+fn LaunchForm(csrf: StoredValue<String>, jobs: RwSignal<Vec<Value>>) -> impl IntoView {
     let kind = RwSignal::new("generate".to_owned());
     let values: RwSignal<Values> = RwSignal::new(defaults("generate"));
     let errors: RwSignal<Vec<(String, String)>> = RwSignal::new(vec![]);
@@ -275,9 +304,20 @@ fn LaunchForm(csrf: StoredValue<String>) -> impl IntoView {
             }
         });
     };
+    // Before Launch: what a generation writes, and how long it takes at the last measured rate.
+    let plan = move || (kind.get() == "generate").then(|| values.with(generation_plan)).flatten();
+    let estimate = move || {
+        let p = plan()?;
+        let (rate, steps) = jobs.with(|js| {
+            js.iter().filter(|j| j["kind"] == "generate").find_map(|j| {
+                let rate = j["progress"]["rate"].as_f64().filter(|r| *r > 0.0)?;
+                Some((rate, j["spec"]["steps"].as_u64().unwrap_or(20) as usize))
+            })
+        })?;
+        Some(format!("About {} at the last generation's rate ({rate:.2} images/s at {steps} steps).", eta(p.seconds_at(rate, steps))))
+    };
     view! {
-        <form id="launch" class="card launch" on:submit=submit>
-            <h2>"Launch a job"</h2>
+        <form id="launch" class="launch" on:submit=submit>
             <label for="launch-kind">"Kind"</label>
             <select id="launch-kind" prop:value=move || kind.get() on:change=move |ev| {
                 let k = event_target_value(&ev);
@@ -313,8 +353,12 @@ fn LaunchForm(csrf: StoredValue<String>) -> impl IntoView {
                     <span class="field-error error small">{error_of(name)}</span>
                 }
             }).collect_view()}
+            {move || plan().map(|p| view! {
+                <p id="launch-count" class="notice small" data-files=p.files().to_string()>{p.describe()}" "
+                    {estimate().unwrap_or_else(|| "No generation has run yet to estimate the time from.".into())}</p>
+            })}
             <div class="row actions"><button type="submit" id="launch-button">"Launch"</button></div>
-            {move || note.get().map(|n| view! { <p id="launch-note" class="muted">{n}</p> })}
+            {move || note.get().map(|n| view! { <p id="launch-note" class="muted" role="status">{n}</p> })}
         </form>
     }
 }
@@ -325,6 +369,7 @@ fn Keys(csrf: StoredValue<String>) -> impl IntoView {
     let name = RwSignal::new(String::new());
     let read_only = RwSignal::new(false);
     let created: RwSignal<Option<Value>> = RwSignal::new(None);
+    let copied = RwSignal::new(false);
     let msg: RwSignal<Option<String>> = RwSignal::new(None);
     let reload = move || {
         spawn_local(async move {
@@ -341,6 +386,7 @@ fn Keys(csrf: StoredValue<String>) -> impl IntoView {
         spawn_local(async move {
             match call("POST", "/api/admin/keys", Some(&body), Some(&csrf.get_value())).await {
                 Ok(k) => {
+                    copied.set(false);
                     created.set(Some(k));
                     msg.set(None);
                     reload();
@@ -365,6 +411,7 @@ fn Keys(csrf: StoredValue<String>) -> impl IntoView {
         <h2>"API keys"</h2>
         <p class="small muted">"For the remote generation API (" <a href="/api/openapi.json">"OpenAPI"</a> "). A key and its webhook secret are shown once."</p>
         <form id="new-key" class="row" on:submit=create>
+            <label for="key-name" class="visually-hidden">"Key name"</label>
             <input id="key-name" type="text" placeholder="name, e.g. cluster-lab" prop:value=move || name.get()
                 on:input=move |ev| name.set(event_target_value(&ev))/>
             <label><input type="checkbox" prop:checked=move || read_only.get()
@@ -373,8 +420,16 @@ fn Keys(csrf: StoredValue<String>) -> impl IntoView {
         </form>
         {move || msg.get().map(|m| view! { <p class="error" role="alert">{m}</p> })}
         {move || created.get().map(|k| view! {
-            <p class="notice" id="new-key-secret">"Key: " <code>{k["key"].as_str().unwrap_or("").to_owned()}</code>
-                " · webhook secret: " <code>{k["webhook_secret"].as_str().unwrap_or("").to_owned()}</code></p>
+            <p class="notice" id="new-key-secret">"Key: " <code id="new-key-value">{k["key"].as_str().unwrap_or("").to_owned()}</code>
+                " " <button type="button" class="secondary" id="copy-key" on:click={
+                    let key = k["key"].as_str().unwrap_or("").to_owned();
+                    move |_| {
+                        let _ = window().navigator().clipboard().write_text(&key);
+                        copied.set(true);
+                    }
+                }>{move || if copied.get() { "Copied" } else { "Copy key" }}</button>
+                " · webhook secret: " <code>{k["webhook_secret"].as_str().unwrap_or("").to_owned()}</code>
+                <br/><span class="small">"Shown once: store it now."</span></p>
         })}
         <div class="table-scroll"><table id="keys">
             <thead><tr><th>"Name"</th><th>"Prefix"</th><th>"Scopes"</th><th>"Limits"</th><th></th></tr></thead>
