@@ -22,6 +22,15 @@ pub struct SystemStatus {
     pub assets_dir: String,
     /// Asset groups of `assets.lock`, by name.
     pub assets: BTreeMap<String, AssetGroup>,
+    /// The demo's generator: where it was loaded from and what it is; None when there is none.
+    #[serde(default)]
+    pub generator: Option<String>,
+    /// Why there is no generator (when `generator` is None).
+    #[serde(default)]
+    pub generator_problem: Option<String>,
+    /// Whether the admin panel can be used (a password hash is set and the job store is open).
+    #[serde(default)]
+    pub admin_enabled: bool,
 }
 
 /// One asset group (e.g. `dlib-resnet`: weights + manifest).

@@ -55,6 +55,9 @@ test("status page lists the assets and re-checks them on request", async ({ page
   await expect(table).toContainText("dlib-resnet");
   await expect(table).toContainText("dcgan-faces");
   await expect(page.locator("#device")).toHaveText(/^(cpu|cuda:\d+)$/);
+  // The status page names the demo's generator and says whether admin is on.
+  await expect(page.locator("#generator")).toContainText("target/e2e/generator");
+  await expect(page.locator("#admin-state")).toHaveText("enabled");
 
   const health = await (await page.request.get("/healthz")).json();
   await expect(page.locator("#version")).toHaveText(health.version);

@@ -329,7 +329,12 @@ pub fn DemoPage() -> impl IntoView {
                 {move || if st.connected.get() { "connected" } else { "connecting…" }}
             </p>
             {move || match st.model.get() {
-                Some(Err(why)) => view! { <p id="no-model" class="notice">{why}</p> }.into_any(),
+                Some(Err(why)) => view! {
+                    <div id="no-model" class="notice">
+                        <p><strong>"The demo cannot make faces right now: this server has no generator installed."</strong></p>
+                        <details><summary>"For the server's operator"</summary><p class="small">{why}</p></details>
+                    </div>
+                }.into_any(),
                 Some(Ok(info)) => view! {
                     <p id="model-info" class="muted">
                         {format!("Generator: {}×{} px, E_id {}, {} training steps.", info.image_size, info.image_size, info.encoder, info.step)}

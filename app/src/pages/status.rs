@@ -74,6 +74,15 @@ fn StatusTable(status: SystemStatus) -> impl IntoView {
             <dt>"CUDA in this build"</dt><dd>{if status.cuda_compiled { "yes" } else { "no" }}</dd>
             <dt>"CPU threads"</dt><dd>{status.cpu_threads}</dd>
             <dt>"Assets folder"</dt><dd><code>{status.assets_dir}</code></dd>
+            <dt>"Demo generator"</dt><dd id="generator">{match (&status.generator, &status.generator_problem) {
+                (Some(g), _) => view! { <span class="ok-text">{g.clone()}</span> }.into_any(),
+                (None, p) => view! { <span class="error">"none: "{p.clone().unwrap_or_default()}</span> }.into_any(),
+            }}</dd>
+            <dt>"Admin panel"</dt><dd id="admin-state">{if status.admin_enabled {
+                "enabled".to_owned()
+            } else {
+                "disabled (start the server with an admin password hash; see /admin)".to_owned()
+            }}</dd>
         </dl>
         {(missing > 0).then(|| view! {
             <p class="notice">

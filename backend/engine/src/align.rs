@@ -104,6 +104,23 @@ pub struct AlignedFace {
     pub arcface: RgbImage,
 }
 
+impl AlignedFace {
+    /// Share of the 68 landmarks that lie outside a `width` × `height` photo: 0 for a whole face;
+    /// a face cut by the photo's edge has its jaw line (and more) outside, where the landmark
+    /// network extrapolates them and the aligned crop is padded.
+    pub fn cut_off(&self, width: u32, height: u32) -> f64 {
+        outside(&self.landmarks, width as f64, height as f64)
+    }
+}
+
+fn outside(landmarks: &[[f64; 2]], w: f64, h: f64) -> f64 {
+    let n = landmarks
+        .iter()
+        .filter(|p| p[0] < 0.0 || p[1] < 0.0 || p[0] >= w || p[1] >= h)
+        .count();
+    n as f64 / landmarks.len().max(1) as f64
+}
+
 /// The five ArcFace points from 68 landmarks: eye centres, nose tip, mouth corners.
 pub fn five_points(l: &[[f64; 2]]) -> [[f64; 2]; 5] {
     let mean = |r: std::ops::Range<usize>| {
@@ -250,5 +267,19 @@ impl FaceAligner {
             chip,
             arcface,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cut_off_counts_landmarks_outside_the_photo() {
+        let pts: Vec<[f64; 2]> = (0..68).map(|i| [i as f64 * 2.0 - 20.0, 50.0]).collect();
+        // x from −20 to 114: 10 points left of 0, 8 at or right of 100.
+        assert!((outside(&pts, 100.0, 100.0) - 18.0 / 68.0).abs() < 1e-12);
+        assert_eq!(outside(&pts, 200.0, 100.0), 10.0 / 68.0);
+        assert_eq!(outside(&[], 10.0, 10.0), 0.0);
     }
 }

@@ -241,6 +241,20 @@ async fn uploads_are_checked_aligned_and_private() {
         "{v}"
     );
 
+    // A whole face gets no note; the same face cut at its nose by the photo's edge is accepted
+    // with a warning that part of it is outside.
+    let (code, v) = upload(&s, A, photo(&assets, "obama.jpg")).await;
+    assert_eq!((code, &v["note"]), (StatusCode::OK, &Value::Null), "{v}");
+    let whole = image::load_from_memory(&photo(&assets, "obama.jpg")).unwrap().to_rgb8();
+    let aligner = cemiface_engine::align::FaceAligner::load(&assets, &candle_core::Device::Cpu).unwrap();
+    let b = aligner.align(&whole, "obama.jpg").unwrap().face;
+    let cut = image::imageops::crop_imm(&whole, 0, 0, (b.x + 0.55 * b.width) as u32, whole.height()).to_image();
+    let mut half = Vec::new();
+    cut.write_to(&mut std::io::Cursor::new(&mut half), image::ImageFormat::Jpeg).unwrap();
+    let (code, v) = upload(&s, A, half).await;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    assert!(v["note"].as_str().is_some_and(|n| n.contains("outside the photo")), "{v}");
+
     let id = uploaded(&s, &assets, A).await;
     let url = format!("/api/demo/upload/{id}/crop.png");
     let (code, png) = get_status(&s, A, &url).await;

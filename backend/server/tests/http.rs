@@ -59,6 +59,10 @@ async fn healthz_reports_version_device_and_each_asset_state() {
     assert_eq!(v["device"], "cpu");
     assert_eq!(v["cuda_compiled"], false);
     assert!(v["cpu_threads"].as_u64().unwrap() >= 1);
+    // No generator and no job store here: the status says so instead of looking all green.
+    assert_eq!(v["generator"], Value::Null);
+    assert!(v["generator_problem"].as_str().is_some_and(|p| !p.is_empty()), "{v}");
+    assert_eq!(v["admin_enabled"], false);
     for group in [
         "dlib-resnet",
         "tiny-face-detector",

@@ -64,10 +64,10 @@ impl Demo {
     pub fn start(checkpoint: &Path, assets_dir: &Path, device: &Device, settings: DemoSettings) -> Self {
         let model = if !checkpoint.exists() {
             Err(format!(
-                "No trained generator is installed ({} does not exist). Train one with \
-                 `cemiface train-diffusion --config latent-dcgan --run-dir runs/latent-dcgan` (about \
-                 half an hour on a 2-core CPU), then start the server with \
-                 `cemiface serve --generator runs/latent-dcgan`.",
+                "No trained generator is installed: {} does not exist. The shipped one is \
+                 models/latent-dcgan (scripts/serve.sh uses it); to train your own, run \
+                 cemiface train-diffusion --config latent-dcgan --run-dir runs/latent-dcgan (about \
+                 half an hour on a 2-core CPU) and start the server with --generator runs/latent-dcgan.",
                 checkpoint.display()
             ))
         } else {

@@ -25,6 +25,8 @@ pub struct PreparedFace {
     pub c_id: Tensor,
     /// Faces the detector found; the largest was used.
     pub faces_found: usize,
+    /// Share of the face's landmarks outside the photo (`AlignedFace::cut_off`).
+    pub cut_off: f64,
 }
 
 /// One DDIM step as the demo shows it.
@@ -100,6 +102,7 @@ impl DemoModel {
             crop_png: encode(&aligned.arcface, ImageFormat::Png)?,
             c_id,
             faces_found: aligned.faces_found,
+            cut_off: aligned.cut_off(img.width(), img.height()),
         })
     }
 

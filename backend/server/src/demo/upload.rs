@@ -169,14 +169,29 @@ pub async fn upload(
     }
     drop(_permit);
     let faces_found = face.faces_found;
+    let mut notes = Vec::new();
+    if faces_found > 1 {
+        notes.push(format!("{faces_found} faces found: the largest one is used."));
+    }
+    if face.cut_off > PARTIAL_FACE {
+        notes.push(format!(
+            "Part of the face is outside the photo ({:.0} % of its landmarks): the crop is padded and the \
+             identity may be off. A photo with the whole face works better.",
+            face.cut_off * 100.0
+        ));
+    }
     let upload_id = demo.uploads.insert(&client.0, face);
     Ok(Json(UploadReply {
         crop_url: format!("/api/demo/upload/{upload_id}/crop.png"),
         upload_id,
         faces_found,
-        note: (faces_found > 1).then(|| format!("{faces_found} faces found: the largest one is used")),
+        note: (!notes.is_empty()).then(|| notes.join(" ")),
     }))
 }
+
+/// Landmarks outside the photo above this share make the upload warn of a partial face (a
+/// whole face in a tight crop can graze the edge with a point or two of its jaw line).
+pub const PARTIAL_FACE: f64 = 0.05;
 
 /// `GET /api/demo/upload/{id}/crop.png`: the aligned crop, to its owner only.
 pub async fn crop(
