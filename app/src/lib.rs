@@ -10,6 +10,7 @@ use leptos_router::components::{Route, Router, Routes, A};
 use leptos_router::{ParamSegment, StaticSegment};
 
 pub mod admin_client;
+pub mod admin_protocol;
 pub mod demo_client;
 pub mod demo_protocol;
 pub mod gallery;

@@ -72,6 +72,9 @@ test("log in, launch a tiny generation, watch it reach 100%, open the sample gri
   // The finished job shows when it was created and how long it ran.
   await page.goto("/admin");
   await expect(page.locator(`tr[data-job-id="${id}"] td.when`)).toContainText(/ran \d/);
+  await page.locator("#launch-panel summary").click();
+  await page.setViewportSize({ width: 1280, height: 900 });
+  await page.screenshot({ path: `${__dirname}/../../target/e2e/screenshots/admin-dashboard.png`, fullPage: true });
   expect(errors).toEqual([]);
 });
 
@@ -130,3 +133,30 @@ function tarNames(tar: Buffer): string[] {
   }
   return names;
 }
+
+test("a training job's page labels its sample grid and offers its checkpoints for download", async ({ page }) => {
+  test.setTimeout(120_000);
+  await page.goto("/admin");
+  await expect(page.locator('main[data-hydrated="true"]')).toBeVisible({ timeout: 15_000 });
+  await page.locator("#admin-password").fill(PASSWORD);
+  await page.locator("#login-button").click();
+  await expect(page.locator("#jobs")).toBeVisible();
+  const { csrf } = await (await page.request.get("/api/admin/session")).json();
+  const r = await page.request.post("/api/admin/jobs", {
+    headers: { "x-csrf-token": csrf },
+    data: { kind: "train-diffusion", config: "tiny-32", steps: 2, checkpoint_every: 2, sample_grid: true },
+  });
+  expect(r.status()).toBe(201);
+  const id = (await r.json()).id;
+  await page.goto(`/admin/jobs/${id}`);
+  await expect(page.locator("#job-state")).toHaveText("succeeded", { timeout: 100_000 });
+  // The newest grid large, its columns named: the inquiry, then each m.
+  await expect(page.locator("#grid-large .grid-columns span")).toHaveText(["inquiry", "m = -1", "m = +0", "m = +1"]);
+  await expect(page.locator("#grid-large img")).toHaveAttribute("alt", /rows are held-out identities/);
+  // The checkpoint (a folder) downloads as a tar.
+  const link = page.locator("#artifacts a", { hasText: "(.tar)" }).first();
+  await expect(link).toHaveAttribute("href", `/api/admin/jobs/${id}/checkpoints/2`);
+  const tar = await page.request.get(`/api/admin/jobs/${id}/checkpoints/2`);
+  expect(tar.status()).toBe(200);
+  expect((await tar.body()).includes(Buffer.from("state.json"))).toBeTruthy();
+});

@@ -7,11 +7,13 @@ import * as path from "node:path";
 
 const PHOTO = path.join(__dirname, "../../assets/face_recognition/obama.jpg");
 const port = Number(process.env.E2E_PORT ?? 3000) + 1;
+// Screenshots for docs/screenshots (scripts/screenshots.sh copies them there).
+const SHOTS = path.join(__dirname, "../../target/e2e/screenshots");
 
 test.use({ baseURL: `http://127.0.0.1:${port}` });
 
 test("the shipped generator streams a full 20-step run for an uploaded photo", async ({ page }) => {
-  test.setTimeout(120_000);
+  test.setTimeout(240_000);
   const errors: string[] = [];
   page.on("pageerror", (e) => errors.push(`pageerror: ${e.message}`));
   const frames: { kind: number; meta: any; image: Buffer }[] = [];
@@ -55,6 +57,17 @@ test("the shipped generator streams a full 20-step run for an uploaded photo", a
   const final = frames.filter((f) => f.kind === 2);
   expect(final).toHaveLength(1);
   await expect(page.locator("#similarity")).toHaveText(/^m = \+0\.50: similarity [+-]\d\.\d{3}, /);
+
+  // An m-sweep of the same face, then the page as a visitor sees it on a desktop and on a phone.
+  await page.locator("#sweep").click();
+  await expect(page.locator("#progress-text")).toContainText("Done: 20 steps", { timeout: 120_000 });
+  await expect(page.locator("#gallery figure")).toHaveCount(2);
+  await expect(page.locator("#panel-labels span")).toHaveCount(5);
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await page.locator("#result").scrollIntoViewIfNeeded();
+  await page.screenshot({ path: path.join(SHOTS, "demo-desktop.png"), fullPage: true });
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.screenshot({ path: path.join(SHOTS, "demo-phone.png"), fullPage: true });
   expect(errors).toEqual([]);
 });
 

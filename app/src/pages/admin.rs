@@ -223,7 +223,7 @@ fn JobTable(jobs: RwSignal<Vec<Value>>, csrf: StoredValue<String>) -> impl IntoV
                                     {j["error"].as_str().map(|e| view! { <div class="small error">{e.to_owned()}</div> })}
                                 </td>
                                 <td class="small when">{timestamps(&j)}</td>
-                                <td class="row">
+                                <td><div class="row">
                                     {running.then(|| view! {
                                         <button class="secondary" on:click=move |_| act(csrf, id, "pause", msg)>"Pause"</button>
                                         <button class="danger" on:click=move |_| act(csrf, id, "cancel", msg)>"Cancel"</button>
@@ -231,7 +231,7 @@ fn JobTable(jobs: RwSignal<Vec<Value>>, csrf: StoredValue<String>) -> impl IntoV
                                     {resumable.then(|| view! {
                                         <button class="secondary" on:click=move |_| act(csrf, id, "resume", msg)>"Resume"</button>
                                     })}
-                                </td>
+                                </div></td>
                             </tr>
                         }
                     }

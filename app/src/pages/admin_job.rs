@@ -44,6 +44,8 @@ pub fn AdminJobPage() -> impl IntoView {
     let metrics: RwSignal<Value> = RwSignal::new(Value::Null);
     let csrf: StoredValue<String> = StoredValue::new(String::new());
     let msg: RwSignal<Option<String>> = RwSignal::new(None);
+    // The sample grid shown large (None: the newest).
+    let selected: RwSignal<Option<String>> = RwSignal::new(None);
     Effect::new(move |_| {
         spawn_local(async move {
             match call("GET", "/api/admin/session", None, None).await {
@@ -138,17 +140,47 @@ pub fn AdminJobPage() -> impl IntoView {
                 }).collect_view()}
             </div>
             <h2>"Sample grids and plots"</h2>
+            // The chosen grid large, with its columns labelled (a training grid: rows are held-out
+            // identities, columns the inquiry and each m); the others as thumbnails to pick from.
+            {move || {
+                let grids = artifacts("sample-grid")();
+                let shown = selected.get().or_else(|| grids.last().and_then(|a| a["path"].as_str().map(str::to_owned)))?;
+                let step = grids.iter().find(|a| a["path"] == shown.as_str()).and_then(|a| a["step"].as_u64());
+                Some(view! {
+                    <figure id="grid-large" class="grid-large">
+                        {step.map(|_| view! {
+                            <div class="grid-columns" aria-hidden="true">
+                                {crate::admin_protocol::sample_grid_columns().into_iter().map(|c| view! { <span>{c}</span> }).collect_view()}
+                            </div>
+                        })}
+                        <img src=file_url(&shown) alt=match step {
+                            Some(s) => format!("sample grid at step {s}: rows are held-out identities; columns the inquiry, then m = -1, 0, +1"),
+                            None => "a sample of the generated data set".to_owned(),
+                        }/>
+                        <figcaption>{match step { Some(s) => format!("Step {s} · rows: held-out identities"), None => "Data set sample".to_owned() }}
+                            " · " <a href=file_url(&shown) target="_blank">"open full size"</a></figcaption>
+                    </figure>
+                })
+            }}
             <div class="grids" id="sample-grids">
                 {move || artifacts("sample-grid")().into_iter().rev().chain(artifacts("plot")()).map(|a| {
-                    let url = file_url(a["path"].as_str().unwrap_or(""));
+                    let path = a["path"].as_str().unwrap_or("").to_owned();
+                    let url = file_url(&path);
+                    // Training grids (one per checkpoint step) switch the large view; others open.
+                    let is_grid = a["kind"] == "sample-grid" && a["step"].is_u64();
                     let caption = match (a["kind"].as_str(), a["step"].as_u64()) {
-                        (Some("plot"), _) => a["path"].as_str().unwrap_or("").rsplit('/').next().unwrap_or("").to_owned(),
+                        (Some("plot"), _) => path.rsplit('/').next().unwrap_or("").to_owned(),
                         (_, Some(s)) => format!("step {s}"),
                         _ => "data set sample".to_owned(),
                     };
                     view! {
                         <figure class="shot">
-                            <a href=url.clone() target="_blank" class="grid-link"><img src=url.clone() alt=format!("sample grid, {caption}")/></a>
+                            <a href=url.clone() target="_blank" class="grid-link" on:click=move |ev| {
+                                if is_grid {
+                                    ev.prevent_default();
+                                    selected.set(Some(path.clone()));
+                                }
+                            }><img src=url.clone() alt=format!("sample grid, {caption}")/></a>
                             <figcaption>{caption}</figcaption>
                         </figure>
                     }
@@ -160,14 +192,18 @@ pub fn AdminJobPage() -> impl IntoView {
                 <tbody>
                     {move || job.with(|j| j["artifacts"].as_array().cloned().unwrap_or_default()).into_iter().map(|a| {
                         let path = a["path"].as_str().unwrap_or("").to_owned();
-                        let is_file = !matches!(a["kind"].as_str(), Some("checkpoint" | "dataset"));
+                        let link = match (a["kind"].as_str(), a["step"].as_u64()) {
+                            // A checkpoint is a folder: it downloads as a tar.
+                            (Some("checkpoint"), Some(step)) => Some((format!("/api/admin/jobs/{}/checkpoints/{step}", id()), format!("{path} (.tar)"))),
+                            (Some("checkpoint" | "dataset"), _) => None,
+                            _ => Some((file_url(&path), path.clone())),
+                        };
                         view! {
                             <tr>
                                 <td>{a["kind"].as_str().unwrap_or("").to_owned()}</td>
-                                <td>{if is_file {
-                                    view! { <a href=file_url(&path)>{path.clone()}</a> }.into_any()
-                                } else {
-                                    view! { <code>{path.clone()}</code> }.into_any()
+                                <td>{match link {
+                                    Some((href, text)) => view! { <a href=href download="">{text}</a> }.into_any(),
+                                    None => view! { <code>{path.clone()}</code> }.into_any(),
                                 }}</td>
                                 <td>{a["step"].as_u64().map(|s| s.to_string()).unwrap_or_default()}</td>
                                 <td>{bytes(a["bytes"].as_u64().unwrap_or(0))}</td>

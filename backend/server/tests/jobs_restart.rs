@@ -121,6 +121,21 @@ async fn training_survives_sigkill_and_pause() {
     assert!(logs.iter().any(|l| l.contains(&format!("(step {paused_at})"))), "{logs:?}");
     let r = c.post(s.url(&format!("/api/admin/jobs/{id}/cancel"))).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN, "writes without the CSRF token are refused");
+
+    // A checkpoint downloads as a tar of its folder, loadable after unpacking.
+    let r = c.get(s.url(&format!("/api/admin/jobs/{id}/checkpoints/12"))).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let disposition = r.headers()["content-disposition"].to_str().unwrap().to_owned();
+    assert!(disposition.contains(&format!("cemiface-job-{id}-step12.tar")), "{disposition}");
+    let bytes = r.bytes().await.unwrap();
+    let names: Vec<String> = tar::Archive::new(&bytes[..])
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.contains(&format!("cemiface-job-{id}-step12/state.json")), "{names:?}");
+    let r = c.get(s.url(&format!("/api/admin/jobs/{id}/checkpoints/13"))).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -38,6 +38,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/admin/jobs/{id}/resume", post(resume))
         .route("/api/admin/jobs/{id}/files/{*path}", get(file))
         .route("/api/admin/jobs/{id}/dataset.tar", get(dataset_tar))
+        .route("/api/admin/jobs/{id}/checkpoints/{step}", get(checkpoint_tar))
         .route("/api/admin/keys", get(keys).post(create_key))
         .route("/api/admin/keys/{id}", delete(revoke_key))
         .route("/api/admin/system", get(system))
@@ -198,6 +199,33 @@ async fn file(admin: Admin, Path((id, path)): Path<(i64, String)>) -> Result<Res
 async fn dataset_tar(admin: Admin, Path(id): Path<i64>) -> Result<Response, AppError> {
     let row = job(&admin.jobs, id)?;
     send_dataset(&admin.jobs, &row).await
+}
+
+/// `GET /api/admin/jobs/{id}/checkpoints/{step}`: the checkpoint a job recorded at `step` (a
+/// folder: `state.json`, weights, μ) as `cemiface-job-<id>-step<step>.tar`, to load elsewhere with
+/// `--checkpoint`/`--generator` after unpacking.
+async fn checkpoint_tar(admin: Admin, Path((id, step)): Path<(i64, u64)>) -> Result<Response, AppError> {
+    job(&admin.jobs, id)?;
+    let artifact = admin
+        .jobs
+        .store
+        .artifacts(id)?
+        .into_iter()
+        .rev()
+        .find(|a| a.kind == "checkpoint" && a.step == Some(step))
+        .ok_or_else(|| AppError::not_found(format!("job {id} has no checkpoint at step {step}")))?;
+    let rel = FsPath::new(&artifact.path);
+    if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+        return Err(AppError::not_found(format!("job {id}'s checkpoint {} is not inside its folder", artifact.path)));
+    }
+    let root = job_dir(admin.jobs.data_dir(), id).join(rel);
+    if !root.join("state.json").is_file() {
+        return Err(AppError::not_found(format!("job {id}'s checkpoint at step {step} is gone (pruned?)")));
+    }
+    let prefix = format!("cemiface-job-{id}-step{step}");
+    let members = tar::members(&root, &prefix, |rel| rel.contains(".tmp")).map_err(anyhow::Error::from)?;
+    let len = tar::archive_len(&members).map_err(anyhow::Error::from)?;
+    Ok(stream(len, "application/x-tar", Some(format!("{prefix}.tar")), move |send| tar::write(&members, send)))
 }
 
 /// Streams a file of a job's folder (no path may leave the folder).

@@ -15,8 +15,8 @@ use cemiface_engine::image_io::{self, ImageLimits};
 use cemiface_engine::inquiry::{default_threshold, select, Inquiry, InquirySource};
 use image::{imageops, RgbImage};
 
-/// The similarity targets of a grid's columns (after the inquiry).
-pub const GRID_M: [f32; 3] = [-1.0, 0.0, 1.0];
+/// The similarity targets of a grid's columns (after the inquiry); the job page labels them.
+pub const GRID_M: [f32; 3] = cemiface_app::admin_protocol::SAMPLE_GRID_M;
 /// The seed of the grid's identities and noise: the same faces at every checkpoint.
 const GRID_SEED: u64 = 0x6_71D0;
 
