@@ -49,6 +49,30 @@ pub fn points(p: &[(f64, f64)], (x0, x1): (f64, f64), (y0, y1): (f64, f64)) -> S
         .join(" ")
 }
 
+/// About `n` round tick values (1, 2 or 5 × 10^k apart) inside [lo, hi].
+pub fn ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
+    if !(hi > lo) || !lo.is_finite() || !hi.is_finite() || n == 0 {
+        return vec![];
+    }
+    let raw = (hi - lo) / n as f64;
+    let e = raw.log10().floor() as i32;
+    // step = d × 10^e; values as k·d scaled by 10^e in one division, so 0.6 prints as 0.6.
+    let scale = |x: f64| if e >= 0 { x * 10f64.powi(e) } else { x / 10f64.powi(-e) };
+    let d = [1.0, 2.0, 5.0, 10.0].into_iter().find(|d| scale(*d) >= raw).unwrap_or(10.0);
+    let step = scale(d);
+    let first = (lo / step - 1e-9).ceil() as i64;
+    let last = (hi / step + 1e-9).floor() as i64;
+    (first..=last).map(|k| scale(k as f64 * d)).collect()
+}
+
+/// The hover text of a series: its name and latest value.
+pub fn hover(name: &str, p: &[(f64, f64)]) -> String {
+    match p.iter().rev().find(|(x, y)| x.is_finite() && y.is_finite()) {
+        Some((x, y)) => format!("{name}: {} at step {x}", label(*y)),
+        None => name.to_owned(),
+    }
+}
+
 fn label(v: f64) -> String {
     if v != 0.0 && (v.abs() < 1e-2 || v.abs() >= 1e4) {
         format!("{v:.1e}")
@@ -73,17 +97,24 @@ pub fn LineChart(
                     match bounds(&s) {
                         None => view! { <text class="tick" x=LEFT y=H / 2.0>"no data yet"</text> }.into_any(),
                         Some((xr, yr)) => view! {
-                            <line class="grid" x1=LEFT x2=W - RIGHT y1=TOP y2=TOP/>
-                            <line class="grid" x1=LEFT x2=W - RIGHT y1=H - BOTTOM y2=H - BOTTOM/>
-                            <text class="tick" x=LEFT - 4.0 y=TOP + 8.0 text-anchor="end">{label(yr.1)}</text>
-                            <text class="tick" x=LEFT - 4.0 y=H - BOTTOM text-anchor="end">{label(yr.0)}</text>
-                            <text class="tick" x=LEFT y=H - 8.0>{format!("step {}", xr.0)}</text>
-                            <text class="tick" x=W - RIGHT y=H - 8.0 text-anchor="end">{format!("step {}", xr.1)}</text>
+                            // Round ticks: grid lines with values on y, steps on x.
+                            {ticks(yr.0, yr.1, 4).into_iter().map(|v| {
+                                let y = TOP + (H - TOP - BOTTOM) * (1.0 - (v - yr.0) / (yr.1 - yr.0));
+                                view! {
+                                    <line class="grid" x1=LEFT x2=W - RIGHT y1=y y2=y/>
+                                    <text class="tick" x=LEFT - 4.0 y=y + 4.0 text-anchor="end">{label(v)}</text>
+                                }
+                            }).collect_view()}
+                            {ticks(xr.0, xr.1, 4).into_iter().map(|v| {
+                                let x = LEFT + (W - LEFT - RIGHT) * (v - xr.0) / (xr.1 - xr.0);
+                                view! { <text class="tick" x=x y=H - 8.0 text-anchor="middle">{format!("{v}")}</text> }
+                            }).collect_view()}
+                            <text class="tick" x=W - RIGHT y=H - BOTTOM - 4.0 text-anchor="end">"step"</text>
                             {s.iter().enumerate().map(|(i, (name, p))| {
                                 let colour = PALETTE[i % PALETTE.len()];
                                 view! {
                                     <polyline class="series" fill="none" stroke=colour points=points(p, xr, yr)>
-                                        <title>{name.clone()}</title>
+                                        <title>{hover(name, p)}</title>
                                     </polyline>
                                     <text class="legend" x=W - RIGHT - 4.0 y=TOP + 12.0 + 12.0 * i as f64 text-anchor="end" fill=colour>{name.clone()}</text>
                                 }
@@ -109,5 +140,13 @@ mod tests {
         assert!(bounds(&[("e".to_string(), vec![])]).is_none());
         let flat = bounds(&[("f".to_string(), vec![(1.0, 5.0)])]).unwrap();
         assert!(flat.1 .0 < 5.0 && flat.1 .1 > 5.0 && flat.0 .1 > flat.0 .0);
+    }
+
+    #[test]
+    fn ticks_are_round_and_inside_the_range() {
+        assert_eq!(ticks(0.0, 4000.0, 4), vec![0.0, 1000.0, 2000.0, 3000.0, 4000.0]);
+        assert_eq!(ticks(0.34, 0.74, 4), vec![0.4, 0.5, 0.6, 0.7]);
+        assert_eq!(ticks(1.0, 1.0, 4), Vec::<f64>::new());
+        assert_eq!(hover("mse", &[(1.0, 0.5), (2.0, 0.25)]), "mse: 0.250 at step 2");
     }
 }

@@ -14,8 +14,10 @@ use crate::line_chart::LineChart;
 use crate::pages::admin::{act, progress_text};
 
 /// Curves of a job, by chart: (title, metric names).
-const CHARTS: [(&str, &[&str]); 5] = [
-    ("Loss", &["loss", "mse", "sim_mat"]),
+const CHARTS: [(&str, &[&str]); 6] = [
+    ("Loss (total and MSE)", &["loss", "mse"]),
+    // SimMat on its own scale: it is much smaller than the MSE once λ weighs it.
+    ("SimMat term", &["sim_mat"]),
     ("Learning rate", &["lr"]),
     ("Similarity error (|m − s| to the target, |1 − s| to the identity)", &["sim_error", "rec_error"]),
     ("Batch accuracy", &["accuracy"]),
