@@ -159,4 +159,13 @@ test("a training job's page labels its sample grid and offers its checkpoints fo
   const tar = await page.request.get(`/api/admin/jobs/${id}/checkpoints/2`);
   expect(tar.status()).toBe(200);
   expect((await tar.body()).includes(Buffer.from("state.json"))).toBeTruthy();
+
+  // "Use as demo generator": the demo serves this checkpoint at once, no restart.
+  page.once("dialog", (d) => d.accept());
+  await page.locator("#use-as-demo").click();
+  await expect(page.locator("#job-note")).toContainText("The demo now uses this job's checkpoint at step 2");
+  const health = await (await page.request.get("/healthz")).json();
+  expect(health.generator).toContain(`jobs/${id}/`);
+  await page.goto("/demo");
+  await expect(page.locator("#model-info")).toContainText("2 training steps");
 });

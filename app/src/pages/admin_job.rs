@@ -46,6 +46,7 @@ pub fn AdminJobPage() -> impl IntoView {
     let metrics: RwSignal<Value> = RwSignal::new(Value::Null);
     let csrf: StoredValue<String> = StoredValue::new(String::new());
     let msg: RwSignal<Option<String>> = RwSignal::new(None);
+    let note: RwSignal<Option<String>> = RwSignal::new(None);
     // The sample grid shown large (None: the newest).
     let selected: RwSignal<Option<String>> = RwSignal::new(None);
     Effect::new(move |_| {
@@ -90,6 +91,7 @@ pub fn AdminJobPage() -> impl IntoView {
             <p><a href="/admin">"← All jobs"</a></p>
             <h1>{move || format!("Job #{} · {}", id(), job.with(|j| j["kind"].as_str().unwrap_or("").to_owned()))}</h1>
             {move || msg.get().map(|m| view! { <p class="error" role="alert">{m}</p> })}
+            {move || note.get().map(|m| view! { <p id="job-note" class="notice" role="status">{m}</p> })}
             <div class="card">
                 <p>"State: " <strong id="job-state">{state}</strong>
                     {move || job.with(|j| j["error"].as_str().map(|e| view! { <span class="error">" — "{e.to_owned()}</span> }))}</p>
@@ -108,6 +110,21 @@ pub fn AdminJobPage() -> impl IntoView {
                     <a class="button secondary" id="clone" href=move || format!("/admin?clone={}", id())>"Clone with changes"</a>
                     {move || (job.with(|j| j["kind"] == "generate") && state() == "succeeded").then(|| view! {
                         <a class="button" id="download" href=format!("/api/admin/jobs/{}/dataset.tar", id()) download="">"Download archive (.tar)"</a>
+                    })}
+                    {move || (job.with(|j| j["kind"] == "train-diffusion") && state() == "succeeded").then(|| view! {
+                        <button id="use-as-demo" on:click=move |_| {
+                            if !crate::pages::admin::confirmed("Serve this job's newest checkpoint in the public demo now? \
+                                Visitors' uploaded photos are forgotten; the server's --generator returns at its next restart.") {
+                                return;
+                            }
+                            let url = format!("/api/admin/jobs/{}/use-as-demo", id());
+                            spawn_local(async move {
+                                match call("POST", &url, None, Some(&csrf.get_value())).await {
+                                    Ok(v) => note.set(Some(format!("The demo now uses this job's checkpoint at step {} ({}).", v["step"], v["checkpoint"].as_str().unwrap_or("")))),
+                                    Err(e) => msg.set(Some(e.message)),
+                                }
+                            });
+                        }>"Use as demo generator"</button>
                     })}
                 </div>
                 // A generation run on Slurm: one row per shard (its task, attempts, state).

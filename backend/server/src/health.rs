@@ -42,11 +42,11 @@ pub async fn system_status(state: AppState) -> anyhow::Result<SystemStatus> {
         cpu_threads: ComputeDevice::cpu_threads(),
         assets_dir: state.inner.assets_dir.display().to_string(),
         assets,
-        generator: state.demo.model.as_ref().ok().map(|m| {
+        generator: state.demo.model().ok().map(|m| {
             let i = &m.info;
             format!("{} ({} training steps, {}×{} px, E_id {})", i.checkpoint, i.step, i.image_size, i.image_size, i.encoder)
         }),
-        generator_problem: state.demo.model.as_ref().err().cloned(),
+        generator_problem: state.demo.model().err(),
         admin_enabled: state.jobs.as_ref().is_some_and(|j| j.admin_hash.is_some()),
     })
 }

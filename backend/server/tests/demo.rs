@@ -51,7 +51,7 @@ async fn server(assets: &Path, tweak: impl FnOnce(&mut DemoSettings)) -> Server 
     })
     .await
     .unwrap();
-    assert!(demo.model.is_ok(), "{:?}", demo.model.as_ref().err());
+    assert!(demo.model().is_ok(), "{:?}", demo.model().err());
     let leptos = LeptosOptions::builder()
         .output_name("cemiface")
         .site_root("target/site")

@@ -46,10 +46,16 @@ pub struct DemoSettings {
     pub uploads_per_minute_per_address: u32,
 }
 
-/// The demo's state: the model (or why there is none), the queue and the uploads.
-pub struct Demo {
+/// The generator the demo runs and its queue; replaced as one (`Demo::replace_model`).
+#[derive(Clone)]
+pub struct Live {
     pub model: Result<Arc<DemoModel>, String>,
     pub queue: Option<SamplingQueue>,
+}
+
+/// The demo's state: the model (or why there is none), the queue and the uploads.
+pub struct Demo {
+    live: std::sync::RwLock<Live>,
     pub uploads: Uploads,
     pub settings: DemoSettings,
     /// Open websockets per client id.
@@ -89,8 +95,7 @@ impl Demo {
             .ok()
             .map(|m| SamplingQueue::start(m.clone(), settings.queue.clone()));
         Self {
-            model,
-            queue,
+            live: std::sync::RwLock::new(Live { model, queue }),
             uploads: Uploads::new(settings.upload_ttl),
             settings,
             sockets: Default::default(),
@@ -101,13 +106,39 @@ impl Demo {
     /// A demo without a model (tests of other pages, or before `start`).
     pub fn without_model(reason: &str, settings: DemoSettings) -> Self {
         Self {
-            model: Err(reason.into()),
-            queue: None,
+            live: std::sync::RwLock::new(Live { model: Err(reason.into()), queue: None }),
             uploads: Uploads::new(settings.upload_ttl),
             settings,
             sockets: Default::default(),
             upload_counts: Default::default(),
         }
+    }
+
+    /// The current generator (or why there is none).
+    pub fn model(&self) -> Result<Arc<DemoModel>, String> {
+        self.live.read().unwrap_or_else(|p| p.into_inner()).model.clone()
+    }
+
+    /// The current sampling queue (None without a model).
+    pub fn queue(&self) -> Option<SamplingQueue> {
+        self.live.read().unwrap_or_else(|p| p.into_inner()).queue.clone()
+    }
+
+    /// Serves `model` from now on, without a restart: a new queue starts on it, the old one
+    /// finishes its running step and cancels what waits, and uploaded faces are forgotten (their
+    /// C_id belongs to the old model's E_id and μ; visitors upload again).
+    pub fn replace_model(&self, model: DemoModel) {
+        let model = Arc::new(model);
+        tracing::info!(checkpoint = %model.info.checkpoint, step = model.info.step, "demo generator replaced");
+        let queue = SamplingQueue::start(model.clone(), self.settings.queue.clone());
+        let old = std::mem::replace(
+            &mut *self.live.write().unwrap_or_else(|p| p.into_inner()),
+            Live { model: Ok(model), queue: Some(queue) },
+        );
+        if let Some(q) = old.queue {
+            q.stop();
+        }
+        self.uploads.clear();
     }
 
     /// The limits the page shows.
@@ -122,9 +153,10 @@ impl Demo {
 
     /// The first event of every socket.
     pub fn hello(&self) -> ServerEvent {
+        let model = self.model();
         ServerEvent::Hello {
-            model: self.model.as_ref().ok().map(|m| m.info.clone()),
-            no_model: self.model.as_ref().err().cloned(),
+            model: model.as_ref().ok().map(|m| m.info.clone()),
+            no_model: model.err(),
             limits: self.limits(),
         }
     }

@@ -124,8 +124,7 @@ pub async fn upload(
 ) -> Result<Json<UploadReply>, AppError> {
     let demo = state.demo.clone();
     let model = demo
-        .model
-        .clone()
+        .model()
         .map_err(|why| DemoError::new(StatusCode::SERVICE_UNAVAILABLE, "no_model", why))?;
     let per_minute = demo.settings.uploads_per_minute_per_address;
     demo.upload_counts.hit(&addr.0, per_minute).map_err(|wait| {

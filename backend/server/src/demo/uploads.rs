@@ -36,6 +36,11 @@ impl Uploads {
     }
 
     /// Keeps `face` for `owner`; returns its id.
+    /// Forgets every upload (the demo's model changed).
+    pub fn clear(&self) {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     pub fn insert(&self, owner: &str, face: PreparedFace) -> String {
         let id = format!("u{}", self.next.fetch_add(1, Ordering::Relaxed) + 1);
         let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());

@@ -203,8 +203,8 @@ fn handle(
         )
         .event(None)
     })?;
-    let queue = demo.queue.as_ref().ok_or_else(|| {
-        let why = demo.model.as_ref().err().cloned().unwrap_or_default();
+    let queue = demo.queue().ok_or_else(|| {
+        let why = demo.model().err().unwrap_or_default();
         DemoError::new(StatusCode::SERVICE_UNAVAILABLE, "no_model", why).event(None)
     })?;
     match msg {

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use super::auth::{self, hex, random_bytes, token_hash, SCOPES};
 use super::runner::job_dir;
-use super::spec::{FieldError, JobSpec, JobState};
+use super::spec::{FieldError, JobKind, JobSpec, JobState};
 use super::store::{now, JobRow, KeyLimits};
 use super::{invalid, jobs_of, parse_body, tar, Admin, Jobs, ADMIN_COOKIE};
 use crate::error::AppError;
@@ -39,6 +39,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/admin/jobs/{id}/files/{*path}", get(file))
         .route("/api/admin/jobs/{id}/dataset.tar", get(dataset_tar))
         .route("/api/admin/jobs/{id}/checkpoints/{step}", get(checkpoint_tar))
+        .route("/api/admin/jobs/{id}/use-as-demo", post(use_as_demo))
         .route("/api/admin/keys", get(keys).post(create_key))
         .route("/api/admin/keys/{id}", delete(revoke_key))
         .route("/api/admin/system", get(system))
@@ -226,6 +227,37 @@ async fn checkpoint_tar(admin: Admin, Path((id, step)): Path<(i64, u64)>) -> Res
     let members = tar::members(&root, &prefix, |rel| rel.contains(".tmp")).map_err(anyhow::Error::from)?;
     let len = tar::archive_len(&members).map_err(anyhow::Error::from)?;
     Ok(stream(len, "application/x-tar", Some(format!("{prefix}.tar")), move |send| tar::write(&members, send)))
+}
+
+/// `POST /api/admin/jobs/{id}/use-as-demo`: the newest checkpoint of a finished diffusion training
+/// job becomes the demo's generator now, without a restart (until the server restarts with its
+/// `--generator`). Visitors' uploaded faces are forgotten: their C_id belongs to the old model.
+async fn use_as_demo(admin: Admin, State(st): State<AppState>, Path(id): Path<i64>) -> Result<Json<Value>, AppError> {
+    let row = job(&admin.jobs, id)?;
+    if row.kind != JobKind::TrainDiffusion || row.state != JobState::Succeeded {
+        return Err(super::conflict(format!(
+            "job {id} is a {} job ({}); only a finished train-diffusion job can serve the demo",
+            row.kind.as_str(), row.state
+        )));
+    }
+    let newest = admin
+        .jobs
+        .store
+        .artifacts(id)?
+        .into_iter()
+        .filter(|a| a.kind == "checkpoint")
+        .max_by_key(|a| a.step)
+        .ok_or_else(|| AppError::not_found(format!("job {id} recorded no checkpoint")))?;
+    let dir = job_dir(admin.jobs.data_dir(), id).join(&newest.path);
+    let (assets, device) = (st.inner.assets_dir.clone(), st.inner.device.device.clone());
+    let model = tokio::task::spawn_blocking(move || crate::demo::model::DemoModel::load(&dir, &assets, &device))
+        .await
+        .map_err(|e| AppError::Internal(e.into()))?
+        .map_err(|e| AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_checkpoint", format!("{e:#}")))?;
+    let info = model.info.clone();
+    st.demo.replace_model(model);
+    admin.jobs.store.add_log(id, &format!("now serving the demo (step {})", info.step)).ok();
+    Ok(Json(json!({ "checkpoint": info.checkpoint, "step": info.step, "image_size": info.image_size, "encoder": info.encoder })))
 }
 
 /// Streams a file of a job's folder (no path may leave the folder).
@@ -430,7 +462,7 @@ async fn system(admin: Admin, State(st): State<AppState>) -> Result<Json<Value>,
             "interrupted": count(JobState::Interrupted),
             "slots": admin.jobs.runner.settings.slots,
         },
-        "demo_generator": st.demo.model.is_ok(),
+        "demo_generator": st.demo.model().ok().map(|m| m.info.checkpoint.clone()),
         "time": now(),
     })))
 }
