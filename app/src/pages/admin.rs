@@ -145,6 +145,9 @@ pub fn progress_text(j: &Value) -> String {
     if let Some(e) = p["eta_seconds"].as_f64() {
         s.push_str(&format!(" · {} left", eta(e)));
     }
+    if let Some(phase) = j["phase"].as_str() {
+        s.push_str(&format!(" · {phase}…"));
+    }
     if let Some(q) = j["queue_position"].as_u64() {
         s.push_str(&format!(" · queue position {}", q + 1));
     }

@@ -226,6 +226,7 @@ pub fn train_loop(
             ctx.log(line);
         }
         if m.step % checkpoint_every == 0 || m.step == total {
+            ctx.phase("writing a checkpoint");
             let dir = trainer.save(run_dir)?;
             if tty {
                 eprintln!();
@@ -234,6 +235,7 @@ pub fn train_loop(
             ctx.artifact("checkpoint", &dir, Some(m.step));
             write_loss_chart(run_dir)?;
             if let Some(grid) = grid {
+                ctx.phase("drawing the sample grid");
                 let path = grid.render(&dir, run_dir, m.step)?;
                 ctx.artifact("sample-grid", &path, Some(m.step));
             }

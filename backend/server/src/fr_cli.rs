@@ -117,6 +117,7 @@ pub fn run_train_fr(args: TrainFrArgs, ctx: &JobCtx) -> anyhow::Result<()> {
         }
         history.push(m.clone());
         if m.step % cfg.train.checkpoint_every == 0 || m.step == total {
+            ctx.phase("writing a checkpoint");
             let dir = trainer.save(&args.run_dir)?;
             ctx.log(format!("checkpoint {}", dir.display()));
             ctx.artifact("checkpoint", &dir, Some(m.step));

@@ -348,6 +348,7 @@ pub fn run_generate(args: GenerateArgs, ctx: &JobCtx) -> anyhow::Result<()> {
     if args.no_merge {
         ctx.log("shard done; the merge is left to the submitter (--no-merge)");
     } else if (0..inquiries.len()).all(|i| dir.identity_done(i)) {
+        ctx.phase("merging: manifest, report and sample grid");
         let entries = read_manifest(&dir, inquiries.len())?;
         let report = write_summary(&dir, &entries, &encoder.name())?;
         if args.rec {

@@ -17,6 +17,9 @@ pub enum Event {
     Artifact { kind: &'static str, path: PathBuf, step: Option<u64> },
     /// A human-readable log line.
     Log(String),
+    /// What the command is doing between progress reports (writing a checkpoint, drawing the
+    /// sample grid, merging shards); the next progress report ends it.
+    Phase(&'static str),
 }
 
 /// Why a command stopped before its end.
@@ -106,6 +109,13 @@ impl JobCtx {
     pub fn progress(&self, done: u64, total: u64, unit: &'static str) {
         if self.sink.is_some() {
             self.emit(Event::Progress { done, total, unit });
+        }
+    }
+
+    /// Says what runs until the next progress report (shown beside the job's progress).
+    pub fn phase(&self, what: &'static str) {
+        if self.sink.is_some() {
+            self.emit(Event::Phase(what));
         }
     }
 

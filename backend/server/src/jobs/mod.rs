@@ -120,6 +120,7 @@ impl Jobs {
                 "fraction": fraction, "rate": row.rate, "eta_seconds": eta,
             },
             "error": row.error,
+            "phase": self.runner.phase(row.id),
             "spec": row.spec,
             "webhook_url": row.webhook_url,
             "created_at": row.created_at,

@@ -50,12 +50,18 @@ pub enum JobEvent {
     Progress { id: i64, done: u64, total: u64, unit: String, rate: Option<f64> },
     Artifact { id: i64, kind: String, path: String, step: Option<u64> },
     Log { id: i64, line: String },
+    /// What the job does until its next progress report.
+    Phase { id: i64, phase: String },
 }
 
 impl JobEvent {
     pub fn job(&self) -> i64 {
         match self {
-            Self::State { id, .. } | Self::Progress { id, .. } | Self::Artifact { id, .. } | Self::Log { id, .. } => *id,
+            Self::State { id, .. }
+            | Self::Progress { id, .. }
+            | Self::Artifact { id, .. }
+            | Self::Log { id, .. }
+            | Self::Phase { id, .. } => *id,
         }
     }
 }
@@ -77,6 +83,8 @@ pub struct Runner {
     wake: Condvar,
     /// Called with each job that reached a final state (webhooks).
     on_final: FinalHook,
+    /// What each running job does between progress reports (`JobCtx::phase`); in memory only.
+    phases: Mutex<HashMap<i64, &'static str>>,
 }
 
 /// A job's folder under the data folder.
@@ -125,6 +133,7 @@ impl Runner {
             slots: Mutex::new(Slots::default()),
             wake: Condvar::new(),
             on_final,
+            phases: Mutex::default(),
         });
         let r = runner.clone();
         std::thread::Builder::new()
@@ -264,6 +273,7 @@ impl Runner {
         if let Err(e) = self.store.set_state(id, state, error.as_deref()) {
             tracing::error!(job = id, "cannot record the end: {e:#}");
         }
+        self.set_phase(id, None);
         self.publish(JobEvent::State { id, state, error });
         self.lock().running.remove(&id);
         self.wake.notify_all();
@@ -274,6 +284,19 @@ impl Runner {
         }
     }
 
+    /// What job `id` is doing between progress reports, if it said.
+    pub fn phase(&self, id: i64) -> Option<&'static str> {
+        self.phases.lock().unwrap_or_else(|p| p.into_inner()).get(&id).copied()
+    }
+
+    fn set_phase(&self, id: i64, what: Option<&'static str>) {
+        let mut phases = self.phases.lock().unwrap_or_else(|p| p.into_inner());
+        match what {
+            Some(w) => phases.insert(id, w),
+            None => phases.remove(&id),
+        };
+    }
+
     /// The context a job reports through: store rows plus broadcast events.
     fn context(self: &Arc<Self>, id: i64, dir: &Path, sw: StopSwitch) -> JobCtx {
         let r = self.clone();
@@ -282,6 +305,7 @@ impl Runner {
         JobCtx::new(sw, move |e| {
             let res = match e {
                 Event::Progress { done, total, unit } => {
+                    r.set_phase(id, None);
                     let mut s = started.lock().unwrap_or_else(|p| p.into_inner());
                     let rate = match *s {
                         None => {
@@ -299,6 +323,11 @@ impl Runner {
                     r.store.set_progress(id, done, total, unit, rate)
                 }
                 Event::Metrics { step, values } => r.store.add_metrics(id, step, &values),
+                Event::Phase(what) => {
+                    r.set_phase(id, Some(what));
+                    r.publish(JobEvent::Phase { id, phase: what.into() });
+                    Ok(())
+                }
                 Event::Log(line) => {
                     r.publish(JobEvent::Log { id, line: line.clone() });
                     r.store.add_log(id, &line)
@@ -319,6 +348,40 @@ impl Runner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_phase_shows_until_the_next_progress_report_and_is_broadcast() {
+        let data = std::env::temp_dir().join(format!("cemiface-phase-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&data);
+        std::fs::create_dir_all(&data).unwrap();
+        let store = Arc::new(Store::open(&data.join("jobs.sqlite")).unwrap());
+        let settings = RunnerSettings {
+            data_dir: data.clone(),
+            assets_dir: data.clone(),
+            device: "cpu".parse().unwrap(),
+            device_label: "cpu".into(),
+            slots: 1,
+            default_generator: data.join("none"),
+            executor: Executor::default(),
+        };
+        let runner = Runner::start(store, settings, Box::new(|_| {})).unwrap();
+        let mut events = runner.events.subscribe();
+        let ctx = runner.context(7, &data, StopSwitch::default());
+        ctx.progress(1, 10, "step");
+        assert_eq!(runner.phase(7), None);
+        ctx.phase("writing a checkpoint");
+        assert_eq!(runner.phase(7), Some("writing a checkpoint"));
+        ctx.progress(2, 10, "step");
+        assert_eq!(runner.phase(7), None, "the next progress report ends the phase");
+        let mut phases = Vec::new();
+        while let Ok(e) = events.try_recv() {
+            if let JobEvent::Phase { id, phase } = e {
+                phases.push((id, phase));
+            }
+        }
+        assert_eq!(phases, [(7, "writing a checkpoint".to_owned())]);
+        std::fs::remove_dir_all(&data).unwrap();
+    }
 
     #[test]
     fn a_first_run_never_reuses_an_existing_job_folder() {
