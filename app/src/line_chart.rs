@@ -6,7 +6,7 @@ use crate::sim_chart::PALETTE;
 
 const W: f64 = 440.0;
 const H: f64 = 200.0;
-const LEFT: f64 = 52.0;
+const LEFT: f64 = 62.0;
 const RIGHT: f64 = 10.0;
 const TOP: f64 = 10.0;
 const BOTTOM: f64 = 26.0;

@@ -8,7 +8,7 @@ pub const PALETTE: [&str; 5] = ["#2f5fd0", "#d0632f", "#1f7a3f", "#8a3fd0", "#b3
 
 const W: f64 = 420.0;
 const H: f64 = 220.0;
-const LEFT: f64 = 40.0;
+const LEFT: f64 = 46.0;
 const RIGHT: f64 = 10.0;
 const TOP: f64 = 10.0;
 const BOTTOM: f64 = 28.0;

@@ -87,6 +87,11 @@ for (const scheme of ["light", "dark"] as const) {
     ]) {
       await page.setViewportSize({ width: w, height: h });
       await checkHere(page, `${scheme} ${w}×${h} /demo with a result`);
+      // Chart text as drawn on screen (font size × the SVG's scale) stays readable.
+      const px = await page.locator("#sim-chart .tick").first().evaluate((t: SVGTextElement) =>
+        parseFloat(getComputedStyle(t).fontSize) * (t.getScreenCTM()?.a ?? 1),
+      );
+      expect.soft(px, `${scheme} ${w}×${h}: chart text ${px.toFixed(1)} px`).toBeGreaterThanOrEqual(12);
     }
   });
 }
