@@ -1,4 +1,4 @@
-//! What a similarity target m means for a generated sample (paper.md §1, §3.2 and Table 11).
+//! What a similarity target m means for a generated sample (docs/paper.md §1, §3.2; the paper's Table 11).
 //!
 //! CemiFace conditions the generator on m ∈ [−1, 1], the cosine similarity the generated face should
 //! have to its inquiry identity. The paper finds that samples near the identity's centre are too easy,

@@ -1,6 +1,6 @@
 //! guided-diffusion's `AttentionBlock` with `QKVAttentionLegacy` (heads of 64 channels, q and k each
 //! scaled by 1/⁴√d, softmax in f32), where condition tokens' keys and values are *prepended* to the
-//! image's own (DCFace/CemiFace cross-attention, paper.md §2.1–2.2).
+//! image's own (DCFace/CemiFace cross-attention, docs/paper.md §2.1–2.2).
 //! Keys: `norm`, `qkv` (1-D conv, C → 3C), `proj_out` (1-D conv, zero-initialised).
 
 use candle_core::{DType, Module, Tensor, D};

@@ -1,4 +1,4 @@
-//! Training augmentations of the CemiFace FR recipe (paper.md §4.1), following torchvision's
+//! Training augmentations of the CemiFace FR recipe (docs/paper.md §4.1), following torchvision's
 //! definitions: RandomResizedCrop (scale [0.9, 1], ratio [3/4, 4/3]), RandomHorizontalFlip (p 0.5),
 //! ColorJitter (brightness = contrast = saturation = hue = 0.1, in random order), then
 //! RandomErasing (p 0.5, scale [0.02, 0.1], ratio [0.3, 3.3], value 0 on the normalised image).

@@ -1,4 +1,4 @@
-//! CemiFace's condition path (paper.md §2.2, Eqs. 5–8): C_id = E_id(x) (L2-normalised, any width),
+//! CemiFace's condition path (docs/paper.md §2.2, Eqs. 5–8): C_id = E_id(x) (L2-normalised, any width),
 //! C_sim = F1(m) (linear in the scalar similarity target), C_att = F2(cat(C_id, C_sim)) reshaped into
 //! `tokens` condition tokens whose channels are each attention head's [k, v] (2 × attention width),
 //! prepended to the image's own keys and values in every attention block.

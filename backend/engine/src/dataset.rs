@@ -1,4 +1,4 @@
-//! Synthetic data set generation (CemiFace Algorithm 2, paper.md §3.2): for every inquiry identity,
+//! Synthetic data set generation (CemiFace Algorithm 2, docs/paper.md §3.2): for every inquiry identity,
 //! N images by DDIM at similarity target m, each from its own noise seed derived from (run seed,
 //! identity, index) so any image can be regenerated alone.
 //!

@@ -1,5 +1,5 @@
 //! The 64×64 face DCGAN of `gan-face-generate` 1.1.1 (the PyTorch DCGAN tutorial generator, trained on
-//! DigiFace-1M; assets.md part 2), used as an endless, label-free stream of training faces.
+//! DigiFace-1M; see ASSETS.md for its terms), used as an endless, label-free stream of training faces.
 //! Keys: `main.{0,3,6,9,12}.weight` (transposed convs), `main.{1,4,7,10}.*` (BatchNorm, eval mode).
 
 use std::path::Path;

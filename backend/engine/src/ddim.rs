@@ -1,4 +1,4 @@
-//! DDIM sampling (Song et al. 2021) as DCFace runs it (paper.md §3.2; diffusers' `scheduling_ddim.py`
+//! DDIM sampling (Song et al. 2021) as DCFace runs it (docs/paper.md §3.2; diffusers' `scheduling_ddim.py`
 //! with `clip_sample=True`, `set_alpha_to_one=True`, "leading" spacing): S steps at t = (S−1)·r … r, 0
 //! with r = T / S, stochasticity η (1.0 = DCFace's default), clipped x̂0, and a per-step callback.
 

@@ -63,7 +63,7 @@ pub fn cosine_rows(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     Ok((l2_normalize(a)? * l2_normalize(b)?)?.sum(D::Minus1)?)
 }
 
-/// ArcFace-112 coordinates → dlib chip coordinates, fitted over real faces (assets.md §6).
+/// ArcFace-112 coordinates → dlib chip coordinates, fitted over real faces.
 pub const ARCFACE_TO_CHIP: Similarity = Similarity {
     a: 1.4597,
     b: -0.0262,

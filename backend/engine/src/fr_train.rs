@@ -1,4 +1,4 @@
-//! Face-recognition training on a (synthetic) labelled set, the CemiFace recipe of paper.md §4.1:
+//! Face-recognition training on a (synthetic) labelled set, the CemiFace recipe of docs/paper.md §4.1:
 //! IResNet backbone + CosFace (or ArcFace) head, SGD with momentum and step decay, the recipe's
 //! augmentations. Every batch is a pure function of (seed, step): the epoch's permutation comes from
 //! (seed, epoch) and each image's augmentation from (seed, step, slot), so a checkpoint only needs

@@ -1,4 +1,4 @@
-//! Inquiry identities for dataset generation (paper.md §3.2, Algorithm 2): one face per identity
+//! Inquiry identities for dataset generation (docs/paper.md §3.2, Algorithm 2): one face per identity
 //! from an image folder, a RecordIO set or the DCGAN stream, or bare random identity vectors, kept
 //! only when they are unique: a greedy pass accepts a candidate if its cosine similarity to every
 //! identity accepted so far is below a threshold (DCFace's uniqueness rule, r = 0.3 under AdaFace).

@@ -13,7 +13,7 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum MarginConfig {
-    /// CosFace (paper.md §4.1: s = 64, m = 0.4).
+    /// CosFace (docs/paper.md §4.1: s = 64, m = 0.4).
     Cosface { s: f64, m: f64 },
     /// ArcFace (insightface: s = 64, m = 0.5).
     Arcface { s: f64, m: f64 },

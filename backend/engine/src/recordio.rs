@@ -1,4 +1,4 @@
-//! MXNet/insightface RecordIO (`train.rec` + `train.idx`, paper.md §2.6): the format CASIA-WebFace and
+//! MXNet/insightface RecordIO (`train.rec` + `train.idx`, docs/paper.md §2.6): the format CASIA-WebFace and
 //! MS1M ship in. Each record: magic 0xced7230a, a u32 whose low 29 bits are the length (high 3 bits:
 //! continuation flag, 0 for whole records), the payload, zero padding to 4 bytes. A payload is an
 //! `IRHeader` (flag u32, label f32, id u64, id2 u64), `flag` extra f32 labels when flag > 0, then the

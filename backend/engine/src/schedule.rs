@@ -1,4 +1,4 @@
-//! The DDPM noise schedule (paper.md §2.3): linear β from 1e-4 to 0.02 over T = 1000 steps,
+//! The DDPM noise schedule (docs/paper.md §2.3): linear β from 1e-4 to 0.02 over T = 1000 steps,
 //! ᾱ_t = ∏(1 − β_s), the forward process q(x_t | x_0) and the one-step x̂0 estimate.
 //! Coefficients are kept in f64 and gathered per sample, so a batch can mix timesteps.
 

@@ -1,4 +1,4 @@
-//! SGD with momentum and L2 weight decay in PyTorch's formulation (the FR recipe of paper.md §4.1:
+//! SGD with momentum and L2 weight decay in PyTorch's formulation (the FR recipe of docs/paper.md §4.1:
 //! momentum 0.9, weight decay 5e-4, lr 0.1 decayed ×0.1 at given epochs), with state that saves and
 //! restores so a resumed run continues exactly.
 //!

@@ -1,4 +1,4 @@
-//! CemiFace's similarity-matching loss (paper.md §2.4, Eqs. 9–14):
+//! CemiFace's similarity-matching loss (docs/paper.md §2.4, Eqs. 9–14):
 //! L_SimMat = (1 − t/T)·‖1 − s‖ + (t/T)·‖m − s‖ with s = cos(E_id(x0), E_id(x̂0)), batch mean.
 //! Near t = 0 the estimate must keep the identity; near t = T its similarity must match m.
 

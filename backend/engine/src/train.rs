@@ -1,4 +1,4 @@
-//! Training the CemiFace generator (Algorithm 1, paper.md §3.1): for a batch of unlabelled faces x0,
+//! Training the CemiFace generator (Algorithm 1, docs/paper.md §3.1): for a batch of unlabelled faces x0,
 //! C_id = E_id(x0) (frozen), per-sample t ~ U{0…T−1} and m from the grid, ε ~ N(0, I),
 //! L = MSE(ε̂, ε) + λ·SimMat(cos(E_id(x0), E_id(x̂0)), m, t/T); AdamW with clipping, EMA weights,
 //! checkpoints that resume exactly, and metrics as JSON lines.

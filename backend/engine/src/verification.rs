@@ -1,4 +1,4 @@
-//! Face verification accuracy as insightface's `eval/verification.py` computes it (paper.md §5):
+//! Face verification accuracy as insightface's `eval/verification.py` computes it (docs/paper.md §5):
 //! squared L2 distance between L2-normalised embeddings, thresholds 0, 0.01, …, 3.99, contiguous
 //! 10-fold split (`KFold(10, shuffle=False)`), the threshold that is best on the nine training folds
 //! (first maximum) scored on the held-out fold; mean and population std over folds.
