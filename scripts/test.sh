@@ -9,8 +9,7 @@ export PATH="$ROOT/end2end/node_modules/.bin:$HOME/.cargo/bin:$PATH"  # binaryen
 export RUST_BACKTRACE=0 CARGO_TERM_COLOR=never PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 # Same value cargo-leptos bakes into the server, so `cargo test` reuses its release artifacts.
 export LEPTOS_OUTPUT_NAME=cemiface
-# Tests that need the fetched assets fail (instead of skipping) when they are missing.
-export CEMIFACE_REQUIRE_ASSETS=1
+# Tests that need the fetched assets fail when they are missing (the default; setup installs them).
 T0=$(date +%s)
 stamp() { echo "=== [$(date -u +%H:%M:%S) +$(( $(date +%s) - T0 ))s] $*"; }
 
