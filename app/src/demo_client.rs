@@ -18,9 +18,9 @@ use crate::demo_protocol::{decode_frame, ClientMessage, FrameMeta, ServerEvent, 
 /// What arrives on the socket, decoded.
 pub enum Incoming {
     Event(ServerEvent),
-    /// A binary frame: its kind, metadata, an object URL of its image (revoke when replaced) and
-    /// the image's bytes.
-    Frame(u32, FrameMeta, String, Vec<u8>),
+    /// A binary frame: its kind, metadata, an object URL of its image (revoke when replaced) and,
+    /// for the final frame only (the gallery keeps it), the image's bytes.
+    Frame(u32, FrameMeta, String, Option<Vec<u8>>),
     /// The socket (re)opened.
     Open,
     /// The socket closed; a reconnect follows.
@@ -69,8 +69,8 @@ impl DemoSocket {
                 match decode_frame(&bytes) {
                     Ok((kind, meta, img)) => {
                         if let Some(url) = object_url(img, &meta.mime) {
-                            let img = img.to_vec();
-                            on_msg(Incoming::Frame(kind, meta, url, img));
+                            let png = (kind == crate::demo_protocol::FRAME_FINAL).then(|| img.to_vec());
+                            on_msg(Incoming::Frame(kind, meta, url, png));
                         }
                     }
                     Err(e) => leptos::logging::warn!("unreadable frame: {e}"),

@@ -86,7 +86,7 @@ impl DemoState {
                                 Shot {
                                     id: js_sys::Date::now() as u64,
                                     url: url.clone(),
-                                    png: png.clone(),
+                                    png: png.clone().unwrap_or_default(),
                                     request: r.request.clone(),
                                     similarity: meta.similarity.clone(),
                                 },
