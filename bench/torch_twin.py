@@ -9,7 +9,7 @@ PyTorch from PyPI installed in a virtual environment outside the repository, e.g
 
 Input (stdin, JSON): {"unet": <UNetConfig as in configs/*.toml [model]>, "batches": [1, 8],
 "iters": 3, "threads": 2, "seed": 0}. Output (stdout): one JSON object per timed row,
-{"what": ..., "batch": b, "seconds": median}. The twins mirror backend/engine/src/unet.rs
+{"what": ..., "batch": b, "seconds": median}. The twins mirror backend/engine/src/diffusion/unet.rs
 (guided-diffusion's ADM UNet: GroupNorm(32), AdaGN scale-shift, resblock up/down, legacy QKV
 attention with the condition's keys/values prepended, CemiFace's condition path) and
 dlib_resnet.rs (dlib's ResNet-29 metric network at 150×150), with the same shapes and FLOPs.

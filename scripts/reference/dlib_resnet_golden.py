@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Golden values for the Candle port of dlib's face-recognition ResNet (backend/engine/src/dlib_resnet.rs).
+"""Golden values for the Candle port of dlib's face-recognition ResNet (backend/engine/src/identity/dlib_resnet.rs).
 
 An independent numpy re-implementation of face-api's FaceRecognitionNet (NHWC, TF padding rules, the
 same uint8 dequantisation), run on deterministic inputs that the Rust test rebuilds bit for bit.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Golden checkpoints and outputs for the Candle IResNet (backend/engine/src/iresnet.rs).
+"""Golden checkpoints and outputs for the Candle IResNet (backend/engine/src/recognition/iresnet.rs).
 
 Writes, with the Python `safetensors` package, small seeded checkpoints whose key names follow the two
 reference code bases (insightface `iresnet.py`; AdaFace/TFace `net.py` with SE), runs an independent

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Golden values for 10-fold verification (backend/engine/src/verification.rs), re-implementing
+"""Golden values for 10-fold verification (backend/engine/src/recognition/verification.rs), re-implementing
 insightface's eval/verification.py `calculate_roc`/`calculate_accuracy` in plain numpy: squared L2 between
 L2-normalised embeddings, thresholds arange(0, 4, 0.01), contiguous KFold(10, shuffle=False), the best
 train-fold threshold (first argmax) applied to the test fold; accuracy mean and population std.

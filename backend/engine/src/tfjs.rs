@@ -5,6 +5,9 @@
 //! tensors of a group lie back to back in the concatenation of its `paths`. Quantised tensors are
 //! stored as `uint8`/`uint16` codes decoded as `q · scale + min`, or as IEEE `float16`.
 
+pub mod graph;
+pub mod layers;
+
 use std::collections::HashMap;
 use std::path::Path;
 

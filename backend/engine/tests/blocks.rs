@@ -2,9 +2,9 @@
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use cemiface_engine::attention::AttentionBlock;
-use cemiface_engine::condition::{Condition, ConditionConfig};
-use cemiface_engine::res_block::{ResBlock, Resample};
+use cemiface_engine::diffusion::unet::attention::AttentionBlock;
+use cemiface_engine::diffusion::condition::{Condition, ConditionConfig};
+use cemiface_engine::diffusion::unet::res_block::{ResBlock, Resample};
 
 fn vb(vm: &VarMap) -> VarBuilder<'static> {
     VarBuilder::from_varmap(vm, DType::F32, &Device::Cpu)

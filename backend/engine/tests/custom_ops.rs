@@ -1,7 +1,7 @@
 //! The engine's custom CPU ops against Candle's reference ops: same forward values, same gradients.
 
 use candle_core::{Device, Tensor, Var};
-use cemiface_engine::conv::conv2d;
+use cemiface_engine::nn::conv::conv2d;
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
     (a - b)
@@ -78,7 +78,7 @@ fn gemm_conv_matches_candle_forward_and_backward() {
 #[test]
 fn fused_group_norm_matches_the_composed_ops_forward_and_backward() {
     use candle_nn::{Module, VarBuilder, VarMap};
-    use cemiface_engine::group_norm::GroupNorm;
+    use cemiface_engine::nn::group_norm::GroupNorm;
     let dev = Device::Cpu;
     for (b, c, h, groups, adagn, silu) in [
         (2, 8, 5, 4, true, true),
@@ -150,7 +150,7 @@ fn conv_layer_with_bias_matches_candle_forward_and_backward() {
         ..Default::default()
     };
     let reference = candle_nn::conv2d(4, 6, 3, cfg, vb.pp("c")).unwrap();
-    let ours = cemiface_engine::conv::Conv2d::from(reference.clone());
+    let ours = cemiface_engine::nn::conv::Conv2d::from(reference.clone());
     for v in vm.all_vars() {
         v.set(&Tensor::randn(0f32, 0.5, v.shape(), &dev).unwrap())
             .unwrap();
@@ -174,7 +174,7 @@ fn conv_layer_with_bias_matches_candle_forward_and_backward() {
 
 #[test]
 fn in_place_adamw_and_ema_equal_the_composed_tensor_updates() {
-    use cemiface_engine::adamw::{AdamW, AdamWConfig};
+    use cemiface_engine::optim::adamw::{AdamW, AdamWConfig};
     let dev = Device::Cpu;
     let init = Tensor::randn(0f32, 1.0, (7, 5), &dev).unwrap();
     let cfg = AdamWConfig {
@@ -206,6 +206,6 @@ fn in_place_adamw_and_ema_equal_the_composed_tensor_updates() {
     let p = Tensor::randn(0f32, 1.0, (3, 4), &dev).unwrap();
     let composed = ((&shadow * 0.9).unwrap() + (&p * 0.1).unwrap()).unwrap();
     let s = shadow.copy().unwrap();
-    cemiface_engine::fused_update::ema(&s, &p, 0.9).unwrap();
+    cemiface_engine::optim::fused_update::ema(&s, &p, 0.9).unwrap();
     assert!(max_diff(&s, &composed) <= 1e-6);
 }

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use candle_core::Device;
-use cemiface_engine::dcgan::{mean_luma, Dcgan};
-use cemiface_engine::encoder::{cosine_rows, DlibEncoder, IdentityEncoder};
+use cemiface_engine::data::dcgan::{mean_luma, Dcgan};
+use cemiface_engine::identity::encoder::{cosine_rows, DlibEncoder, IdentityEncoder};
 use cemiface_engine::noise::NoiseRng;
 
 #[test]

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
-use cemiface_engine::dlib_resnet::DlibResNet;
+use cemiface_engine::identity::dlib_resnet::DlibResNet;
 use cemiface_engine::tfjs;
 
 fn manifest() -> Option<PathBuf> {

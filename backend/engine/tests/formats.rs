@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use cemiface_engine::labelled::{LabelledSet, RecordSet};
-use cemiface_engine::recordio::RecordReader;
+use cemiface_engine::data::labelled::{LabelledSet, RecordSet};
+use cemiface_engine::data::recordio::RecordReader;
 
 fn golden(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -6,9 +6,9 @@ mod common;
 use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
-use cemiface_engine::align::FaceAligner;
-use cemiface_engine::encoder::DlibEncoder;
-use cemiface_engine::image_io;
+use cemiface_engine::face::align::FaceAligner;
+use cemiface_engine::identity::encoder::DlibEncoder;
+use cemiface_engine::data::image_io;
 
 fn assets() -> Option<PathBuf> {
     common::assets_with(&["face_recognition/obama.jpg", "face-api"])
@@ -88,7 +88,7 @@ fn distances_from_raw_photos_match_dlib() {
 /// resample into dlib's chip still tell Obama from Biden.
 #[test]
 fn arcface_frame_crops_work_through_the_encoder_interface() {
-    use cemiface_engine::encoder::{cosine_matrix, IdentityEncoder};
+    use cemiface_engine::identity::encoder::{cosine_matrix, IdentityEncoder};
     let Some(dir) = assets() else { return };
     let dev = Device::Cpu;
     let (aligner, enc) = networks(&dir);

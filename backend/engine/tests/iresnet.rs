@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use cemiface_engine::checkpoint;
-use cemiface_engine::iresnet::{IResNet, IResNetConfig};
+use cemiface_engine::recognition::iresnet::{IResNet, IResNetConfig};
 
 fn golden(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -7,14 +7,14 @@ mod common;
 use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
-use cemiface_engine::align::FaceAligner;
-use cemiface_engine::data::image_tensor;
-use cemiface_engine::encoder::{cosine_matrix, IdentityEncoder};
-use cemiface_engine::image_io;
-use cemiface_engine::mobileface::MobileFace;
+use cemiface_engine::face::align::FaceAligner;
+use cemiface_engine::data::sources::image_tensor;
+use cemiface_engine::identity::encoder::{cosine_matrix, IdentityEncoder};
+use cemiface_engine::data::image_io;
+use cemiface_engine::identity::mobileface::MobileFace;
 
 fn assets() -> Option<PathBuf> {
-    common::assets_with(&[cemiface_engine::mobileface::MODEL_PATH, "face-api"])
+    common::assets_with(&[cemiface_engine::identity::mobileface::MODEL_PATH, "face-api"])
 }
 
 /// The two input patterns of the golden script, in raw 0..255, as NCHW.

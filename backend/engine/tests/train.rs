@@ -5,16 +5,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use candle_core::Device;
-use cemiface_engine::adamw::AdamWConfig;
-use cemiface_engine::condition::ConditionConfig;
-use cemiface_engine::data::DcganSource;
-use cemiface_engine::dcgan::Dcgan;
-use cemiface_engine::encoder::{DlibEncoder, IdentityEncoder};
-use cemiface_engine::generator::Generator;
-use cemiface_engine::schedule::ScheduleConfig;
-use cemiface_engine::sim_mat::SimMatForm;
-use cemiface_engine::train::{DataConfig, EncoderConfig, TrainConfig, TrainSettings, Trainer};
-use cemiface_engine::unet::UNetConfig;
+use cemiface_engine::optim::adamw::AdamWConfig;
+use cemiface_engine::diffusion::condition::ConditionConfig;
+use cemiface_engine::data::sources::DcganSource;
+use cemiface_engine::data::dcgan::Dcgan;
+use cemiface_engine::identity::encoder::{DlibEncoder, IdentityEncoder};
+use cemiface_engine::diffusion::generator::Generator;
+use cemiface_engine::diffusion::schedule::ScheduleConfig;
+use cemiface_engine::diffusion::sim_mat::SimMatForm;
+use cemiface_engine::diffusion::trainer::{DataConfig, EncoderConfig, TrainConfig, TrainSettings, Trainer};
+use cemiface_engine::diffusion::unet::UNetConfig;
 
 fn assets() -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets");
@@ -111,7 +111,7 @@ fn the_loss_goes_down_and_resume_is_exact() {
     );
 
     // A new process picks up the step-4 checkpoint and reproduces steps 5..8.
-    let ckpt = Trainer::latest_checkpoint(&run).unwrap();
+    let ckpt = cemiface_engine::run_dir::latest_checkpoint(&run).unwrap();
     assert!(ckpt.ends_with("step_00000004"));
     // μ of the reference faces travels with the checkpoint, and the generator loaded from it
     // measures centred similarities with exactly that μ.

@@ -2,8 +2,8 @@
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use cemiface_engine::condition::ConditionConfig;
-use cemiface_engine::unet::{timestep_embedding, UNet, UNetConfig};
+use cemiface_engine::diffusion::condition::ConditionConfig;
+use cemiface_engine::diffusion::unet::{timestep_embedding, UNet, UNetConfig};
 
 fn build(cfg: UNetConfig) -> (UNet, VarMap) {
     let vm = VarMap::new();

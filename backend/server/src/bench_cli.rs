@@ -10,10 +10,10 @@ use std::time::Instant;
 use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use cemiface_engine::ddim::Ddim;
-use cemiface_engine::dlib_resnet::DlibResNet;
-use cemiface_engine::schedule::NoiseSchedule;
-use cemiface_engine::unet::UNet;
+use cemiface_engine::diffusion::ddim::Ddim;
+use cemiface_engine::identity::dlib_resnet::DlibResNet;
+use cemiface_engine::diffusion::schedule::NoiseSchedule;
+use cemiface_engine::diffusion::unet::UNet;
 use clap::Args;
 
 use crate::diffusion_cli::load_config;

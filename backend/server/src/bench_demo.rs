@@ -12,8 +12,8 @@ use anyhow::Context;
 use axum::extract::ws::Message;
 use candle_core::Device;
 use cemiface_app::demo_protocol::JobRequest;
-use cemiface_engine::generator::Generator;
-use cemiface_engine::image_io::{self, ImageLimits};
+use cemiface_engine::diffusion::generator::Generator;
+use cemiface_engine::data::image_io::{self, ImageLimits};
 
 use crate::demo::model::DemoModel;
 use crate::demo::queue::{QueueLimits, SamplingQueue};

@@ -8,20 +8,19 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use cemiface_engine::align::FaceAligner;
-use cemiface_engine::data::tensor_image;
-use cemiface_engine::ddim::Ddim;
+use cemiface_engine::face::align::FaceAligner;
+use cemiface_engine::data::sources::tensor_image;
+use cemiface_engine::diffusion::ddim::Ddim;
 use cemiface_engine::device::{ComputeDevice, DeviceRequest};
-use cemiface_engine::encoder::{cosine_rows, l2_normalize};
-use cemiface_engine::generator::Generator;
-use cemiface_engine::image_io::{self, ImageLimits};
-use cemiface_engine::latent::config::LatentConfig;
-use cemiface_engine::plot::{Chart, Series};
-use cemiface_engine::schedule::NoiseSchedule;
-use cemiface_engine::train::{
-    append_metrics, build_encoder, build_source, truncate_metrics, StepMetrics, TrainConfig, Trainer,
-};
-use cemiface_engine::unet::{UNet, UNetConfig};
+use cemiface_engine::identity::encoder::{cosine_rows, l2_normalize};
+use cemiface_engine::diffusion::generator::Generator;
+use cemiface_engine::data::image_io::{self, ImageLimits};
+use cemiface_engine::diffusion::latent::config::LatentConfig;
+use cemiface_engine::report::plot::{Chart, Series};
+use cemiface_engine::diffusion::schedule::NoiseSchedule;
+use cemiface_engine::diffusion::trainer::{build_encoder, build_source, TrainConfig, Trainer};
+use cemiface_engine::run_dir::{append_metrics, truncate_metrics, StepMetrics};
+use cemiface_engine::diffusion::unet::{UNet, UNetConfig};
 use clap::Args;
 
 use crate::cli::AssetsDirArg;
@@ -114,7 +113,7 @@ pub struct TrainArgs {
 /// Creates a run folder; one with checkpoints is refused unless resuming. Returns its newest
 /// checkpoint, if any.
 pub fn open_run_dir(run_dir: &Path, resume: bool) -> anyhow::Result<Option<PathBuf>> {
-    let latest = Trainer::latest_checkpoint(run_dir);
+    let latest = cemiface_engine::run_dir::latest_checkpoint(run_dir);
     if latest.is_some() && !resume {
         bail!(
             "{} already has checkpoints: pass --resume to continue, or choose another --run-dir",
@@ -324,7 +323,7 @@ fn inquiry_tensor(path: &Path, size: usize, assets: &Path, device: &Device) -> a
             .align(&img, &path.display().to_string())?
             .arcface
     };
-    Ok(cemiface_engine::data::image_tensor(&crop, size, device)?)
+    Ok(cemiface_engine::data::sources::image_tensor(&crop, size, device)?)
 }
 
 /// `cemiface sample`.
@@ -411,7 +410,7 @@ pub fn run_model_info(args: ModelInfoArgs) -> anyhow::Result<()> {
     let cfg = match load_generator_config(&args.config)? {
         GeneratorConfig::Pixel(cfg) => cfg,
         GeneratorConfig::Latent(cfg) => {
-            let params = cemiface_engine::latent::denoiser::LatentDenoiser::parameter_count(&cfg.denoiser);
+            let params = cemiface_engine::diffusion::latent::denoiser::LatentDenoiser::parameter_count(&cfg.denoiser);
             let ddim = Ddim::new(NoiseSchedule::new(&cfg.schedule)?, args.steps, 1.0)?;
             let info = serde_json::json!({ "params": params, "space": "latent", "ddim_timesteps": ddim.timesteps() });
             if args.json {

@@ -6,13 +6,13 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use candle_core::{Device, Tensor};
-use cemiface_engine::data::image_tensor;
+use cemiface_engine::data::sources::image_tensor;
 use cemiface_engine::device::{ComputeDevice, DeviceRequest};
-use cemiface_engine::encoder::{DlibEncoder, IResNetEncoder, IdentityEncoder};
-use cemiface_engine::image_io::{decode, ImageLimits};
-use cemiface_engine::iresnet::IResNet;
-use cemiface_engine::verification::verify;
-use cemiface_engine::{checkpoint, insightface_bin};
+use cemiface_engine::identity::encoder::{DlibEncoder, IResNetEncoder, IdentityEncoder};
+use cemiface_engine::data::image_io::{decode, ImageLimits};
+use cemiface_engine::recognition::iresnet::IResNet;
+use cemiface_engine::recognition::verification::verify;
+use cemiface_engine::{checkpoint, data::insightface_bin};
 use clap::Args;
 use serde_json::json;
 
@@ -99,7 +99,7 @@ pub fn run_eval(args: EvalArgs, ctx: &JobCtx) -> anyhow::Result<()> {
     let enc: Box<dyn IdentityEncoder> = match &args.checkpoint {
         None => Box::new(DlibEncoder::load(&args.assets.assets_dir, &dev)?),
         Some(p) if p.is_dir() => {
-            let (net, ckpt) = cemiface_engine::fr_train::load_backbone(p, &dev)?;
+            let (net, ckpt) = cemiface_engine::recognition::trainer::load_backbone(p, &dev)?;
             ctx.log(format!("evaluating {}", ckpt.display()));
             Box::new(IResNetEncoder::new(net, &dev))
         }
@@ -117,7 +117,7 @@ pub fn run_eval(args: EvalArgs, ctx: &JobCtx) -> anyhow::Result<()> {
         let set = if path.extension().is_some_and(|e| e == "bin") {
             insightface_bin::read(path)?
         } else {
-            cemiface_engine::pair_list::read(path)?
+            cemiface_engine::data::pair_list::read(path)?
         };
         total += set.images.len() as u64;
         sets.push(set);

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 use cemiface_engine::device::{ComputeDevice, DeviceRequest};
-use cemiface_engine::fr_train::{FrConfig, FrStepMetrics, FrTrainer};
-use cemiface_engine::plot::{Chart, Series};
+use cemiface_engine::recognition::trainer::{FrConfig, FrStepMetrics, FrTrainer};
+use cemiface_engine::report::plot::{Chart, Series};
 use clap::Args;
 
 use crate::jobs::ctx::JobCtx;
@@ -66,7 +66,7 @@ pub fn run_train_fr(args: TrainFrArgs, ctx: &JobCtx) -> anyhow::Result<()> {
     };
     let device = ComputeDevice::select(args.device)?;
     let latest = crate::diffusion_cli::open_run_dir(&args.run_dir, args.resume)?;
-    let data = cemiface_engine::labelled::open(&data_path)?;
+    let data = cemiface_engine::data::labelled::open(&data_path)?;
     let mut trainer = FrTrainer::new(cfg.clone(), data, &device.device)?;
     let metrics_path = args.run_dir.join("metrics.jsonl");
     let mut history = Vec::new();

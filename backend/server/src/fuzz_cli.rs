@@ -53,7 +53,7 @@ impl Target {
 
     /// Feeds one input to the parser; `scratch` is a folder for formats read from files.
     pub fn exec(self, input: &[u8], scratch: &Path) {
-        use cemiface_engine::{image_io, insightface_bin, recordio, tfjs};
+        use cemiface_engine::{data::image_io, data::insightface_bin, data::recordio, tfjs};
         match self {
             Self::Recordio => {
                 // Input: u32 LE length of the .idx text, the .idx text, then the .rec bytes.

@@ -6,14 +6,14 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use anyhow::{bail, Context};
-use cemiface_engine::dataset::{
+use cemiface_engine::synth::generation::{
     generate_identity, read_manifest, write_atomic, DatasetDir, GenerationSettings, ImageFormat, Shard,
 };
-use cemiface_engine::dataset_report::{write_recordio, write_summary};
+use cemiface_engine::synth::report::{write_recordio, write_summary};
 use cemiface_engine::device::{ComputeDevice, DeviceRequest};
-use cemiface_engine::generator::Generator;
-use cemiface_engine::image_io::{self, ImageLimits};
-use cemiface_engine::inquiry::{default_threshold, select_until, Inquiry, InquirySource};
+use cemiface_engine::diffusion::generator::Generator;
+use cemiface_engine::data::image_io::{self, ImageLimits};
+use cemiface_engine::synth::inquiry::{default_threshold, select_until, Inquiry, InquirySource};
 use clap::Args;
 
 use crate::cli::AssetsDirArg;
@@ -387,7 +387,7 @@ fn load_or_select_inquiries(
     args: &GenerateArgs,
     dir: &DatasetDir,
     source: &InquirySource,
-    encoder: &dyn cemiface_engine::encoder::IdentityEncoder,
+    encoder: &dyn cemiface_engine::identity::encoder::IdentityEncoder,
     gen: &Generator,
     device: &candle_core::Device,
     stop: &dyn Fn() -> bool,
@@ -437,7 +437,7 @@ fn load_or_select_inquiries(
         if let Some(img) = &q.image {
             write_atomic(
                 &face(i),
-                &cemiface_engine::dataset::encode(img, ImageFormat::Png)?,
+                &cemiface_engine::synth::generation::encode(img, ImageFormat::Png)?,
             )?;
         }
     }

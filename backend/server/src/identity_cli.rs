@@ -4,12 +4,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use candle_core::{Device, Tensor};
-use cemiface_engine::align::FaceAligner;
+use cemiface_engine::face::align::FaceAligner;
 use cemiface_engine::checkpoint;
-use cemiface_engine::data::image_tensor;
-use cemiface_engine::encoder::{cosine_matrix, l2_normalize, DlibEncoder, IResNetEncoder, IdentityEncoder};
-use cemiface_engine::image_io::{self, ImageLimits};
-use cemiface_engine::iresnet::{IResNet, IResNetConfig};
+use cemiface_engine::data::sources::image_tensor;
+use cemiface_engine::identity::encoder::{cosine_matrix, l2_normalize, DlibEncoder, IResNetEncoder, IdentityEncoder};
+use cemiface_engine::data::image_io::{self, ImageLimits};
+use cemiface_engine::recognition::iresnet::{IResNet, IResNetConfig};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
@@ -87,7 +87,7 @@ fn read_photo(path: &Path) -> anyhow::Result<image::RgbImage> {
     Ok(image_io::read(path, ImageLimits::default())?)
 }
 
-fn align_one(aligner: &FaceAligner, path: &Path) -> anyhow::Result<cemiface_engine::align::AlignedFace> {
+fn align_one(aligner: &FaceAligner, path: &Path) -> anyhow::Result<cemiface_engine::face::align::AlignedFace> {
     let name = path.display().to_string();
     let face = aligner.align(&read_photo(path)?, &name)?;
     if face.faces_found > 1 {

@@ -4,12 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use cemiface_engine::dcgan::Dcgan;
+use cemiface_engine::data::dcgan::Dcgan;
 use cemiface_engine::device::ComputeDevice;
-use cemiface_engine::latent::bank::Bank;
-use cemiface_engine::latent::config::LatentConfig;
-use cemiface_engine::latent::trainer::LatentTrainer;
-use cemiface_engine::train::{build_encoder, truncate_metrics, StepMetrics};
+use cemiface_engine::diffusion::latent::bank::Bank;
+use cemiface_engine::diffusion::latent::config::LatentConfig;
+use cemiface_engine::diffusion::latent::trainer::LatentTrainer;
+use cemiface_engine::diffusion::trainer::build_encoder;
+use cemiface_engine::run_dir::{truncate_metrics, StepMetrics};
 
 use crate::diffusion_cli::{open_run_dir, train_loop, DiffusionTrainer, TrainArgs};
 use crate::jobs::ctx::JobCtx;
@@ -27,7 +28,7 @@ impl DiffusionTrainer for LatentTrainer {
     }
 }
 
-/// Trains a latent generator (see `cemiface_engine::latent`).
+/// Trains a latent generator (see `cemiface_engine::diffusion::latent`).
 pub fn run_train_latent(args: TrainArgs, cfg: LatentConfig, ctx: &JobCtx) -> anyhow::Result<()> {
     let device = ComputeDevice::select(args.device)?;
     let latest = open_run_dir(&args.run_dir, args.resume)?;
@@ -45,7 +46,7 @@ pub fn run_train_latent(args: TrainArgs, cfg: LatentConfig, ctx: &JobCtx) -> any
         "reference bank: {} anchors × {} teachers (cached in {})",
         cfg.bank.anchors,
         cfg.bank.mixes,
-        args.run_dir.join(cemiface_engine::latent::bank::FILE).display()
+        args.run_dir.join(cemiface_engine::diffusion::latent::bank::FILE).display()
     ));
     let mut last_report = Instant::now();
     let bank = Bank::load_or_build(&cfg, &gan, encoder.as_ref(), &args.run_dir, &device.device, |done, total| {

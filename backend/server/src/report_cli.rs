@@ -9,16 +9,16 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use candle_core::Tensor;
-use cemiface_engine::align::FaceAligner;
-use cemiface_engine::control_report::{measure, ControlReport};
-use cemiface_engine::data::image_tensor;
+use cemiface_engine::face::align::FaceAligner;
+use cemiface_engine::report::control::{measure, ControlReport};
+use cemiface_engine::data::sources::image_tensor;
 use cemiface_engine::device::{ComputeDevice, DeviceRequest};
-use cemiface_engine::encoder::IdentityEncoder;
-use cemiface_engine::generator::Generator;
-use cemiface_engine::identity_mean::{self, IdentityMean, MeanProvenance};
-use cemiface_engine::image_io::{self, ImageLimits};
-use cemiface_engine::inquiry::{default_threshold, select, InquirySource};
-use cemiface_engine::mobileface::MobileFace;
+use cemiface_engine::identity::encoder::IdentityEncoder;
+use cemiface_engine::diffusion::generator::Generator;
+use cemiface_engine::identity::centring::{self, IdentityMean, MeanProvenance};
+use cemiface_engine::data::image_io::{self, ImageLimits};
+use cemiface_engine::synth::inquiry::{default_threshold, select, InquirySource};
+use cemiface_engine::identity::mobileface::MobileFace;
 use clap::Args;
 
 use crate::cli::AssetsDirArg;
@@ -96,7 +96,7 @@ pub fn run_report_control(args: ReportControlArgs) -> anyhow::Result<()> {
                     count: faces.dim(0)?,
                 },
             )?;
-            identity_mean::centred(mobileface, Some(&mean))?
+            centring::centred(mobileface, Some(&mean))?
         }
         None => mobileface,
     };
@@ -155,7 +155,7 @@ pub fn run_report_control(args: ReportControlArgs) -> anyhow::Result<()> {
         let x = gan.sample(100, &mut cemiface_engine::noise::NoiseRng::new(args.seed ^ 0xFACE))?;
         let mut found = 0;
         for i in 0..100 {
-            found += detector.finds_face(&cemiface_engine::data::tensor_image(&x.get(i)?)?)? as usize;
+            found += detector.finds_face(&cemiface_engine::data::sources::tensor_image(&x.get(i)?)?)? as usize;
         }
         report.baseline_face_rate = Some(found as f64 / 100.0);
     }

@@ -234,7 +234,7 @@ fn embed_rejects_a_checkpoint_that_does_not_fit_the_architecture() {
 
 #[test]
 fn eval_scores_a_verification_set_built_from_the_photos() {
-    use cemiface_engine::insightface_bin::{write, PairSet};
+    use cemiface_engine::data::insightface_bin::{write, PairSet};
     let Some(assets) = photo_assets() else { return };
     let dir = common::temp_dir("cli-eval");
     let mut crops = Vec::new();

@@ -246,7 +246,7 @@ async fn uploads_are_checked_aligned_and_private() {
     let (code, v) = upload(&s, A, photo(&assets, "obama.jpg")).await;
     assert_eq!((code, &v["note"]), (StatusCode::OK, &Value::Null), "{v}");
     let whole = image::load_from_memory(&photo(&assets, "obama.jpg")).unwrap().to_rgb8();
-    let aligner = cemiface_engine::align::FaceAligner::load(&assets, &candle_core::Device::Cpu).unwrap();
+    let aligner = cemiface_engine::face::align::FaceAligner::load(&assets, &candle_core::Device::Cpu).unwrap();
     let b = aligner.align(&whole, "obama.jpg").unwrap().face;
     let cut = image::imageops::crop_imm(&whole, 0, 0, (b.x + 0.55 * b.width) as u32, whole.height()).to_image();
     let mut half = Vec::new();

@@ -97,7 +97,7 @@ fn interrupted_and_sharded_runs_equal_an_uninterrupted_one() {
     assert!(image::open(whole.join("similarity_histogram.png")).is_ok());
     assert!(std::fs::read_to_string(whole.join("similarity_histogram.svg")).unwrap().contains("</svg>"));
     // The RecordIO export reads back: 15 images labelled with their identity.
-    let mut rec = cemiface_engine::recordio::RecordReader::open(&whole.join("train.rec")).unwrap();
+    let mut rec = cemiface_engine::data::recordio::RecordReader::open(&whole.join("train.rec")).unwrap();
     let keys = rec.image_keys().unwrap();
     assert_eq!(keys.len(), 15);
     assert_eq!(rec.read(keys[14]).unwrap().label, 2.0);

@@ -249,14 +249,14 @@ async fn generation_api_end_to_end() {
         .map(|e| std::fs::read(dir.join("data/jobs").join(id.to_string()).join("dataset").join(e["file"].as_str().unwrap())).unwrap())
         .collect();
     let same_id = |a: usize, b: usize| generated[a]["identity"] == generated[b]["identity"];
-    let mut set = cemiface_engine::insightface_bin::PairSet { images: vec![], same: vec![] };
+    let mut set = cemiface_engine::data::insightface_bin::PairSet { images: vec![], same: vec![] };
     for k in 0..10 {
         let (a, b) = (k % 4, (k / 4 + k + 1) % 4);
         set.images.extend([images[a].clone(), images[b].clone()]);
         set.same.push(same_id(a, b));
     }
     let bin = dir.join("pairs.bin");
-    cemiface_engine::insightface_bin::write(&bin, &set).unwrap();
+    cemiface_engine::data::insightface_bin::write(&bin, &set).unwrap();
     let ev = admin_job(json!({"kind": "eval", "checkpoint": format!("job:{}", fr["id"]), "sets": [bin]})).await;
     assert_eq!(ev["state"], "succeeded", "{ev:#}");
     let report: Value = adm

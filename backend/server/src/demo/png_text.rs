@@ -70,7 +70,7 @@ mod tests {
     #[test]
     fn the_text_chunk_reads_back_with_the_png_decoder_and_the_image_is_unchanged() {
         let img = image::RgbImage::from_fn(8, 4, |x, y| image::Rgb([x as u8 * 30, y as u8 * 60, 7]));
-        let png = cemiface_engine::dataset::encode(&img, cemiface_engine::dataset::ImageFormat::Png).unwrap();
+        let png = cemiface_engine::synth::generation::encode(&img, cemiface_engine::synth::generation::ImageFormat::Png).unwrap();
         let text = parameters(&request(false), &model(), &[0.47]);
         let tagged = with_text(&png, KEYWORD, &text).unwrap();
 

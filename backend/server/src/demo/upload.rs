@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use cemiface_app::demo_protocol::UploadReply;
-use cemiface_engine::image_io::{self, ImageLimits};
+use cemiface_engine::data::image_io::{self, ImageLimits};
 
 use super::client::ClientId;
 use crate::web::client_addr::ClientAddr;

@@ -125,7 +125,7 @@ pub fn execute(job: &JobRow, dir: &Path, settings: &RunnerSettings, store: &Stor
                         crate::generate_cli::FormatArg::Png
                     },
                     rec: g.rec,
-                    shard: Some(crate::generate_cli::ShardArg(cemiface_engine::dataset::Shard {
+                    shard: Some(crate::generate_cli::ShardArg(cemiface_engine::synth::generation::Shard {
                         index: 0,
                         count: 1,
                     })),
@@ -168,7 +168,7 @@ pub fn execute(job: &JobRow, dir: &Path, settings: &RunnerSettings, store: &Stor
             match &settings.executor {
                 Executor::Local => crate::fr_cli::run_train_fr(args, ctx),
                 Executor::Slurm(slurm) => {
-                    let images = cemiface_engine::labelled::open(&data)?.len();
+                    let images = cemiface_engine::data::labelled::open(&data)?.len();
                     let epochs_steps = (images / cfg.train.batch_size.max(1)) as u64 * cfg.train.epochs as u64;
                     let total = t.steps.unwrap_or(u64::MAX).min(epochs_steps);
                     let run_dir = std::path::absolute(&args.run_dir)?;
@@ -219,7 +219,7 @@ pub fn execute(job: &JobRow, dir: &Path, settings: &RunnerSettings, store: &Stor
 
 /// The step of a training run's newest complete checkpoint.
 pub fn resume_point(run_dir: &Path) -> Option<u64> {
-    let ckpt = cemiface_engine::train::Trainer::latest_checkpoint(run_dir)?;
+    let ckpt = cemiface_engine::run_dir::latest_checkpoint(run_dir)?;
     ckpt.file_name()?.to_str()?.strip_prefix("step_")?.parse().ok()
 }
 

@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use candle_core::{Device, Tensor};
-use cemiface_engine::data::{image_tensor, tensor_image};
-use cemiface_engine::encoder::l2_normalize;
-use cemiface_engine::dataset::{encode, write_atomic, ImageFormat, ManifestEntry};
-use cemiface_engine::encoder::IdentityEncoder;
-use cemiface_engine::generator::Generator;
-use cemiface_engine::image_io::{self, ImageLimits};
-use cemiface_engine::inquiry::{default_threshold, select, Inquiry, InquirySource};
+use cemiface_engine::data::sources::{image_tensor, tensor_image};
+use cemiface_engine::identity::encoder::l2_normalize;
+use cemiface_engine::synth::generation::{encode, write_atomic, ImageFormat, ManifestEntry};
+use cemiface_engine::identity::encoder::IdentityEncoder;
+use cemiface_engine::diffusion::generator::Generator;
+use cemiface_engine::data::image_io::{self, ImageLimits};
+use cemiface_engine::synth::inquiry::{default_threshold, select, Inquiry, InquirySource};
 use image::{imageops, RgbImage};
 
 /// The similarity targets of a grid's columns (after the inquiry); the job page labels them.

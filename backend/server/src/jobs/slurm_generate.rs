@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use cemiface_engine::dataset::{DatasetDir, Shard};
+use cemiface_engine::synth::generation::{DatasetDir, Shard};
 
 use super::ctx::{JobCtx, Stop};
 use super::slurm::{self, SlurmSettings, TaskState};

@@ -1,0 +1,119 @@
+//! The latent preset's configuration (`configs/latent-dcgan.toml`; unknown keys are errors).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::optim::adamw::AdamWConfig;
+use crate::diffusion::schedule::ScheduleConfig;
+use crate::diffusion::trainer::EncoderConfig;
+
+/// The whole run, saved beside every checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LatentConfig {
+    pub denoiser: DenoiserConfig,
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+    pub optimizer: AdamWConfig,
+    pub train: LatentTrainSettings,
+    pub bank: BankConfig,
+    pub inversion: InversionConfig,
+    #[serde(default)]
+    pub decoder: DecoderConfig,
+    pub encoder: EncoderConfig,
+}
+
+/// The network's output: ε̂ (`eps`, DDPM's), or x̂0 − z_a (`x0_residual`): the clean latent as an
+/// offset from the inquiry's latent, so that "stay at the inquiry" (m = 1) is the zero output the
+/// network starts from, and its loss is the MSE on x̂0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Prediction {
+    #[default]
+    Eps,
+    X0Residual,
+}
+
+/// The denoising network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DenoiserConfig {
+    /// Width of z (the DCGAN's 100).
+    pub latent_dim: usize,
+    /// Width of C_id (dlib: 128).
+    pub id_dim: usize,
+    /// Width of the residual stream.
+    pub hidden: usize,
+    /// Residual blocks.
+    pub blocks: usize,
+    /// Width of the timestep and condition embeddings.
+    pub emb_dim: usize,
+    /// What the network's output means (default `eps`).
+    #[serde(default)]
+    pub prediction: Prediction,
+}
+
+/// Training knobs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LatentTrainSettings {
+    /// Teacher pairs per step for the MSE term.
+    pub batch_size: usize,
+    /// Samples per step that go through G and E_id for the SimMat term.
+    pub sim_mat_batch: usize,
+    pub steps: u64,
+    /// λ of L_SimMat.
+    pub lambda: f64,
+    /// Spacing of the m grid over [−1, 1] (paper: 0.04).
+    pub m_step: f64,
+    pub ema_max_decay: f64,
+    pub checkpoint_every: u64,
+    pub seed: u64,
+    /// ẑ0 is clipped to ±this many standard deviations (z ~ N(0, I)), in training and sampling.
+    pub x0_clip: f32,
+}
+
+/// The seeded reference set: anchors (μ is their mean descriptor; each is an identity) and, per
+/// anchor, latents moved away from it (`cos θ·z_a + sin θ·z_1`) with their measured similarity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BankConfig {
+    pub anchors: usize,
+    /// Moved latents per anchor.
+    pub mixes: usize,
+    /// Largest θ as a multiple of π/2 (θ > π/2 points away from the anchor).
+    pub max_angle: f32,
+    /// DCGAN filters for anchors (as the pixel presets' data source).
+    pub min_luma: f32,
+    pub min_flip_cos: f32,
+}
+
+/// Inversion: z_a = argmin 1 − cos_c(C_id, E_id(G(z))) + prior·(‖z‖²/d − 1)², by Adam.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InversionConfig {
+    pub steps: usize,
+    pub lr: f64,
+    pub prior: f64,
+}
+
+/// The decoder G (the gan-face-generate DCGAN).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecoderConfig {
+    /// Defaults to the assets folder's `gan-face-generate/weights.tar`.
+    #[serde(default)]
+    pub weights: Option<PathBuf>,
+}
+
+impl LatentConfig {
+    /// Whether a TOML text is a latent config (it has a `[denoiser]` table).
+    pub fn is_latent_toml(text: &str) -> bool {
+        toml_has_table(text, "denoiser")
+    }
+}
+
+fn toml_has_table(text: &str, name: &str) -> bool {
+    text.lines().any(|l| l.trim() == format!("[{name}]"))
+}

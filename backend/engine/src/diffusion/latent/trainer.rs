@@ -1,0 +1,307 @@
+//! Algorithm 1 in z-space. Each step:
+//! - **MSE** on `batch_size` teacher pairs drawn uniformly from the bank: the anchor is the identity
+//!   (z_a, C_id), the teacher z0 is the data, and m is the teacher's measured similarity rounded to the
+//!   0.04 grid (exact labels, no extra E_id pass); t ~ U{0…T−1}, ε ~ N(0, I), L_mse = ‖ε̂ − ε‖²
+//!   (or ‖x̂0 − z0‖² for the `x0_residual` prediction).
+//! - **SimMat** on `sim_mat_batch` more samples with m drawn from the paper's grid over [−1, 1]: the
+//!   teacher is the anchor's bank entry nearest to m (its similarity s_data), ẑ0 is decoded by G and
+//!   scored by the centred E_id: (1 − t/T)·|s_data − s| + (t/T)·|m − s| (`sim_mat_toward`; the paper's
+//!   |1 − s| when the teacher is the anchor). These samples count in the MSE too.
+//!
+//! L = L_mse + λ·L_SimMat; AdamW with clipping, EMA, checkpoints that resume exactly.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use serde::{Deserialize, Serialize};
+
+use super::bank::Bank;
+use super::config::{LatentConfig, Prediction};
+use super::denoiser::LatentDenoiser;
+use crate::optim::adamw::AdamW;
+use crate::data::dcgan::{Dcgan, NZ};
+use crate::optim::ema::Ema;
+use crate::identity::encoder::{cosine_rows, IdentityEncoder};
+use crate::identity::centring::{IdentityMean, MeanProvenance};
+use crate::noise::NoiseRng;
+use crate::diffusion::schedule::NoiseSchedule;
+use crate::diffusion::sim_mat::{m_grid, sim_mat_toward, SimMatForm};
+use crate::run_dir::{save_checkpoint_dir, seeded_init, StepMetrics};
+use crate::{Error, Result};
+
+/// File of the shipped anchors (inversion starts) inside a checkpoint.
+pub const ANCHORS_FILE: &str = "anchors.safetensors";
+
+/// `state.json` of a latent checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LatentState {
+    pub kind: String,
+    pub step: u64,
+    pub rng_state: u64,
+    pub rng_spare: Option<u64>,
+    pub config: LatentConfig,
+    pub identity_mean: MeanProvenance,
+}
+
+/// The trainer.
+pub struct LatentTrainer {
+    pub cfg: LatentConfig,
+    net: LatentDenoiser,
+    varmap: VarMap,
+    vars: Vec<(String, Var)>,
+    opt: AdamW,
+    ema: Ema,
+    schedule: NoiseSchedule,
+    gan: Dcgan,
+    encoder: Arc<dyn IdentityEncoder>,
+    bank: Bank,
+    mean: IdentityMean,
+    anchor_c: Tensor,
+    rng: NoiseRng,
+    grid: Vec<f32>,
+    device: Device,
+    step: u64,
+}
+
+/// Rounds to the nearest value of the grid with spacing `step` over [−1, 1].
+fn to_grid(v: f32, step: f64) -> f32 {
+    let n = (2.0 / step).round();
+    let i = ((v as f64 + 1.0) / 2.0 * n).round().clamp(0.0, n);
+    (-1.0 + 2.0 * i / n) as f32
+}
+
+impl LatentTrainer {
+    /// `encoder` is the raw E_id (the trainer centres with the bank's μ).
+    pub fn new(cfg: LatentConfig, gan: Dcgan, encoder: Arc<dyn IdentityEncoder>, bank: Bank, device: &Device) -> Result<Self> {
+        let t = &cfg.train;
+        if t.batch_size == 0 || t.checkpoint_every == 0 || cfg.denoiser.latent_dim != NZ {
+            return Err(Error::Config(format!(
+                "train.batch_size and train.checkpoint_every must be positive and denoiser.latent_dim {NZ}"
+            )));
+        }
+        if cfg.denoiser.id_dim != encoder.dim() {
+            return Err(Error::Config(format!(
+                "denoiser.id_dim is {} but the encoder {} gives {}-d embeddings",
+                cfg.denoiser.id_dim,
+                encoder.name(),
+                encoder.dim()
+            )));
+        }
+        let varmap = VarMap::new();
+        let net = LatentDenoiser::new(cfg.denoiser.clone(), VarBuilder::from_varmap(&varmap, DType::F32, device))?;
+        let mut vars: Vec<(String, Var)> = varmap
+            .data()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        seeded_init(&vars, t.seed)?;
+        let opt = AdamW::new(vars.clone(), cfg.optimizer.clone())?;
+        let ema = Ema::new(&vars, t.ema_max_decay)?;
+        let mean = bank.mean(&encoder.name(), &cfg)?;
+        Ok(Self {
+            schedule: NoiseSchedule::new(&cfg.schedule)?,
+            grid: m_grid(t.m_step),
+            rng: NoiseRng::new(t.seed),
+            anchor_c: bank.anchor_c()?,
+            mean,
+            net,
+            varmap,
+            vars,
+            opt,
+            ema,
+            gan,
+            encoder,
+            bank,
+            cfg,
+            device: device.clone(),
+            step: 0,
+        })
+    }
+
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    pub fn parameter_count(&self) -> usize {
+        self.vars.iter().map(|(_, v)| v.elem_count()).sum()
+    }
+
+    pub fn identity_mean(&self) -> &IdentityMean {
+        &self.mean
+    }
+
+    /// The raw E_id (for choosing the sample grid's identities).
+    pub fn encoder_for_grid(&self) -> Arc<dyn IdentityEncoder> {
+        self.encoder.clone()
+    }
+
+    /// One optimisation step.
+    pub fn train_step(&mut self) -> Result<StepMetrics> {
+        let started = Instant::now();
+        let (bm, bs) = (self.cfg.train.batch_size, self.cfg.train.sim_mat_batch);
+        let (n, k) = (self.bank.anchors(), self.bank.mixes);
+        let mut rows = Vec::with_capacity(bm + bs); // teacher rows
+        let mut anchors = Vec::with_capacity(bm + bs);
+        let mut m = Vec::with_capacity(bm + bs);
+        let mut s_data = Vec::with_capacity(bs);
+        for _ in 0..bm {
+            let j = self.rng.next_u32() as usize % (n * k);
+            rows.push(j as u32);
+            anchors.push((j / k) as u32);
+            m.push(to_grid(self.bank.mix_s[j], self.cfg.train.m_step));
+        }
+        for _ in 0..bs {
+            let a = self.rng.next_u32() as usize % n;
+            let target = self.grid[self.rng.next_u32() as usize % self.grid.len()];
+            let (j, s) = self.bank.nearest(a, target);
+            rows.push(j as u32);
+            anchors.push(a as u32);
+            m.push(target);
+            s_data.push(s);
+        }
+        let b = bm + bs;
+        let t: Vec<u32> = (0..b).map(|_| self.rng.next_u32() % self.schedule.len() as u32).collect();
+        let dev = &self.device;
+        let rows_t = Tensor::new(rows.as_slice(), dev)?;
+        let anchors_t = Tensor::new(anchors.as_slice(), dev)?;
+        let z0 = self.bank.mix_z.index_select(&rows_t, 0)?;
+        let z_a = self.bank.anchor_z.index_select(&anchors_t, 0)?;
+        let c_id = self.anchor_c.index_select(&anchors_t, 0)?;
+        let noise = self.rng.randn(&[b, NZ], dev)?;
+        let z_t = self
+            .schedule
+            .q_sample(&z0.reshape((b, NZ, 1, 1))?, &t, &noise.reshape((b, NZ, 1, 1))?)?
+            .reshape((b, NZ))?;
+        let m_tensor = Tensor::new(m.as_slice(), dev)?;
+        let (eps, x0_hat) = self.net.predict(&self.schedule, &z_t, &t, &z_a, &c_id, &m_tensor)?;
+        let mse = match self.cfg.denoiser.prediction {
+            Prediction::Eps => (&eps - &noise)?.sqr()?.mean_all()?,
+            Prediction::X0Residual => (&x0_hat - &z0)?.sqr()?.mean_all()?,
+        };
+        let (loss, sim_mat, rec, sim) = if bs > 0 {
+            let tail = |x: &Tensor| x.narrow(0, bm, bs);
+            let ts = &t[bm..];
+            let clip = self.cfg.train.x0_clip;
+            let z0_hat = tail(&x0_hat)?.clamp(-clip, clip)?;
+            let d = self.encoder.descriptors(&self.gan.generate(&z0_hat)?)?;
+            let s = cosine_rows(&d.broadcast_sub(&self.mean.mean)?, &tail(&c_id)?)?;
+            let gamma = self.schedule.fraction(ts, dev)?;
+            let sd = Tensor::new(s_data.as_slice(), dev)?;
+            let sm = sim_mat_toward(&s, &sd, &tail(&m_tensor)?, &gamma, SimMatForm::Absolute)?;
+            ((&mse + (&sm.loss * self.cfg.train.lambda)?)?, sm.loss, sm.rec, sm.sim)
+        } else {
+            let z = mse.zeros_like()?;
+            (mse.clone(), z.clone(), z.clone(), z)
+        };
+        let grads = loss.backward()?;
+        let grad_norm = self.opt.step(&grads)?;
+        self.ema.update(&self.vars, self.step)?;
+        self.step += 1;
+        let scalar = |t: &Tensor| -> Result<f32> { Ok(t.to_dtype(DType::F32)?.to_scalar::<f32>()?) };
+        Ok(StepMetrics {
+            step: self.step,
+            loss: scalar(&loss)?,
+            mse: scalar(&mse)?,
+            sim_mat: scalar(&sim_mat)?,
+            rec: scalar(&rec)?,
+            sim: scalar(&sim)?,
+            grad_norm,
+            lr: self.opt.learning_rate(),
+            images_per_s: bs as f64 / started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Writes `run_dir/checkpoints/step_N/`: model, EMA and optimizer weights, μ, the anchors (the
+    /// inversion's starting points) and `state.json`, atomically.
+    pub fn save(&self, run_dir: &Path) -> Result<PathBuf> {
+        save_checkpoint_dir(run_dir, self.step, |tmp| {
+            let fmt = |p: &Path, e: candle_core::Error| Error::Format {
+                path: p.into(),
+                message: e.to_string(),
+            };
+            let model = tmp.join("model.safetensors");
+            self.varmap.save(&model).map_err(|e| fmt(&model, e))?;
+            let ema = tmp.join("ema.safetensors");
+            candle_core::safetensors::save(&self.ema.shadow, &ema).map_err(|e| fmt(&ema, e))?;
+            self.opt.save(&tmp.join("optimizer.safetensors"))?;
+            self.mean.save(tmp)?;
+            save_anchors(tmp, &self.bank.anchor_z, &self.anchor_c)?;
+            let (rng_state, rng_spare) = self.rng.state();
+            let state = LatentState {
+                kind: "latent".into(),
+                step: self.step,
+                rng_state,
+                rng_spare,
+                config: self.cfg.clone(),
+                identity_mean: self.mean.provenance.clone(),
+            };
+            let json = serde_json::to_string_pretty(&state).expect("state serialises");
+            std::fs::write(tmp.join("state.json"), json).map_err(|e| Error::io(tmp.join("state.json"), e))
+        })
+    }
+
+    /// Restores weights, EMA, optimizer, step and RNG from a checkpoint folder.
+    pub fn load(&mut self, ckpt: &Path) -> Result<()> {
+        let state_path = ckpt.join("state.json");
+        let text = std::fs::read_to_string(&state_path).map_err(|e| Error::io(&state_path, e))?;
+        let state: LatentState = serde_json::from_str(&text).map_err(|e| Error::Format {
+            path: state_path.clone(),
+            message: e.to_string(),
+        })?;
+        if state.config.denoiser != self.cfg.denoiser || state.config.bank != self.cfg.bank {
+            return Err(Error::Config(format!(
+                "{} was trained with a different denoiser or bank config",
+                ckpt.display()
+            )));
+        }
+        let model = ckpt.join("model.safetensors");
+        self.varmap.load(&model).map_err(|e| Error::Format {
+            path: model.clone(),
+            message: e.to_string(),
+        })?;
+        let ema_path = ckpt.join("ema.safetensors");
+        let ema = candle_core::safetensors::load(&ema_path, &self.device).map_err(|e| Error::Format {
+            path: ema_path.clone(),
+            message: e.to_string(),
+        })?;
+        for (name, _) in &self.vars {
+            let t = ema.get(name).ok_or_else(|| Error::Format {
+                path: ema_path.clone(),
+                message: format!("lacks `{name}`"),
+            })?;
+            self.ema.shadow.insert(name.clone(), t.copy()?);
+        }
+        self.opt.load(&ckpt.join("optimizer.safetensors"))?;
+        self.step = state.step;
+        self.rng = NoiseRng::from_state(state.rng_state, state.rng_spare);
+        Ok(())
+    }
+}
+
+/// Writes the anchors' latents and centred embeddings.
+pub fn save_anchors(dir: &Path, z: &Tensor, c: &Tensor) -> Result<()> {
+    let path = dir.join(ANCHORS_FILE);
+    let map: HashMap<String, Tensor> = [("z".to_string(), z.clone()), ("c".to_string(), c.clone())].into();
+    candle_core::safetensors::save(&map, &path).map_err(|e| Error::Format {
+        path: path.clone(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn measured_similarities_snap_to_the_grid() {
+        assert_eq!(super::to_grid(0.013, 0.04), 0.0);
+        assert_eq!(super::to_grid(0.5, 0.04), 0.52);
+        assert_eq!(super::to_grid(-1.3, 0.04), -1.0);
+        assert_eq!(super::to_grid(0.999, 0.04), 1.0);
+    }
+}

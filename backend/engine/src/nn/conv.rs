@@ -1,0 +1,468 @@
+//! 2-D convolution for the CPU as im2col + GEMM, forward and backward (a Candle custom op).
+//!
+//! Candle 0.11's CPU backward pass runs the input gradient through a direct `conv_transpose2d`
+//! and the weight gradient through a convolution whose "kernel" is the whole output gradient;
+//! both are far from GEMM speed. Here every direction is one GEMM per image over the same im2col
+//! matrix (K = Cin·kh·kw rows, Ho·Wo columns):
+//! - forward: Y_b (Cout × HoWo) = W (Cout × K) · col_b
+//! - weight:  dW (Cout × K) = Σ_b dY_b · col_bᵀ
+//! - input:   dX_b = col2im(Wᵀ · dY_b)
+//!
+//! Images run in parallel (one GEMM each) when the batch can keep every thread busy, otherwise the
+//! GEMM itself is parallel. Other devices use Candle's own kernels.
+
+use candle_core::{CpuStorage, CustomOp2, Layout, Module, Result, Shape, Tensor};
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+use crate::nn::ops::cpu_f32;
+
+/// Geometry of one convolution (square stride and padding, no dilation or groups).
+#[derive(Debug, Clone, Copy)]
+struct Geo {
+    b: usize,
+    cin: usize,
+    h: usize,
+    w: usize,
+    cout: usize,
+    kh: usize,
+    kw: usize,
+    stride: usize,
+    pad: usize,
+    oh: usize,
+    ow: usize,
+}
+
+impl Geo {
+    fn k(&self) -> usize {
+        self.cin * self.kh * self.kw
+    }
+    fn ohw(&self) -> usize {
+        self.oh * self.ow
+    }
+    fn pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.stride == 1 && self.pad == 0
+    }
+}
+
+/// Fills `col` (K × HoWo) from one image `x` (Cin × H × W).
+fn im2col(x: &[f32], g: &Geo, col: &mut [f32]) {
+    let ohw = g.ohw();
+    for ci in 0..g.cin {
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let row = &mut col[((ci * g.kh + ky) * g.kw + kx) * ohw..][..ohw];
+                for oy in 0..g.oh {
+                    let dst = &mut row[oy * g.ow..(oy + 1) * g.ow];
+                    let iy = (oy * g.stride + ky) as isize - g.pad as isize;
+                    if iy < 0 || iy >= g.h as isize {
+                        dst.fill(0.0);
+                        continue;
+                    }
+                    let src = &x[(ci * g.h + iy as usize) * g.w..][..g.w];
+                    if g.stride == 1 {
+                        // ix = ox + kx − pad is valid for ox in [lo, hi).
+                        let lo = g.pad.saturating_sub(kx).min(g.ow);
+                        let hi = (g.w + g.pad).saturating_sub(kx).min(g.ow).max(lo);
+                        dst[..lo].fill(0.0);
+                        dst[hi..].fill(0.0);
+                        let start = lo + kx - g.pad;
+                        dst[lo..hi].copy_from_slice(&src[start..start + hi - lo]);
+                    } else {
+                        for (ox, d) in dst.iter_mut().enumerate() {
+                            let ix = (ox * g.stride + kx) as isize - g.pad as isize;
+                            *d = if ix >= 0 && ix < g.w as isize {
+                                src[ix as usize]
+                            } else {
+                                0.0
+                            };
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds `col` (K × HoWo) back into one image gradient `dx` (Cin × H × W).
+fn col2im(col: &[f32], g: &Geo, dx: &mut [f32]) {
+    let ohw = g.ohw();
+    for ci in 0..g.cin {
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let row = &col[((ci * g.kh + ky) * g.kw + kx) * ohw..][..ohw];
+                for oy in 0..g.oh {
+                    let iy = (oy * g.stride + ky) as isize - g.pad as isize;
+                    if iy < 0 || iy >= g.h as isize {
+                        continue;
+                    }
+                    let src = &row[oy * g.ow..(oy + 1) * g.ow];
+                    let dst = &mut dx[(ci * g.h + iy as usize) * g.w..][..g.w];
+                    for (ox, s) in src.iter().enumerate() {
+                        let ix = (ox * g.stride + kx) as isize - g.pad as isize;
+                        if ix >= 0 && ix < g.w as isize {
+                            dst[ix as usize] += s;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// dst (m × n, row-major) = [dst +] lhs · rhs, with explicit (row, column) strides of lhs and rhs.
+#[allow(clippy::too_many_arguments, unsafe_code)]
+fn matmul(
+    dst: &mut [f32],
+    (m, n, k): (usize, usize, usize),
+    lhs: &[f32],
+    (lhs_rs, lhs_cs): (usize, usize),
+    rhs: &[f32],
+    (rhs_rs, rhs_cs): (usize, usize),
+    accumulate: bool,
+    par: Parallelism,
+) {
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    assert!(dst.len() >= m * n, "gemm: dst too short");
+    assert!(
+        (m - 1) * lhs_rs + (k - 1) * lhs_cs < lhs.len(),
+        "gemm: lhs too short"
+    );
+    assert!(
+        (k - 1) * rhs_rs + (n - 1) * rhs_cs < rhs.len(),
+        "gemm: rhs too short"
+    );
+    // SAFETY: the asserts above prove that every element the strides address lies inside the
+    // slices; dst is exclusively borrowed and does not alias lhs or rhs (distinct borrows).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        )
+    }
+}
+
+/// Candle's thread count, read once (Candle re-reads the environment and the CPU topology files at
+/// every call, which shows up in profiles).
+pub fn threads() -> usize {
+    static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *N.get_or_init(|| candle_core::utils::get_num_threads().max(1))
+}
+
+thread_local! {
+    /// Per-thread im2col buffers, kept between calls: allocating (and zero-filling) megabytes per
+    /// convolution showed up as 8 % of a training step.
+    static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Runs `f` with this thread's scratch buffers (fresh ones if they are in use further up the stack).
+fn with_scratch<R>(f: impl FnOnce(&mut (Vec<f32>, Vec<f32>)) -> R) -> R {
+    SCRATCH.with(|s| match s.try_borrow_mut() {
+        Ok(mut bufs) => f(&mut bufs),
+        Err(_) => f(&mut (Vec::new(), Vec::new())),
+    })
+}
+
+/// The custom op: arguments (input (B, Cin, H, W), weight (Cout, Cin, kh, kw)), both contiguous.
+#[derive(Debug, Clone, Copy)]
+pub struct Conv2dOp {
+    pub stride: usize,
+    pub padding: usize,
+}
+
+impl Conv2dOp {
+    fn geo(&self, x: &[usize], w: &[usize]) -> Result<Geo> {
+        let ([b, cin, h, wd], [cout, cin2, kh, kw]) = (
+            <[usize; 4]>::try_from(x)
+                .map_err(|_| candle_core::Error::Msg("conv2d: input is not 4-D".into()))?,
+            <[usize; 4]>::try_from(w)
+                .map_err(|_| candle_core::Error::Msg("conv2d: weight is not 4-D".into()))?,
+        );
+        if cin != cin2 || h + 2 * self.padding < kh || wd + 2 * self.padding < kw || self.stride == 0 {
+            candle_core::bail!("conv2d: input {x:?} does not fit weight {w:?}");
+        }
+        let (oh, ow) = (
+            (h + 2 * self.padding - kh) / self.stride + 1,
+            (wd + 2 * self.padding - kw) / self.stride + 1,
+        );
+        Ok(Geo {
+            b,
+            cin,
+            h,
+            w: wd,
+            cout,
+            kh,
+            kw,
+            stride: self.stride,
+            pad: self.padding,
+            oh,
+            ow,
+        })
+    }
+}
+
+/// Y = W · im2col(X) [+ bias] for every image.
+fn forward(x: &[f32], wt: &[f32], bias: Option<&[f32]>, g: &Geo) -> Vec<f32> {
+    let (k, ohw, img) = (g.k(), g.ohw(), g.cin * g.h * g.w);
+    let mut y = vec![0f32; g.b * g.cout * ohw];
+    if let Some(bias) = bias {
+        // The GEMM accumulates onto the bias (one pass less than adding it afterwards).
+        for yb in y.chunks_mut(g.cout * ohw) {
+            for (row, &bv) in yb.chunks_mut(ohw).zip(bias) {
+                row.fill(bv);
+            }
+        }
+    }
+    let accumulate = bias.is_some();
+    let one = |xb: &[f32], yb: &mut [f32], col: &mut Vec<f32>, par| {
+        let rhs: &[f32] = if g.pointwise() {
+            xb
+        } else {
+            col.resize(k * ohw, 0.0);
+            im2col(xb, g, col);
+            col
+        };
+        matmul(yb, (g.cout, ohw, k), wt, (k, 1), rhs, (ohw, 1), accumulate, par);
+    };
+    if g.b >= threads() && threads() > 1 {
+        y.par_chunks_mut(g.cout * ohw)
+            .zip(x.par_chunks(img))
+            .for_each(|(yb, xb)| with_scratch(|bufs| one(xb, yb, &mut bufs.0, Parallelism::None)));
+    } else {
+        with_scratch(|bufs| {
+            for (yb, xb) in y.chunks_mut(g.cout * ohw).zip(x.chunks(img)) {
+                one(xb, yb, &mut bufs.0, Parallelism::Rayon(threads()));
+            }
+        });
+    }
+    y
+}
+
+/// (dX, dW) from the output gradient.
+fn backward(x: &[f32], wt: &[f32], dy: &[f32], g: &Geo) -> (Vec<f32>, Vec<f32>) {
+    let (k, ohw, img) = (g.k(), g.ohw(), g.cin * g.h * g.w);
+    let mut dx = vec![0f32; g.b * img];
+    // Per image: dW += dY_b · col_bᵀ, dcol = Wᵀ · dY_b, dX_b = col2im(dcol).
+    let one =
+        |xb: &[f32], dyb: &[f32], dxb: &mut [f32], dw: &mut [f32], bufs: &mut (Vec<f32>, Vec<f32>), par| {
+            let (col, dcol) = bufs;
+            let colr: &[f32] = if g.pointwise() {
+                xb
+            } else {
+                col.resize(k * ohw, 0.0);
+                im2col(xb, g, col);
+                col
+            };
+            matmul(dw, (g.cout, k, ohw), dyb, (ohw, 1), colr, (1, ohw), true, par);
+            if g.pointwise() {
+                matmul(dxb, (k, ohw, g.cout), wt, (1, k), dyb, (ohw, 1), false, par);
+            } else {
+                dcol.resize(k * ohw, 0.0);
+                matmul(dcol, (k, ohw, g.cout), wt, (1, k), dyb, (ohw, 1), false, par);
+                col2im(dcol, g, dxb);
+            }
+        };
+    let dw = if g.b >= threads() && threads() > 1 {
+        let dws: Vec<Vec<f32>> = dx
+            .par_chunks_mut(img)
+            .zip(x.par_chunks(img).zip(dy.par_chunks(g.cout * ohw)))
+            .fold(
+                || vec![0f32; g.cout * k],
+                |mut dw, (dxb, (xb, dyb))| {
+                    with_scratch(|bufs| one(xb, dyb, dxb, &mut dw, bufs, Parallelism::None));
+                    dw
+                },
+            )
+            .collect();
+        let mut total = vec![0f32; g.cout * k];
+        for part in dws {
+            total.iter_mut().zip(part).for_each(|(t, p)| *t += p);
+        }
+        total
+    } else {
+        let mut dw = vec![0f32; g.cout * k];
+        with_scratch(|bufs| {
+            for (dxb, (xb, dyb)) in dx.chunks_mut(img).zip(x.chunks(img).zip(dy.chunks(g.cout * ohw))) {
+                one(xb, dyb, dxb, &mut dw, bufs, Parallelism::Rayon(threads()));
+            }
+        });
+        dw
+    };
+    (dx, dw)
+}
+
+impl CustomOp2 for Conv2dOp {
+    fn name(&self) -> &'static str {
+        "cemiface-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = self.geo(l1.dims(), l2.dims())?;
+        let y = forward(cpu_f32(s1, l1, "input")?, cpu_f32(s2, l2, "weight")?, None, &g);
+        Ok((CpuStorage::F32(y), Shape::from((g.b, g.cout, g.oh, g.ow))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = self.geo(x.dims(), w.dims())?;
+        let dy = dy.contiguous()?;
+        let (xs, xl) = x.storage_and_layout();
+        let (ws, wl) = w.storage_and_layout();
+        let (ds, dl) = dy.storage_and_layout();
+        let (candle_core::Storage::Cpu(xs), candle_core::Storage::Cpu(ws), candle_core::Storage::Cpu(ds)) =
+            (&*xs, &*ws, &*ds)
+        else {
+            candle_core::bail!("conv2d: the custom op runs on the CPU only");
+        };
+        let (dx, dw) = backward(
+            cpu_f32(xs, xl, "input")?,
+            cpu_f32(ws, wl, "weight")?,
+            cpu_f32(ds, dl, "output gradient")?,
+            &g,
+        );
+        Ok((
+            Some(Tensor::from_vec(dx, x.shape(), x.device())?),
+            Some(Tensor::from_vec(dw, w.shape(), w.device())?),
+        ))
+    }
+}
+
+/// The same op with a bias (Cout,) as third argument, added inside the GEMM.
+#[derive(Debug, Clone, Copy)]
+pub struct Conv2dBiasOp(pub Conv2dOp);
+
+impl candle_core::CustomOp3 for Conv2dBiasOp {
+    fn name(&self) -> &'static str {
+        "cemiface-conv2d-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = self.0.geo(l1.dims(), l2.dims())?;
+        let bias = cpu_f32(s3, l3, "bias")?;
+        if bias.len() != g.cout {
+            candle_core::bail!("conv2d: bias of {} for {} output channels", bias.len(), g.cout);
+        }
+        let y = forward(
+            cpu_f32(s1, l1, "input")?,
+            cpu_f32(s2, l2, "weight")?,
+            Some(bias),
+            &g,
+        );
+        Ok((CpuStorage::F32(y), Shape::from((g.b, g.cout, g.oh, g.ow))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        res: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw) = self.0.bwd(x, w, res, dy)?;
+        let db = dy.sum(3)?.sum(2)?.sum(0)?.reshape(b.shape())?;
+        Ok((dx, dw, Some(db)))
+    }
+}
+
+/// `x` (B, Cin, H, W) convolved with `w` (Cout, Cin, kh, kw): the GEMM op on the CPU for f32,
+/// Candle's kernel elsewhere.
+pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 && w.dtype() == candle_core::DType::F32 {
+        x.contiguous()?
+            .apply_op2(&w.contiguous()?, Conv2dOp { stride, padding })
+    } else {
+        x.conv2d(w, padding, stride, 1, 1)
+    }
+}
+
+/// A convolution layer with bias, built from (and loading like) `candle_nn::Conv2d`.
+#[derive(Debug, Clone)]
+pub struct Conv2d {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    stride: usize,
+    padding: usize,
+}
+
+impl From<candle_nn::Conv2d> for Conv2d {
+    fn from(c: candle_nn::Conv2d) -> Self {
+        let cfg = *c.config();
+        assert!(
+            cfg.dilation == 1 && cfg.groups == 1,
+            "dilated or grouped convolutions are not used here"
+        );
+        Self {
+            weight: c.weight().clone(),
+            bias: c.bias().cloned(),
+            stride: cfg.stride,
+            padding: cfg.padding,
+        }
+    }
+}
+
+impl Conv2d {
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+}
+
+impl Module for Conv2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let f32s = [x, &self.weight]
+            .iter()
+            .all(|t| t.dtype() == candle_core::DType::F32);
+        if let (Some(b), true, true) = (&self.bias, x.device().is_cpu(), f32s) {
+            let op = Conv2dBiasOp(Conv2dOp {
+                stride: self.stride,
+                padding: self.padding,
+            });
+            return x
+                .contiguous()?
+                .apply_op3(&self.weight.contiguous()?, &b.contiguous()?, op);
+        }
+        let y = conv2d(x, &self.weight, self.stride, self.padding)?;
+        match &self.bias {
+            Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),
+            None => Ok(y),
+        }
+    }
+}
