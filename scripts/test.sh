@@ -27,6 +27,9 @@ if cargo tree -p cemiface-engine -e normal,build --prefix none --format '{p}' \
 fi
 echo "engine dependency boundary: ok"
 
+stamp "server layering (scripts/check-layers.sh)"
+scripts/check-layers.sh
+
 stamp "one-node Slurm cluster for the Slurm executor's tests (scripts/slurm.sh)"
 scripts/slurm.sh up
 trap 'scripts/slurm.sh down || true' EXIT

@@ -19,6 +19,8 @@ pub enum FieldType {
     OptText,
     Bool,
     Choice(&'static [&'static str]),
+    /// A config preset of the server (`GET /api/admin/presets`, by job kind).
+    Preset,
 }
 
 /// One field of a kind's form.
@@ -53,7 +55,7 @@ const GENERATE: &[Field] = &[
 ];
 
 const TRAIN_DIFFUSION: &[Field] = &[
-    f("config", "Preset", Choice(&["latent-dcgan", "demo-64", "paper-112", "tiny-32"]), "latent-dcgan"),
+    f("config", "Preset", Preset, "latent-dcgan"),
     f("steps", "Steps (empty: the preset's)", OptInt, ""),
     f("batch_size", "Batch size (empty: the preset's)", OptInt, ""),
     f("checkpoint_every", "Checkpoint every N steps (empty: the preset's)", OptInt, ""),
@@ -62,7 +64,7 @@ const TRAIN_DIFFUSION: &[Field] = &[
 ];
 
 const TRAIN_FR: &[Field] = &[
-    f("config", "Preset", Choice(&["fr-tiny", "fr-paper"]), "fr-tiny"),
+    f("config", "Preset", Preset, "fr-tiny"),
     f("data", "Data (job:<id> of a generate job, or a folder / .rec on the server)", Text, ""),
     f("steps", "Steps (empty: the preset's epochs)", OptInt, ""),
     f("batch_size", "Batch size (empty: the preset's)", OptInt, ""),
@@ -121,7 +123,7 @@ pub fn to_spec(kind: &str, values: &Values) -> Result<Value, Vec<(String, String
                 .map_err(|_| bad("not a list of numbers")),
             FieldType::TextList => Ok(json!(list(raw).collect::<Vec<_>>())),
             FieldType::OptText if raw.is_empty() => continue,
-            FieldType::Text | FieldType::OptText | FieldType::Choice(_) => Ok(json!(raw)),
+            FieldType::Text | FieldType::OptText | FieldType::Choice(_) | FieldType::Preset => Ok(json!(raw)),
             FieldType::Bool => Ok(json!(raw == "true")),
         };
         match v {

@@ -169,3 +169,44 @@ test("a training job's page labels its sample grid and offers its checkpoints fo
   await page.goto("/demo");
   await expect(page.locator("#model-info")).toContainText("2 training steps");
 });
+
+test("a running job's progress updates from the event socket while polling is blocked", async ({ page }) => {
+  test.setTimeout(120_000);
+  const errors: string[] = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  await page.goto("/admin");
+  await expect(page.locator('main[data-hydrated="true"]')).toBeVisible({ timeout: 15_000 });
+  await page.locator("#admin-password").fill(PASSWORD);
+  await page.locator("#login-button").click();
+  await expect(page.locator("#live")).toHaveText("live updates", { timeout: 15_000 });
+  // A generation long enough to watch (the page's own requests are what gets blocked below; this
+  // API call is not the page's).
+  const { csrf } = await (await page.request.get("/api/admin/session")).json();
+  const r = await page.request.post("/api/admin/jobs", {
+    headers: { "x-csrf-token": csrf },
+    data: { kind: "generate", identities: 2, images_per_identity: 400, steps: 50, m: [0] },
+  });
+  expect(r.status()).toBe(201);
+  const id = (await r.json()).id;
+  const row = page.locator(`tr[data-job-id="${id}"]`);
+  await expect(row.locator("td.state")).toHaveText("running", { timeout: 60_000 });
+  await expect(row.locator(".progress-text")).toContainText(/\(\d+ \/ 800 img\)/, { timeout: 60_000 });
+
+  // From here on every poll of the job list and the system panel fails.
+  let polls = 0;
+  await page.route(/\/api\/admin\/(jobs|system)(\?.*)?$/, (route) => { polls += 1; return route.abort(); });
+  const done = async () => Number((await row.locator(".progress-text").innerText()).match(/\((\d+) \//)![1]);
+  const before = await done();
+  await expect.poll(done, { timeout: 60_000 }).toBeGreaterThan(before);
+  const later = await done();
+  await expect.poll(done, { timeout: 60_000 }).toBeGreaterThan(later);
+  // With the socket up the page polls rarely (every 15 s for the memory figures), not every second.
+  expect(polls).toBeLessThanOrEqual(8);
+  await expect(row.locator("td.state")).toHaveText("running");
+
+  await page.unroute(/\/api\/admin\/(jobs|system)(\?.*)?$/);
+  const c = await page.request.post(`/api/admin/jobs/${id}/cancel`, { headers: { "x-csrf-token": csrf } });
+  expect(c.ok()).toBeTruthy();
+  await expect(row.locator("td.state")).toHaveText("cancelled", { timeout: 30_000 });
+  expect(errors).toEqual([]);
+});

@@ -8,7 +8,8 @@ use leptos::task::spawn_local;
 use leptos_router::hooks::use_query_map;
 use serde_json::{json, Value};
 
-use crate::admin_client::{call, poll};
+use crate::admin_client::{call, get, job_events, poll};
+use crate::admin_protocol::{JobEvent, JobState, JobView, Presets, SystemStatus};
 use crate::units::{bytes, eta};
 use crate::launch_form::{defaults, fields, from_spec, generation_plan, to_spec, FieldType, Values, KINDS};
 
@@ -81,19 +82,41 @@ fn Login(csrf: RwSignal<Option<String>>, note: RwSignal<Option<String>>) -> impl
 
 #[component]
 fn Dashboard(csrf: String) -> impl IntoView {
-    let jobs: RwSignal<Vec<Value>> = RwSignal::new(vec![]);
-    let system: RwSignal<Value> = RwSignal::new(Value::Null);
+    let jobs: RwSignal<Vec<JobView>> = RwSignal::new(vec![]);
+    let system: RwSignal<Option<SystemStatus>> = RwSignal::new(None);
+    let live = RwSignal::new(false);
     let csrf = StoredValue::new(csrf);
+    let refresh = move || {
+        spawn_local(async move {
+            if let Ok(a) = get::<Vec<JobView>>("/api/admin/jobs").await {
+                jobs.set(a);
+            }
+            if let Ok(s) = get::<SystemStatus>("/api/admin/system").await {
+                system.set(Some(s));
+            }
+        })
+    };
     Effect::new(move |_| {
+        // Running jobs update from the event socket; a job the list lacks, a new artifact or a
+        // state change fetches the list again (queue counts change with it).
+        job_events(
+            live,
+            move |e| {
+                let applied = jobs.try_update(|js| js.iter_mut().any(|j| j.apply(&e))).unwrap_or(false);
+                if !applied || matches!(e, JobEvent::State { .. }) {
+                    refresh();
+                }
+            },
+            refresh,
+        );
+        // Polling is the fallback: every second without the socket, every 15 s with it (memory).
+        let ticks = std::rc::Rc::new(std::cell::Cell::new(0u32));
         poll(Duration::from_millis(1000), move || {
-            spawn_local(async move {
-                if let Ok(Value::Array(a)) = call("GET", "/api/admin/jobs", None, None).await {
-                    jobs.set(a);
-                }
-                if let Ok(v) = call("GET", "/api/admin/system", None, None).await {
-                    system.set(v);
-                }
-            })
+            let n = ticks.get();
+            ticks.set(n.wrapping_add(1));
+            if !live.get_untracked() || n % 15 == 0 {
+                refresh();
+            }
         });
     });
     let logout = move |_| {
@@ -103,7 +126,8 @@ fn Dashboard(csrf: String) -> impl IntoView {
         })
     };
     view! {
-        <div class="row"><button class="secondary" id="logout" on:click=logout>"Log out"</button></div>
+        <div class="row"><button class="secondary" id="logout" on:click=logout>"Log out"</button>
+            <span id="live" class="small muted" role="status">{move || if live.get() { "live updates" } else { "polling" }}</span></div>
         <SystemPanel system/>
         <h2>"Jobs"</h2>
         <JobTable jobs csrf/>
@@ -116,21 +140,21 @@ fn Dashboard(csrf: String) -> impl IntoView {
 }
 
 #[component]
-fn SystemPanel(system: RwSignal<Value>) -> impl IntoView {
-    let text = move |f: fn(&Value) -> String| move || system.with(f);
+fn SystemPanel(system: RwSignal<Option<SystemStatus>>) -> impl IntoView {
+    let text = move |f: fn(&SystemStatus) -> String| move || system.with(|s| s.as_ref().map(f).unwrap_or_default());
     view! {
         <div class="card system" id="system">
             <h2>"System"</h2>
             <dl class="facts">
-                <dt>"Device"</dt><dd>{text(|s| format!("{} ({} CPU threads{})", s["device"].as_str().unwrap_or("?"), s["cpu_threads"], if s["cuda_compiled"] == true { ", CUDA build" } else { "" }))}</dd>
+                <dt>"Device"</dt><dd>{text(|s| format!("{} ({} CPU threads{})", s.device, s.cpu_threads, if s.cuda_compiled { ", CUDA build" } else { "" }))}</dd>
                 <dt>"Memory"</dt><dd>{text(|s| format!("{} available of {}; server {}",
-                    bytes(s["memory"]["available"].as_u64().unwrap_or(0)),
-                    bytes(s["memory"]["total"].as_u64().unwrap_or(0)),
-                    bytes(s["memory"]["server_rss"].as_u64().unwrap_or(0))))}</dd>
+                    bytes(s.memory.available.unwrap_or(0)),
+                    bytes(s.memory.total.unwrap_or(0)),
+                    bytes(s.memory.server_rss.unwrap_or(0))))}</dd>
                 <dt>"Queue"</dt><dd id="queue-summary">{text(|s| {
-                    let q = &s["queue"];
+                    let q = &s.queue;
                     format!("{} running (of {} slots), {} queued, {} paused, {} interrupted",
-                        q["running"], q["slots"], q["queued"], q["paused"], q["interrupted"])
+                        q.running, q.slots, q.queued, q.paused, q.interrupted)
                 })}</dd>
             </dl>
         </div>
@@ -138,27 +162,26 @@ fn SystemPanel(system: RwSignal<Value>) -> impl IntoView {
 }
 
 /// "42% · 3m07s left" for a job view.
-pub fn progress_text(j: &Value) -> String {
-    let p = &j["progress"];
-    let pct = (p["fraction"].as_f64().unwrap_or(0.0) * 100.0).floor();
-    let mut s = format!("{pct:.0}% ({} / {} {})", p["done"], p["total"], p["unit"].as_str().unwrap_or(""));
-    if let Some(e) = p["eta_seconds"].as_f64() {
+pub fn progress_text(j: &JobView) -> String {
+    let p = &j.progress;
+    let pct = (p.fraction * 100.0).floor();
+    let mut s = format!("{pct:.0}% ({} / {} {})", p.done, p.total, p.unit);
+    if let Some(e) = p.eta_seconds {
         s.push_str(&format!(" · {} left", eta(e)));
     }
-    if let Some(phase) = j["phase"].as_str() {
+    if let Some(phase) = &j.phase {
         s.push_str(&format!(" · {phase}…"));
     }
-    if let Some(q) = j["queue_position"].as_u64() {
+    if let Some(q) = j.queue_position {
         s.push_str(&format!(" · queue position {}", q + 1));
     }
     s
 }
 
 /// "Dec 3 12:30 · ran 4m12s" from a job view's created/started/finished times (local time).
-pub fn timestamps(j: &Value) -> String {
-    let Some(created) = j["created_at"].as_f64() else { return String::new() };
-    let mut s = local_time(created);
-    match (j["started_at"].as_f64(), j["finished_at"].as_f64()) {
+pub fn timestamps(j: &JobView) -> String {
+    let mut s = local_time(j.created_at);
+    match (j.started_at, j.finished_at) {
         (Some(a), Some(b)) => s.push_str(&format!(" · ran {}", eta(b - a))),
         (Some(a), None) => s.push_str(&format!(" · started {}", local_time(a))),
         _ => {}
@@ -198,24 +221,24 @@ pub fn confirmed(question: &str) -> bool {
 }
 
 #[component]
-fn JobTable(jobs: RwSignal<Vec<Value>>, csrf: StoredValue<String>) -> impl IntoView {
+fn JobTable(jobs: RwSignal<Vec<JobView>>, csrf: StoredValue<String>) -> impl IntoView {
     let msg: RwSignal<Option<String>> = RwSignal::new(None);
     view! {
         {move || msg.get().map(|m| view! { <p class="error" role="alert">{m}</p> })}
         <div class="table-scroll"><table id="jobs">
             <thead><tr><th>"Job"</th><th>"Kind"</th><th>"State"</th><th>"Progress"</th><th>"Created"</th><th></th></tr></thead>
             <tbody>
-                <For each=move || jobs.get() key=|j| (j["id"].as_i64(), j["state"].to_string(), j["progress"].to_string()) let:j>
+                <For each=move || jobs.get() key=|j| (j.id, j.state, j.progress.done, j.progress.total, j.phase.clone(), j.queue_position) let:j>
                     {
-                        let id = j["id"].as_i64().unwrap_or(0);
-                        let state = j["state"].as_str().unwrap_or("").to_owned();
-                        let frac = j["progress"]["fraction"].as_f64().unwrap_or(0.0);
-                        let running = state == "running" || state == "queued";
-                        let resumable = matches!(state.as_str(), "paused" | "interrupted" | "failed" | "cancelled");
+                        let id = j.id;
+                        let state = j.state.as_str().to_owned();
+                        let frac = j.progress.fraction;
+                        let running = matches!(j.state, JobState::Running | JobState::Queued);
+                        let resumable = j.state.resumable();
                         view! {
                             <tr data-job-id=id class=state.clone()>
                                 <td><a href=format!("/admin/jobs/{id}")>{format!("#{id}")}</a></td>
-                                <td>{j["kind"].as_str().unwrap_or("").to_owned()}</td>
+                                <td>{j.kind.clone()}</td>
                                 <td class="state">{state.clone()}</td>
                                 <td class="progress-cell">
                                     <div class="bar" role="progressbar" aria-label=format!("progress of job #{id}") aria-valuemin="0" aria-valuemax="100"
@@ -223,7 +246,7 @@ fn JobTable(jobs: RwSignal<Vec<Value>>, csrf: StoredValue<String>) -> impl IntoV
                                         <div class="fill" style=format!("width: {:.1}%", frac * 100.0)></div>
                                     </div>
                                     <span class="small progress-text">{progress_text(&j)}</span>
-                                    {j["error"].as_str().map(|e| view! { <div class="small error">{e.to_owned()}</div> })}
+                                    {j.error.clone().map(|e| view! { <div class="small error">{e}</div> })}
                                 </td>
                                 <td class="small when">{timestamps(&j)}</td>
                                 <td><div class="row">
@@ -249,11 +272,26 @@ fn JobTable(jobs: RwSignal<Vec<Value>>, csrf: StoredValue<String>) -> impl IntoV
 }
 
 #[component]
-fn LaunchForm(csrf: StoredValue<String>, jobs: RwSignal<Vec<Value>>) -> impl IntoView {
+fn LaunchForm(csrf: StoredValue<String>, jobs: RwSignal<Vec<JobView>>) -> impl IntoView {
     let kind = RwSignal::new("generate".to_owned());
     let values: RwSignal<Values> = RwSignal::new(defaults("generate"));
     let errors: RwSignal<Vec<(String, String)>> = RwSignal::new(vec![]);
     let note: RwSignal<Option<String>> = RwSignal::new(None);
+    // The server's config presets (the form's choices for `config`).
+    let presets: RwSignal<Presets> = RwSignal::new(Presets::default());
+    Effect::new(move |_| {
+        spawn_local(async move {
+            if let Ok(p) = get::<Presets>("/api/admin/presets").await {
+                presets.set(p);
+            }
+        })
+    });
+    let preset_names = move |kind: &str| {
+        presets.with(|p| match kind {
+            "train-diffusion" => p.train_diffusion.clone(),
+            _ => p.train_fr.clone(),
+        })
+    };
     let query = use_query_map();
     // Clone with changes: /admin?clone=<id> fills the form from that job.
     Effect::new(move |_| {
@@ -312,9 +350,9 @@ fn LaunchForm(csrf: StoredValue<String>, jobs: RwSignal<Vec<Value>>) -> impl Int
     let estimate = move || {
         let p = plan()?;
         let (rate, steps) = jobs.with(|js| {
-            js.iter().filter(|j| j["kind"] == "generate").find_map(|j| {
-                let rate = j["progress"]["rate"].as_f64().filter(|r| *r > 0.0)?;
-                Some((rate, j["spec"]["steps"].as_u64().unwrap_or(20) as usize))
+            js.iter().filter(|j| j.kind == "generate").find_map(|j| {
+                let rate = j.progress.rate.filter(|r| *r > 0.0)?;
+                Some((rate, j.spec["steps"].as_u64().unwrap_or(20) as usize))
             })
         })?;
         Some(format!("About {} at the last generation's rate ({rate:.2} images/s at {steps} steps).", eta(p.seconds_at(rate, steps))))
@@ -338,6 +376,20 @@ fn LaunchForm(csrf: StoredValue<String>, jobs: RwSignal<Vec<Value>>) -> impl Int
                         <select id=input_id.clone() name=name prop:value=value_of(name)
                             on:change=move |ev| set_value(name, event_target_value(&ev))>
                             {opts.iter().map(|o| view! { <option value=*o>{*o}</option> }).collect_view()}
+                        </select>
+                    }.into_any(),
+                    FieldType::Preset => view! {
+                        <select id=input_id.clone() name=name prop:value=value_of(name)
+                            on:change=move |ev| set_value(name, event_target_value(&ev))>
+                            {move || {
+                                // Until the list arrives, the current value is the one choice.
+                                let mut names = preset_names(&kind.get());
+                                let current = value_of(name)();
+                                if !names.contains(&current) {
+                                    names.insert(0, current);
+                                }
+                                names.into_iter().map(|o| view! { <option value=o.clone()>{o.clone()}</option> }).collect_view()
+                            }}
                         </select>
                     }.into_any(),
                     FieldType::Bool => view! {

@@ -8,7 +8,8 @@ use leptos::task::spawn_local;
 use leptos_router::hooks::use_params_map;
 use serde_json::Value;
 
-use crate::admin_client::{call, poll};
+use crate::admin_client::{call, get, job_events, poll};
+use crate::admin_protocol::{ArtifactView, JobDetail, JobEvent, JobState, LogLine};
 use crate::units::bytes;
 use crate::line_chart::LineChart;
 use crate::pages::admin::{act, progress_text};
@@ -42,7 +43,8 @@ fn series(metrics: &Value, names: &[&str]) -> Vec<(String, Vec<(f64, f64)>)> {
 pub fn AdminJobPage() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.with(|p| p.get("id").and_then(|s| s.parse::<i64>().ok()).unwrap_or(0));
-    let job: RwSignal<Value> = RwSignal::new(Value::Null);
+    let job: RwSignal<Option<JobDetail>> = RwSignal::new(None);
+    let live = RwSignal::new(false);
     let metrics: RwSignal<Value> = RwSignal::new(Value::Null);
     let csrf: StoredValue<String> = StoredValue::new(String::new());
     let msg: RwSignal<Option<String>> = RwSignal::new(None);
@@ -56,50 +58,85 @@ pub fn AdminJobPage() -> impl IntoView {
                 Err(e) => msg.set(Some(e.message)),
             }
         });
-        poll(Duration::from_millis(1500), move || {
+        let fetch = move |detail: bool| {
             let id = id();
             spawn_local(async move {
-                if let Ok(v) = call("GET", &format!("/api/admin/jobs/{id}"), None, None).await {
-                    job.set(v);
+                if detail {
+                    if let Ok(v) = get::<JobDetail>(&format!("/api/admin/jobs/{id}")).await {
+                        job.set(Some(v));
+                    }
                 }
                 if let Ok(v) = call("GET", &format!("/api/admin/jobs/{id}/metrics"), None, None).await {
                     metrics.set(v);
                 }
             })
+        };
+        // Progress, phase, state and log lines arrive on the event socket; a new artifact (a
+        // checkpoint, a sample grid) fetches the job again.
+        job_events(
+            live,
+            move |e| {
+                if e.job() != id() {
+                    return;
+                }
+                let applied = job
+                    .try_update(|j| match (j, &e) {
+                        (Some(d), JobEvent::Log { line, .. }) => {
+                            d.logs.push(LogLine { at: js_sys::Date::now() / 1000.0, line: line.clone() });
+                            true
+                        }
+                        (Some(d), e) => d.job.apply(e) && !matches!(e, JobEvent::State { .. }),
+                        (None, _) => false,
+                    })
+                    .unwrap_or(false);
+                if !applied {
+                    fetch(true);
+                }
+            },
+            move || fetch(true),
+        );
+        // Polling: the curves every 1.5 s; the job itself too while the socket is down, else
+        // every 15 s.
+        let ticks = std::rc::Rc::new(std::cell::Cell::new(0u32));
+        poll(Duration::from_millis(1500), move || {
+            let n = ticks.get();
+            ticks.set(n.wrapping_add(1));
+            fetch(!live.get_untracked() || n % 10 == 0);
         });
     });
-    let state = move || job.with(|j| j["state"].as_str().unwrap_or("").to_owned());
+    let state = move || job.with(|j| j.as_ref().map(|d| d.job.state.as_str()).unwrap_or("").to_owned());
+    let kind_is = move |k: &str| job.with(|j| j.as_ref().is_some_and(|d| d.job.kind == k));
+    let fraction = move || job.with(|j| j.as_ref().map_or(0.0, |d| d.job.progress.fraction));
     let file_url = move |path: &str| format!("/api/admin/jobs/{}/files/{path}", id());
     let artifacts = move |kind: &'static str| {
         move || {
             job.with(|j| {
-                j["artifacts"]
-                    .as_array()
-                    .map(|a| a.iter().filter(|x| x["kind"] == kind).cloned().collect::<Vec<_>>())
+                j.as_ref()
+                    .map(|d| d.artifacts.iter().filter(|x| x.kind == kind).cloned().collect::<Vec<ArtifactView>>())
                     .unwrap_or_default()
             })
         }
     };
     view! {
         // The job and, while it runs, how far it is (readable from another tab).
-        <leptos_meta::Title text=move || job.with(|j| {
-            let pct = j["progress"]["fraction"].as_f64().map(|f| format!("{:.0}% · ", f * 100.0));
-            let running = j["state"] == "running";
-            format!("{}Job {} ({})", pct.filter(|_| running).unwrap_or_default(), id(), j["state"].as_str().unwrap_or("…"))
+        <leptos_meta::Title text=move || job.with(|j| match j {
+            Some(d) if d.job.state == JobState::Running => format!("{:.0}% · Job {} (running)", d.job.progress.fraction * 100.0, id()),
+            Some(d) => format!("Job {} ({})", id(), d.job.state),
+            None => format!("Job {} (…)", id()),
         })/>
         <section class="admin-job">
             <p><a href="/admin">"← All jobs"</a></p>
-            <h1>{move || format!("Job #{} · {}", id(), job.with(|j| j["kind"].as_str().unwrap_or("").to_owned()))}</h1>
+            <h1>{move || format!("Job #{} · {}", id(), job.with(|j| j.as_ref().map(|d| d.job.kind.clone()).unwrap_or_default()))}</h1>
             {move || msg.get().map(|m| view! { <p class="error" role="alert">{m}</p> })}
             {move || note.get().map(|m| view! { <p id="job-note" class="notice" role="status">{m}</p> })}
             <div class="card">
                 <p>"State: " <strong id="job-state">{state}</strong>
-                    {move || job.with(|j| j["error"].as_str().map(|e| view! { <span class="error">" — "{e.to_owned()}</span> }))}</p>
+                    {move || job.with(|j| j.as_ref().and_then(|d| d.job.error.clone()).map(|e| view! { <span class="error">" — "{e}</span> }))}</p>
                 <div class="bar" role="progressbar" aria-label="job progress" aria-valuemin="0" aria-valuemax="100"
-                    aria-valuenow=move || job.with(|j| format!("{:.0}", j["progress"]["fraction"].as_f64().unwrap_or(0.0) * 100.0))>
-                    <div class="fill" style=move || job.with(|j| format!("width: {:.1}%", j["progress"]["fraction"].as_f64().unwrap_or(0.0) * 100.0))></div>
+                    aria-valuenow=move || format!("{:.0}", fraction() * 100.0)>
+                    <div class="fill" style=move || format!("width: {:.1}%", fraction() * 100.0)></div>
                 </div>
-                <p id="job-progress" class="small">{move || job.with(progress_text)}</p>
+                <p id="job-progress" class="small">{move || job.with(|j| j.as_ref().map(|d| progress_text(&d.job)).unwrap_or_default())}</p>
                 <div class="row actions">
                     <button class="secondary" prop:disabled=move || !matches!(state().as_str(), "running" | "queued")
                         on:click=move |_| act(csrf, id(), "pause", msg)>"Pause"</button>
@@ -108,10 +145,10 @@ pub fn AdminJobPage() -> impl IntoView {
                     <button class="danger" prop:disabled=move || !matches!(state().as_str(), "running" | "queued" | "paused" | "interrupted")
                         on:click=move |_| act(csrf, id(), "cancel", msg)>"Cancel"</button>
                     <a class="button secondary" id="clone" href=move || format!("/admin?clone={}", id())>"Clone with changes"</a>
-                    {move || (job.with(|j| j["kind"] == "generate") && state() == "succeeded").then(|| view! {
+                    {move || (kind_is("generate") && state() == "succeeded").then(|| view! {
                         <a class="button" id="download" href=format!("/api/admin/jobs/{}/dataset.tar", id()) download="">"Download archive (.tar)"</a>
                     })}
-                    {move || (job.with(|j| j["kind"] == "train-diffusion") && state() == "succeeded").then(|| view! {
+                    {move || (kind_is("train-diffusion") && state() == "succeeded").then(|| view! {
                         <button id="use-as-demo" on:click=move |_| {
                             if !crate::pages::admin::confirmed("Serve this job's newest checkpoint in the public demo now? \
                                 Visitors' uploaded photos are forgotten; the server's --generator returns at its next restart.") {
@@ -129,7 +166,7 @@ pub fn AdminJobPage() -> impl IntoView {
                 </div>
                 // A generation run on Slurm: one row per shard (its task, attempts, state).
                 {move || {
-                    let shards = job.with(|j| j["slurm"].as_array().cloned().unwrap_or_default());
+                    let shards = job.with(|j| j.as_ref().map(|d| d.job.slurm.clone()).unwrap_or_default());
                     (!shards.is_empty()).then(|| view! {
                         <div class="table-scroll"><table id="slurm-shards" class="small">
                             <caption>"Slurm tasks"</caption>
@@ -137,10 +174,10 @@ pub fn AdminJobPage() -> impl IntoView {
                             <tbody>
                                 {shards.into_iter().map(|t| view! {
                                     <tr>
-                                        <td>{t["shard"].to_string()}</td>
-                                        <td><code>{t["slurm_id"].as_str().unwrap_or("").to_owned()}</code></td>
-                                        <td>{t["attempt"].to_string()}</td>
-                                        <td>{t["state"].as_str().unwrap_or("").to_owned()}</td>
+                                        <td>{t.shard}</td>
+                                        <td><code>{t.slurm_id}</code></td>
+                                        <td>{t.attempt}</td>
+                                        <td>{t.state}</td>
                                     </tr>
                                 }).collect_view()}
                             </tbody>
@@ -148,7 +185,7 @@ pub fn AdminJobPage() -> impl IntoView {
                     })
                 }}
                 <details><summary>"Parameters"</summary>
-                    <pre id="job-spec">{move || job.with(|j| serde_json::to_string_pretty(&j["spec"]).unwrap_or_default())}</pre>
+                    <pre id="job-spec">{move || job.with(|j| j.as_ref().map(|d| serde_json::to_string_pretty(&d.job.spec).unwrap_or_default()).unwrap_or_default())}</pre>
                 </details>
             </div>
             <div class="charts">
@@ -163,8 +200,8 @@ pub fn AdminJobPage() -> impl IntoView {
             // identities, columns the inquiry and each m); the others as thumbnails to pick from.
             {move || {
                 let grids = artifacts("sample-grid")();
-                let shown = selected.get().or_else(|| grids.last().and_then(|a| a["path"].as_str().map(str::to_owned)))?;
-                let step = grids.iter().find(|a| a["path"] == shown.as_str()).and_then(|a| a["step"].as_u64());
+                let shown = selected.get().or_else(|| grids.last().map(|a| a.path.clone()))?;
+                let step = grids.iter().find(|a| a.path == shown).and_then(|a| a.step);
                 Some(view! {
                     <figure id="grid-large" class="grid-large">
                         {step.map(|_| view! {
@@ -183,12 +220,12 @@ pub fn AdminJobPage() -> impl IntoView {
             }}
             <div class="grids" id="sample-grids">
                 {move || artifacts("sample-grid")().into_iter().rev().chain(artifacts("plot")()).map(|a| {
-                    let path = a["path"].as_str().unwrap_or("").to_owned();
+                    let path = a.path.clone();
                     let url = file_url(&path);
                     // Training grids (one per checkpoint step) switch the large view; others open.
-                    let is_grid = a["kind"] == "sample-grid" && a["step"].is_u64();
-                    let caption = match (a["kind"].as_str(), a["step"].as_u64()) {
-                        (Some("plot"), _) => path.rsplit('/').next().unwrap_or("").to_owned(),
+                    let is_grid = a.kind == "sample-grid" && a.step.is_some();
+                    let caption = match (a.kind.as_str(), a.step) {
+                        ("plot", _) => path.rsplit('/').next().unwrap_or("").to_owned(),
                         (_, Some(s)) => format!("step {s}"),
                         _ => "data set sample".to_owned(),
                     };
@@ -209,31 +246,31 @@ pub fn AdminJobPage() -> impl IntoView {
             <div class="table-scroll"><table id="artifacts">
                 <thead><tr><th>"Kind"</th><th>"Path"</th><th>"Step"</th><th>"Size"</th></tr></thead>
                 <tbody>
-                    {move || job.with(|j| j["artifacts"].as_array().cloned().unwrap_or_default()).into_iter().map(|a| {
-                        let path = a["path"].as_str().unwrap_or("").to_owned();
-                        let link = match (a["kind"].as_str(), a["step"].as_u64()) {
+                    {move || job.with(|j| j.as_ref().map(|d| d.artifacts.clone()).unwrap_or_default()).into_iter().map(|a| {
+                        let path = a.path.clone();
+                        let link = match (a.kind.as_str(), a.step) {
                             // A checkpoint is a folder: it downloads as a tar.
-                            (Some("checkpoint"), Some(step)) => Some((format!("/api/admin/jobs/{}/checkpoints/{step}", id()), format!("{path} (.tar)"))),
-                            (Some("checkpoint" | "dataset"), _) => None,
+                            ("checkpoint", Some(step)) => Some((format!("/api/admin/jobs/{}/checkpoints/{step}", id()), format!("{path} (.tar)"))),
+                            ("checkpoint" | "dataset", _) => None,
                             _ => Some((file_url(&path), path.clone())),
                         };
                         view! {
                             <tr>
-                                <td>{a["kind"].as_str().unwrap_or("").to_owned()}</td>
+                                <td>{a.kind.clone()}</td>
                                 <td>{match link {
                                     Some((href, text)) => view! { <a href=href download="">{text}</a> }.into_any(),
                                     None => view! { <code>{path.clone()}</code> }.into_any(),
                                 }}</td>
-                                <td>{a["step"].as_u64().map(|s| s.to_string()).unwrap_or_default()}</td>
-                                <td>{bytes(a["bytes"].as_u64().unwrap_or(0))}</td>
+                                <td>{a.step.map(|s| s.to_string()).unwrap_or_default()}</td>
+                                <td>{bytes(a.bytes)}</td>
                             </tr>
                         }
                     }).collect_view()}
                 </tbody>
             </table></div>
             <h2>"Log"</h2>
-            <pre id="job-log" class="log">{move || job.with(|j| j["logs"].as_array().map(|l| {
-                l.iter().filter_map(|x| x["line"].as_str()).collect::<Vec<_>>().join("\n")
+            <pre id="job-log" class="log">{move || job.with(|j| j.as_ref().map(|d| {
+                d.logs.iter().map(|l| l.line.as_str()).collect::<Vec<_>>().join("\n")
             }).unwrap_or_default())}</pre>
         </section>
     }

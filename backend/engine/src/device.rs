@@ -17,6 +17,17 @@ pub enum DeviceRequest {
     Cuda(usize),
 }
 
+/// As written on a command line (`auto`, `cpu`, `cuda:N`); parses back with `FromStr`.
+impl fmt::Display for DeviceRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceRequest::Auto => f.write_str("auto"),
+            DeviceRequest::Cpu => f.write_str("cpu"),
+            DeviceRequest::Cuda(i) => write!(f, "cuda:{i}"),
+        }
+    }
+}
+
 impl FromStr for DeviceRequest {
     type Err = Error;
 

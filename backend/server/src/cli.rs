@@ -8,9 +8,15 @@ use anyhow::Context;
 use cemiface_engine::device::{ComputeDevice, DeviceRequest};
 use clap::{Args, Parser, Subcommand};
 
-use crate::serve;
-use crate::state::AppState;
+use crate::commands::AssetsDirArg;
 use crate::web::client_addr::AddrPolicy;
+use crate::web::router;
+use crate::web::state::AppState;
+
+mod console;
+pub mod progress;
+
+use console::console;
 
 /// CemiFace-rs: center-based semi-hard synthetic face generation for face recognition.
 #[derive(Debug, Parser)]
@@ -33,32 +39,32 @@ pub enum Command {
     /// Check the pinned model assets (presence and sha256); exit code 1 if any is missing or corrupt.
     Assets(AssetsArgs),
     /// Find the largest face in a photo and write its ArcFace 112×112 crop (and dlib's chip).
-    Align(crate::identity_cli::AlignArgs),
+    Align(crate::commands::identity::AlignArgs),
     /// Identity embeddings of photos or aligned crops, and their pairwise cosine similarity.
-    Embed(crate::identity_cli::EmbedArgs),
+    Embed(crate::commands::identity::EmbedArgs),
     /// Train the CemiFace generator (resumable; metrics in <run-dir>/metrics.jsonl).
-    TrainDiffusion(crate::diffusion_cli::TrainArgs),
+    TrainDiffusion(crate::commands::diffusion::TrainArgs),
     /// Generate faces of an inquiry identity at similarity m with a trained generator.
-    Sample(crate::diffusion_cli::SampleArgs),
+    Sample(crate::commands::diffusion::SampleArgs),
     /// Parameters, FLOPs and DDIM timesteps of a preset or config.
-    ModelInfo(crate::diffusion_cli::ModelInfoArgs),
+    ModelInfo(crate::commands::diffusion::ModelInfoArgs),
     /// Time the UNet of a preset: forward, forward + backward, DDIM step (a table).
-    Bench(crate::bench_cli::BenchArgs),
+    Bench(crate::commands::bench::BenchArgs),
     /// Soak a server on this machine (websocket viewers, hostile sockets, decode bombs, upload
     /// bursts) and check its memory and /healthz latency against bounds.
-    Loadtest(crate::loadtest_cli::LoadtestArgs),
+    Loadtest(crate::commands::loadtest::LoadtestArgs),
     /// Fuzz the parsers of outside input (RecordIO, .bin, tfjs manifests, configs, demo protocol,
     /// images) from the corpus in fuzz/corpus; panicking inputs are saved to fuzz/crashes.
-    Fuzz(crate::fuzz_cli::FuzzArgs),
+    Fuzz(crate::commands::fuzz::FuzzArgs),
     /// Generate a labelled synthetic data set (sharded, resumable) with a similarity report.
-    Generate(crate::generate_cli::GenerateArgs),
+    Generate(crate::commands::generate::GenerateArgs),
     /// Train a face-recognition model (IResNet + CosFace/ArcFace) on a labelled, e.g. generated, set.
-    TrainFr(crate::fr_cli::TrainFrArgs),
+    TrainFr(crate::commands::train_fr::TrainFrArgs),
     /// 10-fold verification accuracy on insightface .bin sets (LFW, CFP-FP, AgeDB-30, …).
-    Eval(crate::eval_cli::EvalArgs),
+    Eval(crate::commands::eval::EvalArgs),
     /// Measure a generator's similarity control: achieved similarity per target m under E_id and an
     /// independent judge, Spearman correlation, plot and contact sheet.
-    ReportControl(crate::report_cli::ReportControlArgs),
+    ReportControl(crate::commands::report_control::ReportControlArgs),
     /// Print a password hash for CEMIFACE_ADMIN_PASSWORD_HASH (the password is read from stdin).
     HashPassword,
 }
@@ -221,13 +227,6 @@ impl DemoArgs {
     }
 }
 
-/// The assets folder option, shared by every command that reads models.
-#[derive(Debug, Clone, Args)]
-pub struct AssetsDirArg {
-    /// Folder of the pinned model assets, as filled by `scripts/setup.sh`.
-    #[arg(long, env = "CEMIFACE_ASSETS_DIR", default_value = "assets")]
-    pub assets_dir: PathBuf,
-}
 
 /// Options of `cemiface assets`.
 #[derive(Debug, Args)]
@@ -259,22 +258,23 @@ pub fn main() -> ExitCode {
         eprintln!("error: {e:#}");
         return ExitCode::from(2);
     }
-    let console = crate::jobs::ctx::JobCtx::console();
+    use crate::commands::{bench, diffusion, eval, fuzz, generate, identity, loadtest, report_control, train_fr};
+    let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
     let result = match cli.command.expect("set above") {
         Command::Serve(a) => run_serve(a),
         Command::Assets(a) => run_assets(a),
-        Command::Align(a) => crate::identity_cli::run_align(a).map(|()| ExitCode::SUCCESS),
-        Command::Embed(a) => crate::identity_cli::run_embed(a).map(|()| ExitCode::SUCCESS),
-        Command::TrainDiffusion(a) => crate::diffusion_cli::run_train(a, &console).map(|()| ExitCode::SUCCESS),
-        Command::Sample(a) => crate::diffusion_cli::run_sample(a).map(|()| ExitCode::SUCCESS),
-        Command::ModelInfo(a) => crate::diffusion_cli::run_model_info(a).map(|()| ExitCode::SUCCESS),
-        Command::Bench(a) => crate::bench_cli::run_bench(a).map(|()| ExitCode::SUCCESS),
-        Command::Loadtest(a) => crate::loadtest_cli::run_loadtest(a),
-        Command::Fuzz(a) => crate::fuzz_cli::run_fuzz(a),
-        Command::Generate(a) => crate::generate_cli::run_generate(a, &console).map(|()| ExitCode::SUCCESS),
-        Command::TrainFr(a) => crate::fr_cli::run_train_fr(a, &console).map(|()| ExitCode::SUCCESS),
-        Command::Eval(a) => crate::eval_cli::run_eval(a, &console).map(|()| ExitCode::SUCCESS),
-        Command::ReportControl(a) => crate::report_cli::run_report_control(a).map(|()| ExitCode::SUCCESS),
+        Command::Align(a) => done(identity::run_align(a, &console("align"))),
+        Command::Embed(a) => done(identity::run_embed(a, &console("embed"))),
+        Command::TrainDiffusion(a) => done(diffusion::run_train(a, &console("train"))),
+        Command::Sample(a) => done(diffusion::run_sample(a, &console("sample"))),
+        Command::ModelInfo(a) => done(diffusion::run_model_info(a, &console("model-info"))),
+        Command::Bench(a) => done(bench::run_bench(a, &console("bench"))),
+        Command::Loadtest(a) => loadtest::run_loadtest(a, &console("loadtest")),
+        Command::Fuzz(a) => fuzz::run_fuzz(a, &console("fuzz")),
+        Command::Generate(a) => done(generate::run_generate(a, &console("generating"))),
+        Command::TrainFr(a) => done(train_fr::run_train_fr(a, &console("train-fr"))),
+        Command::Eval(a) => done(eval::run_eval(a, &console("eval"))),
+        Command::ReportControl(a) => done(report_control::run_report_control(a, &console("report-control"))),
         Command::HashPassword => run_hash_password(),
     };
     match result {
@@ -344,7 +344,7 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if args.header_timeout == 0 || args.body_timeout == 0 {
         anyhow::bail!("--header-timeout and --body-timeout must be at least 1 second");
     }
-    let conn_limits = serve::ConnLimits {
+    let conn_limits = router::ConnLimits {
         header_read: std::time::Duration::from_secs(args.header_timeout),
         body_idle: std::time::Duration::from_secs(args.body_timeout),
     };
@@ -355,7 +355,7 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr()?;
         tracing::info!(device = %state.inner.device, "listening on http://{local}");
-        serve::run(listener, state, serve::shutdown_signal(), conn_limits).await?;
+        router::run(listener, state, router::shutdown_signal(), conn_limits).await?;
         if let Some(r) = runner {
             // Running jobs checkpoint and stop; they show as interrupted and resume on request.
             r.shutdown();
@@ -381,7 +381,7 @@ fn run_hash_password() -> anyhow::Result<ExitCode> {
     if password.len() < 8 {
         anyhow::bail!("the password must have at least 8 characters");
     }
-    println!("{}", crate::jobs::auth::hash_password(password));
+    println!("{}", crate::web::auth::hash_password(password));
     Ok(ExitCode::SUCCESS)
 }
 

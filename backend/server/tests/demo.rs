@@ -12,8 +12,8 @@ use axum::http::{header, Request, StatusCode};
 use cemiface_app::demo_protocol::{decode_frame, FrameMeta, ServerEvent, FRAME_FINAL, FRAME_PREVIEW};
 use cemiface_engine::device::ComputeDevice;
 use cemiface_server::demo::{Demo, DemoSettings};
-use cemiface_server::serve::router;
-use cemiface_server::state::AppState;
+use cemiface_server::web::router::router;
+use cemiface_server::web::state::AppState;
 use futures_util::{SinkExt, StreamExt};
 use leptos::prelude::LeptosOptions;
 use serde_json::{json, Value};
@@ -63,7 +63,7 @@ async fn server(assets: &Path, tweak: impl FnOnce(&mut DemoSettings)) -> Server 
     let st = state.clone();
     tokio::spawn(async move {
         let forever = std::future::pending::<()>();
-        cemiface_server::serve::run(listener, st, forever, Default::default()).await.unwrap()
+        cemiface_server::web::router::run(listener, st, forever, Default::default()).await.unwrap()
     });
     Server { state, addr }
 }

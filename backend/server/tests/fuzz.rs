@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use cemiface_server::fuzz_cli::{corpus, fuzz, Target};
+use cemiface_server::commands::fuzz::{corpus, fuzz, Target};
 
 #[test]
 fn no_parser_panics_on_mutated_inputs() {

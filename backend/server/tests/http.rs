@@ -5,8 +5,8 @@ mod common;
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use cemiface_engine::device::ComputeDevice;
-use cemiface_server::serve::router;
-use cemiface_server::state::AppState;
+use cemiface_server::web::router::router;
+use cemiface_server::web::state::AppState;
 use leptos::prelude::LeptosOptions;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -134,7 +134,7 @@ async fn every_response_carries_the_security_headers() {
     let st = state(common::temp_dir("headers"));
     for uri in ["/", "/healthz", "/status", "/no-such-page", "/api/admin/jobs"] {
         let res = router(st.clone()).oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
-        for (name, value) in cemiface_server::serve::SECURITY_HEADERS {
+        for (name, value) in cemiface_server::web::router::SECURITY_HEADERS {
             assert_eq!(res.headers().get(name).and_then(|v| v.to_str().ok()), Some(value), "{uri}: {name}");
         }
     }
@@ -169,12 +169,12 @@ async fn serve_on_loopback(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let limits = cemiface_server::serve::ConnLimits {
+    let limits = cemiface_server::web::router::ConnLimits {
         header_read: std::time::Duration::from_secs(1),
         body_idle: std::time::Duration::from_secs(1),
     };
     let task = tokio::spawn(async move {
-        cemiface_server::serve::run(listener, st, async { drop(rx.await) }, limits).await.unwrap()
+        cemiface_server::web::router::run(listener, st, async { drop(rx.await) }, limits).await.unwrap()
     });
     (addr, tx, task)
 }

@@ -55,9 +55,9 @@ async fn generation_api_end_to_end() {
     let (adm, csrf) = admin(&s, password).await;
     // The configured PBKDF2 hash was upgraded to Argon2id at that login; the next logins use it.
     let store = cemiface_server::jobs::store::Store::open(&dir.join("data/cemiface.db")).unwrap();
-    let configured = cemiface_server::jobs::auth::token_hash(&common::admin_hash().0);
+    let configured = cemiface_server::web::auth::token_hash(&common::admin_hash().0);
     let upgraded = store.upgraded_password(&configured).unwrap().expect("upgraded at the first login");
-    assert!(upgraded.starts_with("$argon2id$") && cemiface_server::jobs::auth::verify_password(&upgraded, password));
+    assert!(upgraded.starts_with("$argon2id$") && cemiface_server::web::auth::verify_password(&upgraded, password));
     let r = anon.post(s.url("/api/admin/login")).json(&json!({"password": "nope"})).send().await.unwrap();
     assert_eq!(error_of(r).await.0, StatusCode::UNAUTHORIZED);
     let _ = admin(&s, password).await;
@@ -113,6 +113,28 @@ async fn generation_api_end_to_end() {
     let (st, e) = error_of(submit(Some(&token), &json!({"identities": 1, "images_per_identity": 1, "size": 9})).await.unwrap()).await;
     assert_eq!((st, e["fields"][0]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("size")));
 
+    // The admin pages' event socket: the session cookie opens it; no cookie is 401, another
+    // origin 403. It carries every job's events as the shared protocol's JobEvent.
+    let admin_ws = |cookie: Option<String>, origin: Option<&str>| {
+        let mut req = format!("ws://{}/api/admin/events", s.addr).into_client_request().unwrap();
+        if let Some(c) = cookie {
+            req.headers_mut().insert("cookie", c.parse().unwrap());
+        }
+        if let Some(o) = origin {
+            req.headers_mut().insert("origin", o.parse().unwrap());
+        }
+        tokio_tungstenite::connect_async(req)
+    };
+    let login = anon.post(s.url("/api/admin/login")).json(&json!({"password": password})).send().await.unwrap();
+    let session = login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let refused = |e: tokio_tungstenite::tungstenite::Error| match e {
+        tokio_tungstenite::tungstenite::Error::Http(r) => r.status().as_u16(),
+        e => panic!("{e}"),
+    };
+    assert_eq!(refused(admin_ws(None, None).await.unwrap_err()), 401);
+    assert_eq!(refused(admin_ws(Some(session.clone()), Some("http://elsewhere.example")).await.unwrap_err()), 403);
+    let (mut admin_events, _) = admin_ws(Some(session), None).await.unwrap();
+
     // Submit with a webhook; follow the events websocket to the end.
     let hook = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let hook_url = format!("http://{}/done", hook.local_addr().unwrap());
@@ -142,6 +164,19 @@ async fn generation_api_end_to_end() {
     assert_eq!(last_state, "succeeded");
     assert!(progress.windows(2).all(|w| w[0].0 <= w[1].0), "{progress:?}");
     assert_eq!(progress.last(), Some(&(4, 4)));
+    // The admin socket saw the same job run: its progress to the end, then its final state.
+    use cemiface_app::admin_protocol::{JobEvent, JobState};
+    let mut seen = Vec::new();
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(2), admin_events.next()).await {
+        if let Message::Text(t) = m.unwrap() {
+            let e: JobEvent = serde_json::from_str(&t).expect("a JobEvent");
+            if e.job() == id {
+                seen.push(e);
+            }
+        }
+    }
+    assert!(seen.iter().any(|e| matches!(e, JobEvent::Progress { done: 4, total: 4, .. })), "{seen:?}");
+    assert!(seen.iter().any(|e| matches!(e, JobEvent::State { state: JobState::Succeeded, .. })), "{seen:?}");
 
     let st: Value = anon.get(s.url(&format!("/api/v1/generations/{id}"))).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
     assert_eq!((st["state"].as_str(), st["progress"]["fraction"].as_f64()), (Some("succeeded"), Some(1.0)));
@@ -214,7 +249,7 @@ async fn generation_api_end_to_end() {
     let text = String::from_utf8(raw).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
     let sig = head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("x-cemiface-signature: ").map(str::to_owned)).unwrap();
-    assert_eq!(sig, cemiface_server::jobs::auth::sign(&secret, body.as_bytes()));
+    assert_eq!(sig, cemiface_server::web::auth::sign(&secret, body.as_bytes()));
     let payload: Value = serde_json::from_str(body).unwrap();
     assert_eq!((payload["id"].as_i64(), payload["state"].as_str()), (Some(id), Some("succeeded")));
 

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use cemiface_server::jobs::auth::sign;
+use cemiface_server::web::auth::sign;
 use cemiface_server::jobs::webhook::WebhookPolicy;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;

@@ -14,7 +14,7 @@ use axum::response::Response;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::error::AppError;
+use crate::web::error::AppError;
 
 /// Name of the cookie.
 pub const COOKIE_NAME: &str = "cemiface_client";
@@ -30,7 +30,7 @@ impl ClientKey {
     /// A fresh random key (ids signed by an earlier process are replaced on the next request).
     pub fn random() -> Self {
         let mut k = [0u8; 32];
-        k.copy_from_slice(&crate::jobs::auth::random_bytes(32));
+        k.copy_from_slice(&crate::web::auth::random_bytes(32));
         Self(k)
     }
 
@@ -43,7 +43,7 @@ impl ClientKey {
     /// The cookie value for `id`: the id, a dot, 128 bits of its tag in hex.
     pub fn sign(&self, id: &ClientId) -> String {
         let tag = self.mac(&id.0).finalize().into_bytes();
-        format!("{}.{}", id.0, crate::jobs::auth::hex(&tag[..16]))
+        format!("{}.{}", id.0, crate::web::auth::hex(&tag[..16]))
     }
 
     /// The id of a cookie value this key signed; None for anything else (checked in constant time).
@@ -65,18 +65,18 @@ impl ClientKey {
 
 impl ClientId {
     fn fresh() -> Self {
-        Self(crate::jobs::auth::hex(&crate::jobs::auth::random_bytes(16)))
+        Self(crate::web::auth::hex(&crate::web::auth::random_bytes(16)))
     }
 
     /// The id in a request's cookies, if `key` signed it.
     pub fn from_headers(headers: &HeaderMap, key: &ClientKey) -> Option<Self> {
-        crate::jobs::cookie(headers, COOKIE_NAME).and_then(|v| key.verify(&v))
+        crate::web::auth::cookie(headers, COOKIE_NAME).and_then(|v| key.verify(&v))
     }
 }
 
 /// Middleware: makes sure every request has a [`ClientId`] extension, setting the cookie when the
 /// request came without one.
-pub async fn assign(State(state): State<crate::state::AppState>, mut req: Request, next: Next) -> Response {
+pub async fn assign(State(state): State<crate::web::state::AppState>, mut req: Request, next: Next) -> Response {
     let (id, new) = match ClientId::from_headers(req.headers(), &state.client_key) {
         Some(id) => (id, false),
         None => (ClientId::fresh(), true),

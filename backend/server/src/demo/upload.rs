@@ -16,8 +16,8 @@ use cemiface_engine::data::image_io::{self, ImageLimits};
 use super::client::ClientId;
 use crate::web::client_addr::ClientAddr;
 use super::DemoError;
-use crate::error::AppError;
-use crate::state::AppState;
+use crate::web::error::AppError;
+use crate::web::state::AppState;
 
 fn mb(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / (1 << 20) as f64)

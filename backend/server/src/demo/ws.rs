@@ -7,7 +7,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
-use axum::http::header::{HOST, ORIGIN};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cemiface_app::demo_protocol::{ClientMessage, ServerEvent};
@@ -19,8 +18,8 @@ use super::client::ClientId;
 use crate::web::client_addr::ClientAddr;
 use super::job::{select, Item, Job};
 use super::{Demo, DemoError};
-use crate::error::AppError;
-use crate::state::AppState;
+use crate::web::error::AppError;
+use crate::web::state::AppState;
 
 /// Preview frames a subscriber may fall behind before older ones are skipped.
 const MAX_PREVIEW_LAG: usize = 4;
@@ -78,15 +77,6 @@ pub fn clip(s: &str, max: usize) -> String {
     }
 }
 
-/// Refuses cross-site upgrades: a page on another origin must not drive this server.
-fn same_origin(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return true; // not a browser (scripts, tests)
-    };
-    let host = headers.get(HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
-    origin.split_once("://").map(|(_, h)| h) == Some(host)
-}
-
 /// The upgrade handler.
 pub async fn connect(
     State(state): State<AppState>,
@@ -95,7 +85,7 @@ pub async fn connect(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if !same_origin(&headers) {
+    if !crate::web::auth::same_origin(&headers) {
         return AppError::from(DemoError::new(
             StatusCode::FORBIDDEN,
             "cross_origin",

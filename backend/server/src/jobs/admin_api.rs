@@ -12,13 +12,17 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::{self, hex, random_bytes, token_hash, SCOPES};
+use crate::web::auth::{self, hex, random_bytes, token_hash, SCOPES};
 use super::runner::job_dir;
-use super::spec::{FieldError, JobKind, JobSpec, JobState};
+use super::spec::{JobKind, JobSpec, JobState};
+use crate::web::error::FieldError;
+use cemiface_app::admin_protocol::{
+    ArtifactView, JobDetail, JobView, LogLine, Memory, Presets, QueueCounts, SystemStatus,
+};
 use super::store::{now, JobRow, KeyLimits};
 use super::{invalid, jobs_of, parse_body, tar, Admin, Jobs, ADMIN_COOKIE};
-use crate::error::AppError;
-use crate::state::AppState;
+use crate::web::error::AppError;
+use crate::web::state::AppState;
 use crate::web::client_addr::ClientAddr;
 
 /// How long an admin session lasts.
@@ -43,6 +47,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/admin/keys", get(keys).post(create_key))
         .route("/api/admin/keys/{id}", delete(revoke_key))
         .route("/api/admin/system", get(system))
+        .route("/api/admin/events", get(events))
 }
 
 #[derive(Deserialize)]
@@ -113,7 +118,7 @@ async fn login(State(st): State<AppState>, addr: ClientAddr, body: Bytes) -> Res
 }
 
 async fn logout(admin: Admin, headers: HeaderMap) -> Result<Response, AppError> {
-    let token = super::cookie(&headers, ADMIN_COOKIE).unwrap_or_default();
+    let token = crate::web::auth::cookie(&headers, ADMIN_COOKIE).unwrap_or_default();
     admin.jobs.store.remove_session(&token_hash(&token))?;
     let mut res = StatusCode::NO_CONTENT.into_response();
     res.headers_mut().append(header::SET_COOKIE, set_cookie(&admin.jobs, "", 0));
@@ -124,22 +129,22 @@ async fn session(admin: Admin) -> Json<Value> {
     Json(json!({ "csrf": admin.csrf }))
 }
 
-async fn presets(_admin: Admin) -> Json<Value> {
-    fn names(p: &[(&'static str, &'static str)]) -> Vec<&'static str> {
-        p.iter().map(|(n, _)| *n).collect()
+async fn presets(_admin: Admin) -> Json<Presets> {
+    fn names(p: &[(&'static str, &'static str)]) -> Vec<String> {
+        p.iter().map(|(n, _)| (*n).to_owned()).collect()
     }
-    Json(json!({
-        "train-diffusion": names(&crate::diffusion_cli::PRESETS),
-        "train-fr": names(&crate::fr_cli::PRESETS),
-    }))
+    Json(Presets {
+        train_diffusion: names(&crate::commands::diffusion::PRESETS),
+        train_fr: names(&crate::commands::train_fr::PRESETS),
+    })
 }
 
-async fn list(admin: Admin) -> Result<Json<Value>, AppError> {
+async fn list(admin: Admin) -> Result<Json<Vec<JobView>>, AppError> {
     let rows = admin.jobs.store.jobs(None, 200)?;
-    Ok(Json(Value::Array(admin.jobs.views(&rows)?)))
+    Ok(Json(admin.jobs.views(&rows)))
 }
 
-async fn create(admin: Admin, body: Bytes) -> Result<(StatusCode, Json<Value>), AppError> {
+async fn create(admin: Admin, body: Bytes) -> Result<(StatusCode, Json<JobView>), AppError> {
     let spec: JobSpec = parse_body(&body)?;
     let id = admin.jobs.submit(&spec, "admin", true, None)?;
     let row = admin.jobs.store.job(id)?.expect("just inserted");
@@ -150,18 +155,19 @@ fn job(jobs: &Jobs, id: i64) -> Result<JobRow, AppError> {
     jobs.store.job(id)?.ok_or_else(|| AppError::not_found(format!("no job {id}")))
 }
 
-async fn detail(admin: Admin, Path(id): Path<i64>) -> Result<Json<Value>, AppError> {
+async fn detail(admin: Admin, Path(id): Path<i64>) -> Result<Json<JobDetail>, AppError> {
     let row = job(&admin.jobs, id)?;
-    let mut v = admin.jobs.view(&row);
-    v["artifacts"] = serde_json::to_value(admin.jobs.store.artifacts(id)?).expect("plain data");
-    v["logs"] = admin
-        .jobs
-        .store
-        .logs(id, 200)?
-        .into_iter()
-        .map(|(at, line)| json!({"at": at, "line": line}))
-        .collect();
-    Ok(Json(v))
+    Ok(Json(JobDetail {
+        job: admin.jobs.view(&row),
+        artifacts: admin
+            .jobs
+            .store
+            .artifacts(id)?
+            .into_iter()
+            .map(|a| ArtifactView { kind: a.kind, path: a.path, step: a.step, bytes: a.bytes, created_at: a.created_at })
+            .collect(),
+        logs: admin.jobs.store.logs(id, 200)?.into_iter().map(|(at, line)| LogLine { at, line }).collect(),
+    }))
 }
 
 /// Every metric of a job, each downsampled to at most 1000 points: `{"loss": [[step, value]]}`.
@@ -441,28 +447,70 @@ fn meminfo(field: &str, text: &str) -> Option<u64> {
         .map(|kb| kb * 1024)
 }
 
-async fn system(admin: Admin, State(st): State<AppState>) -> Result<Json<Value>, AppError> {
+async fn system(admin: Admin, State(st): State<AppState>) -> Result<Json<SystemStatus>, AppError> {
     let mem = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let me = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let counts = admin.jobs.store.state_counts()?;
-    let count = |s: JobState| counts.iter().find(|(k, _)| k == s.as_str()).map_or(0, |(_, n)| *n);
-    Ok(Json(json!({
-        "device": st.inner.device.label,
-        "cuda_compiled": cemiface_engine::device::CUDA_COMPILED,
-        "cpu_threads": cemiface_engine::device::ComputeDevice::cpu_threads(),
-        "memory": {
-            "total": meminfo("MemTotal:", &mem),
-            "available": meminfo("MemAvailable:", &mem),
-            "server_rss": meminfo("VmRSS:", &me),
+    let count = |s: JobState| counts.iter().find(|(k, _)| k == s.as_str()).map_or(0, |(_, n)| *n as u64);
+    Ok(Json(SystemStatus {
+        device: st.inner.device.label.clone(),
+        cuda_compiled: cemiface_engine::device::CUDA_COMPILED,
+        cpu_threads: cemiface_engine::device::ComputeDevice::cpu_threads(),
+        memory: Memory {
+            total: meminfo("MemTotal:", &mem),
+            available: meminfo("MemAvailable:", &mem),
+            server_rss: meminfo("VmRSS:", &me),
         },
-        "queue": {
-            "queued": count(JobState::Queued),
-            "running": count(JobState::Running),
-            "paused": count(JobState::Paused),
-            "interrupted": count(JobState::Interrupted),
-            "slots": admin.jobs.runner.settings.slots,
+        queue: QueueCounts {
+            queued: count(JobState::Queued),
+            running: count(JobState::Running),
+            paused: count(JobState::Paused),
+            interrupted: count(JobState::Interrupted),
+            slots: admin.jobs.runner.settings.slots,
         },
-        "demo_generator": st.demo.model().ok().map(|m| m.info.checkpoint.clone()),
-        "time": now(),
-    })))
+        demo_generator: st.demo.model().ok().map(|m| m.info.checkpoint.clone()),
+        time: now(),
+    }))
+}
+
+/// `GET /api/admin/events` (websocket): every event of every job as a JSON [`JobEvent`], for the
+/// admin pages to update in place instead of polling. A client that falls behind is disconnected
+/// (it reconnects and fetches fresh views); the socket closes when the session is logged out.
+async fn events(
+    admin: Admin,
+    headers: axum::http::HeaderMap,
+    ws: axum::extract::ws::WebSocketUpgrade,
+) -> Result<axum::response::Response, AppError> {
+    use axum::extract::ws::Message;
+    if !crate::web::auth::same_origin(&headers) {
+        return Err(AppError::new(StatusCode::FORBIDDEN, "cross_origin", "the event stream is for this server's own pages"));
+    }
+    // A read-only feed: nothing the browser sends needs more than a small frame.
+    let ws = ws.max_message_size(4 << 10).max_frame_size(4 << 10);
+    let mut rx = admin.jobs.runner.events.subscribe();
+    Ok(ws.on_upgrade(move |mut socket| async move {
+        loop {
+            tokio::select! {
+                e = rx.recv() => {
+                    let Ok(e) = e else { break };
+                    let text = serde_json::to_string(&e).expect("plain data");
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        break;
+                    }
+                }
+                m = socket.recv() => match m {
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => {}
+                },
+                () = tokio::time::sleep(std::time::Duration::from_secs(30)) => {
+                    // A logged-out session stops receiving.
+                    let live = matches!(admin.jobs.store.session(&admin.session), Ok(Some(_)));
+                    if !live || socket.send(Message::Ping(Vec::new().into())).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = socket.send(Message::Close(None)).await;
+    }))
 }

@@ -49,7 +49,7 @@ pub fn check(data_dir: &Path, db_path: &Path, store: &Store) -> anyhow::Result<S
             Ok(s)
         }
         (None, None) => {
-            let id = super::auth::hex(&super::auth::random_bytes(16));
+            let id = crate::web::auth::hex(&crate::web::auth::random_bytes(16));
             store.set_data_id(&id)?;
             write(&file, &id)?;
             Ok(id)

@@ -1,15 +1,17 @@
-//! Runs a job: turns its spec into the arguments of the matching CLI command and calls it with
-//! the job's context, in the job's folder (`data/jobs/<id>/`).
+//! Runs a job: turns its spec into the command line of the matching command and runs it with the
+//! job's context, in the job's folder (`data/jobs/<id>/`).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
-use super::ctx::JobCtx;
 use super::runner::{job_dir, Executor, RunnerSettings};
 use super::spec::{job_ref, JobSpec};
 use super::store::{JobRow, Store};
-use crate::cli::AssetsDirArg;
+use crate::commands::ctx::JobCtx;
+use crate::commands::diffusion::{self, GeneratorConfig};
+use crate::commands::generate::{self, GenerateArgs};
+use crate::commands::{eval, train_fr, Argv};
 
 /// The folder of another job's output, checked to exist.
 fn job_output(settings: &RunnerSettings, reference: &str, sub: &str, what: &str) -> anyhow::Result<PathBuf> {
@@ -38,108 +40,85 @@ pub fn generator_path(settings: &RunnerSettings, name: &str) -> anyhow::Result<P
 
 /// Writes a job's resolved config (preset plus the job's overrides) as `config.toml` in its
 /// folder; returns the path for the command's `--config`.
-fn write_config(dir: &Path, cfg: &impl serde::Serialize) -> anyhow::Result<String> {
+fn write_config(dir: &Path, cfg: &impl serde::Serialize) -> anyhow::Result<PathBuf> {
     let path = dir.join("config.toml");
     std::fs::write(&path, toml::to_string_pretty(cfg)?)?;
-    Ok(path.display().to_string())
+    Ok(path)
 }
 
-/// Runs `job` to its end (or its stop).
+/// Runs `job` to its end (or its stop): writes the job as a command line ([`Argv`]) and runs it
+/// here (parsed by the command's own definition) or on the cluster (the same flags in a batch
+/// script).
 pub fn execute(job: &JobRow, dir: &Path, settings: &RunnerSettings, store: &Store, ctx: &JobCtx) -> anyhow::Result<()> {
-    let assets = || AssetsDirArg {
-        assets_dir: settings.assets_dir.clone(),
+    // Cluster tasks run in another folder: they get absolute paths; local runs keep the job's
+    // paths as they are (artifacts are recorded relative to the job's folder).
+    let slurm = match &settings.executor {
+        Executor::Local => None,
+        Executor::Slurm(s) => Some(s),
+    };
+    let path = |p: &Path| -> anyhow::Result<String> {
+        Ok(match slurm {
+            Some(_) => std::path::absolute(p)?.display().to_string(),
+            None => p.display().to_string(),
+        })
     };
     let run_dir = dir.join("run");
     match &job.spec {
         JobSpec::TrainDiffusion(t) => {
-            use crate::diffusion_cli::GeneratorConfig;
-            let mut cfg = crate::diffusion_cli::load_generator_config(&t.config)?;
-            match &mut cfg {
-                GeneratorConfig::Pixel(c) => {
-                    c.train.steps = t.steps.unwrap_or(c.train.steps);
-                    c.train.batch_size = t.batch_size.unwrap_or(c.train.batch_size);
-                    c.train.checkpoint_every = t.checkpoint_every.unwrap_or(c.train.checkpoint_every);
-                    c.train.seed = t.seed.unwrap_or(c.train.seed);
-                }
-                GeneratorConfig::Latent(c) => {
-                    c.train.steps = t.steps.unwrap_or(c.train.steps);
-                    c.train.batch_size = t.batch_size.unwrap_or(c.train.batch_size);
-                    c.train.checkpoint_every = t.checkpoint_every.unwrap_or(c.train.checkpoint_every);
-                    c.train.seed = t.seed.unwrap_or(c.train.seed);
-                }
+            let mut cfg = diffusion::load_generator_config(&t.config)?;
+            // The job's overrides of the preset's training settings (two types, the same fields).
+            macro_rules! overrides {
+                ($train:expr) => {{
+                    let s = &mut $train;
+                    s.steps = t.steps.unwrap_or(s.steps);
+                    s.batch_size = t.batch_size.unwrap_or(s.batch_size);
+                    s.checkpoint_every = t.checkpoint_every.unwrap_or(s.checkpoint_every);
+                    s.seed = t.seed.unwrap_or(s.seed);
+                    s.steps as u64
+                }};
             }
-            let total = match &cfg {
-                GeneratorConfig::Pixel(c) => c.train.steps as u64,
-                GeneratorConfig::Latent(c) => c.train.steps as u64,
+            let total = match &mut cfg {
+                GeneratorConfig::Pixel(c) => overrides!(c.train),
+                GeneratorConfig::Latent(c) => overrides!(c.train),
             };
-            let args = crate::diffusion_cli::TrainArgs {
-                config: write_config(dir, &cfg)?,
-                run_dir,
-                resume: true,
-                max_steps: None,
-                sample_grid: t.sample_grid,
-                device: settings.device,
-                assets: assets(),
-            };
-            match &settings.executor {
-                Executor::Local => crate::diffusion_cli::run_train(args, ctx),
-                Executor::Slurm(slurm) => {
-                    let run_dir = std::path::absolute(&args.run_dir)?;
-                    let mut argv = vec![
-                        "train-diffusion".to_owned(),
-                        "--config".into(),
-                        std::path::absolute(&args.config)?.display().to_string(),
-                        "--run-dir".into(),
-                        run_dir.display().to_string(),
-                        "--resume".into(),
-                        "--device".into(),
-                        super::slurm::device_arg(settings.device),
-                        "--assets-dir".into(),
-                        std::path::absolute(&settings.assets_dir)?.display().to_string(),
-                    ];
-                    if t.sample_grid {
-                        argv.push("--sample-grid".into());
-                    }
-                    super::slurm_train::run(job.id, &argv, dir, &run_dir, total, slurm, store, ctx)
+            let mut argv = Argv::new("train-diffusion");
+            argv.opt("config", path(&write_config(dir, &cfg)?)?)
+                .opt("run-dir", path(&run_dir)?)
+                .switch("resume", true)
+                .switch("sample-grid", t.sample_grid)
+                .opt("device", settings.device)
+                .opt("assets-dir", path(&settings.assets_dir)?);
+            match slurm {
+                None => diffusion::run_train(argv.parse()?, ctx),
+                Some(slurm) => {
+                    let run_dir = std::path::absolute(&run_dir)?;
+                    super::slurm_train::run(job.id, &argv.argv(), dir, &run_dir, total, slurm, store, ctx)
                 }
             }
         }
         JobSpec::Generate(g) => {
-            let copies = (g.inquiries == "random").then_some(0);
-            let args = crate::generate_cli::GenerateArgs {
-                    checkpoint: generator_path(settings, &g.generator)?,
-                    out: dir.join("dataset"),
-                    inquiries: g.inquiries.clone(),
-                    identities: g.identities,
-                    unique_threshold: None,
-                    images_per_identity: g.images_per_identity,
-                    m: g.m.clone(),
-                    steps: g.steps,
-                    eta: g.eta,
-                    batch: 16,
-                    seed: g.seed,
-                    inquiry_copies: copies,
-                    format: if g.format == "jpeg" {
-                        crate::generate_cli::FormatArg::Jpeg
-                    } else {
-                        crate::generate_cli::FormatArg::Png
-                    },
-                    rec: g.rec,
-                    shard: Some(crate::generate_cli::ShardArg(cemiface_engine::synth::generation::Shard {
-                        index: 0,
-                        count: 1,
-                    })),
-                    prepare_only: false,
-                    no_merge: false,
-                    print_sbatch: None,
-                    print_k8s: None,
-                    raw: false,
-                    device: settings.device,
-                    assets: assets(),
-            };
-            match &settings.executor {
-                Executor::Local => crate::generate_cli::run_generate(args, ctx),
-                Executor::Slurm(slurm) => super::slurm_generate::run(job.id, args, dir, slurm, store, ctx),
+            let mut argv = Argv::new("generate");
+            argv.opt("checkpoint", path(&generator_path(settings, &g.generator)?)?)
+                .opt("out", path(&dir.join("dataset"))?)
+                .opt("inquiries", &g.inquiries)
+                .opt("identities", g.identities)
+                .opt("images-per-identity", g.images_per_identity)
+                .opt("m", g.m.iter().map(f32::to_string).collect::<Vec<_>>().join(","))
+                .opt("steps", g.steps)
+                .opt("eta", g.eta)
+                .opt("seed", g.seed)
+                .opt("format", &g.format)
+                .switch("rec", g.rec)
+                .opt("shard", "0/1")
+                .opt("device", settings.device)
+                .opt("assets-dir", path(&settings.assets_dir)?);
+            if g.inquiries == "random" {
+                argv.opt("inquiry-copies", 0);
+            }
+            let args: GenerateArgs = argv.parse()?;
+            match slurm {
+                None => generate::run_generate(args, ctx),
+                Some(slurm) => super::slurm_generate::run(job.id, args, dir, slurm, store, ctx),
             }
         }
         JobSpec::TrainFr(t) => {
@@ -153,66 +132,43 @@ pub fn execute(job: &JobRow, dir: &Path, settings: &RunnerSettings, store: &Stor
                 }
                 None => PathBuf::from(&t.data),
             };
-            let mut cfg = crate::fr_cli::load_fr_config(&t.config)?;
+            let mut cfg = train_fr::load_fr_config(&t.config)?;
             if let Some(b) = t.batch_size {
                 cfg.train.batch_size = b;
             }
-            let args = crate::fr_cli::TrainFrArgs {
-                config: write_config(dir, &cfg)?,
-                data: Some(data.clone()),
-                run_dir,
-                resume: true,
-                max_steps: t.steps,
-                device: settings.device,
-            };
-            match &settings.executor {
-                Executor::Local => crate::fr_cli::run_train_fr(args, ctx),
-                Executor::Slurm(slurm) => {
+            let mut argv = Argv::new("train-fr");
+            argv.opt("config", path(&write_config(dir, &cfg)?)?)
+                .opt("data", path(&data)?)
+                .opt("run-dir", path(&run_dir)?)
+                .switch("resume", true)
+                .opt("device", settings.device);
+            if let Some(n) = t.steps {
+                argv.opt("max-steps", n);
+            }
+            match slurm {
+                None => train_fr::run_train_fr(argv.parse()?, ctx),
+                Some(slurm) => {
                     let images = cemiface_engine::data::labelled::open(&data)?.len();
                     let epochs_steps = (images / cfg.train.batch_size.max(1)) as u64 * cfg.train.epochs as u64;
                     let total = t.steps.unwrap_or(u64::MAX).min(epochs_steps);
-                    let run_dir = std::path::absolute(&args.run_dir)?;
-                    let mut argv = vec![
-                        "train-fr".to_owned(),
-                        "--config".into(),
-                        std::path::absolute(&args.config)?.display().to_string(),
-                        "--data".into(),
-                        std::path::absolute(&data)?.display().to_string(),
-                        "--run-dir".into(),
-                        run_dir.display().to_string(),
-                        "--resume".into(),
-                        "--device".into(),
-                        super::slurm::device_arg(settings.device),
-                    ];
-                    if let Some(n) = t.steps {
-                        argv.extend(["--max-steps".to_owned(), n.to_string()]);
-                    }
-                    super::slurm_train::run(job.id, &argv, dir, &run_dir, total, slurm, store, ctx)
+                    let run_dir = std::path::absolute(&run_dir)?;
+                    super::slurm_train::run(job.id, &argv.argv(), dir, &run_dir, total, slurm, store, ctx)
                 }
             }
         }
         JobSpec::Eval(v) => {
-            let checkpoint = v
-                .checkpoint
-                .as_deref()
-                .map(|c| job_output(settings, c, "run/checkpoints", "checkpoints").map(|_| {
-                    job_dir(&settings.data_dir, job_ref(c).expect("checked")).join("run")
-                }))
-                .transpose()?;
-            crate::eval_cli::run_eval(
-                crate::eval_cli::EvalArgs {
-                    sets: v.sets.iter().map(PathBuf::from).collect(),
-                    checkpoint,
-                    arch: crate::identity_cli::Arch::IrSe50,
-                    batch: 32,
-                    save_embeddings: None,
-                    json: false,
-                    report: Some(dir.join("report.json")),
-                    device: settings.device,
-                    assets: assets(),
-                },
-                ctx,
-            )
+            let mut argv = Argv::new("eval");
+            for set in &v.sets {
+                argv.arg(set);
+            }
+            if let Some(c) = v.checkpoint.as_deref() {
+                job_output(settings, c, "run/checkpoints", "checkpoints")?;
+                argv.opt("checkpoint", path(&job_dir(&settings.data_dir, job_ref(c).expect("checked")).join("run"))?);
+            }
+            argv.opt("report", path(&dir.join("report.json"))?)
+                .opt("device", settings.device)
+                .opt("assets-dir", path(&settings.assets_dir)?);
+            eval::run_eval(argv.parse()?, ctx)
         }
     }
 }

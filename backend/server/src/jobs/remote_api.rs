@@ -15,10 +15,11 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::admin_api::{send_dataset, send_file};
 use super::runner::{job_dir, JobEvent};
-use super::spec::{FieldError, GenerateSpec, JobSpec, JobState};
+use super::spec::{GenerateSpec, JobSpec, JobState};
+use crate::web::error::FieldError;
 use super::{invalid, parse_body, ApiCaller};
-use crate::error::AppError;
-use crate::state::AppState;
+use crate::web::error::AppError;
+use crate::web::state::AppState;
 
 /// The OpenAPI 3.1 description of this API.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -100,7 +101,7 @@ async fn submit(caller: ApiCaller, body: Bytes) -> Result<(StatusCode, Json<Valu
 
 fn view(caller: &ApiCaller, id: i64) -> Result<Value, AppError> {
     let row = caller.own_job(id)?;
-    Ok(for_caller(caller.jobs.view(&row), id))
+    Ok(for_caller(serde_json::to_value(caller.jobs.view(&row)).expect("plain data"), id))
 }
 
 /// A job view as a key holder sees it: without the owner, with the URLs to follow it.
@@ -116,8 +117,13 @@ fn for_caller(mut v: Value, id: i64) -> Value {
 async fn list(caller: ApiCaller) -> Result<Json<Value>, AppError> {
     caller.require("read")?;
     let rows = caller.jobs.store.jobs(Some(&caller.owner()), 500)?;
-    let views = caller.jobs.views(&rows)?;
-    Ok(Json(rows.iter().zip(views).map(|(r, v)| for_caller(v, r.id)).collect()))
+    let views = caller.jobs.views(&rows);
+    Ok(Json(
+        rows.iter()
+            .zip(views)
+            .map(|(r, v)| for_caller(serde_json::to_value(v).expect("plain data"), r.id))
+            .collect(),
+    ))
 }
 
 async fn status(caller: ApiCaller, Path(id): Path<i64>) -> Result<Json<Value>, AppError> {

@@ -8,10 +8,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use cemiface_engine::device::DeviceRequest;
-use serde::Serialize;
 use tokio::sync::broadcast;
 
-use super::ctx::{stopped, Event, JobCtx, Stop, StopSwitch};
+use crate::commands::ctx::{stopped, Event, JobCtx, Stop, StopSwitch};
 use super::exec;
 use super::spec::JobState;
 use super::store::{JobRow, Store};
@@ -42,29 +41,7 @@ pub enum Executor {
     Slurm(super::slurm::SlurmSettings),
 }
 
-/// A change to a job, as websockets and the admin page see it.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum JobEvent {
-    State { id: i64, state: JobState, error: Option<String> },
-    Progress { id: i64, done: u64, total: u64, unit: String, rate: Option<f64> },
-    Artifact { id: i64, kind: String, path: String, step: Option<u64> },
-    Log { id: i64, line: String },
-    /// What the job does until its next progress report.
-    Phase { id: i64, phase: String },
-}
-
-impl JobEvent {
-    pub fn job(&self) -> i64 {
-        match self {
-            Self::State { id, .. }
-            | Self::Progress { id, .. }
-            | Self::Artifact { id, .. }
-            | Self::Log { id, .. }
-            | Self::Phase { id, .. } => *id,
-        }
-    }
-}
+pub use cemiface_app::admin_protocol::JobEvent;
 
 pub type FinalHook = Box<dyn Fn(&JobRow) + Send + Sync>;
 
@@ -332,6 +309,12 @@ impl Runner {
                     r.publish(JobEvent::Log { id, line: line.clone() });
                     r.store.add_log(id, &line)
                 }
+                // A job's result text (tables, reports) belongs in its log, line by line.
+                Event::Output(text) => text.lines().try_for_each(|line| {
+                    r.publish(JobEvent::Log { id, line: line.to_owned() });
+                    r.store.add_log(id, line)
+                }),
+                Event::Detail { .. } => Ok(()),
                 Event::Artifact { kind, path, step } => {
                     let rel = path.strip_prefix(&dir).unwrap_or(&path).to_string_lossy().into_owned();
                     r.publish(JobEvent::Artifact { id, kind: kind.into(), path: rel.clone(), step });

@@ -71,16 +71,6 @@ pub fn sbatch(script: &Path, array: Option<&str>, dir: &Path) -> anyhow::Result<
     Ok(id)
 }
 
-/// `--device` as written on a command line.
-pub fn device_arg(d: cemiface_engine::device::DeviceRequest) -> String {
-    use cemiface_engine::device::DeviceRequest;
-    match d {
-        DeviceRequest::Auto => "auto".into(),
-        DeviceRequest::Cpu => "cpu".into(),
-        DeviceRequest::Cuda(i) => format!("cuda:{i}"),
-    }
-}
-
 /// The state of every task Slurm still knows, by `<array id>_<index>` (and plain job ids).
 pub fn task_states() -> anyhow::Result<HashMap<String, (TaskState, String)>> {
     let out = run(Command::new("squeue").args(["-h", "-t", "all", "-r", "-o", "%i|%T"]))?;

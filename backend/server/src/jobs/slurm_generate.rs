@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use cemiface_engine::synth::generation::{DatasetDir, Shard};
 
-use super::ctx::{JobCtx, Stop};
+use crate::commands::ctx::{JobCtx, Stop};
 use super::slurm::{self, SlurmSettings, TaskState};
 use super::store::{SlurmTask, Store};
-use crate::batch_script::SbatchOptions;
-use crate::generate_cli::{run_generate, GenerateArgs, ShardArg};
+use crate::commands::batch_script::SbatchOptions;
+use crate::commands::generate::{run_generate, GenerateArgs, ShardArg};
 
 /// How long a just-submitted task may be missing from `squeue` before it counts as lost.
 const GRACE: Duration = Duration::from_secs(20);
@@ -68,7 +68,7 @@ pub fn run(job_id: i64, mut args: GenerateArgs, dir: &Path, slurm: &SlurmSetting
         output: Some(slurm_dir.join("%A_%a.log").display().to_string()),
         program: None,
     };
-    std::fs::write(&script, crate::batch_script::sbatch(&args.to_argv(), shards, &opts)?)?;
+    std::fs::write(&script, crate::commands::batch_script::sbatch(&args.to_argv(), shards, &opts)?)?;
 
     // 2. Submit, or pick up the tasks a previous server process submitted.
     let mut tasks = store.slurm_tasks(job_id)?;

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
-use super::ctx::{JobCtx, Stop};
+use crate::commands::ctx::{JobCtx, Stop};
 use super::slurm::{self, SlurmSettings, TaskState};
 use super::store::{SlurmTask, Store};
-use crate::batch_script::SbatchOptions;
+use crate::commands::batch_script::SbatchOptions;
 
 /// How long a just-submitted task may be missing from `squeue` before it counts as lost.
 const GRACE: Duration = Duration::from_secs(20);
@@ -59,7 +59,7 @@ pub fn run(
         output: Some(slurm_dir.join("%j.log").display().to_string()),
         program: None,
     };
-    std::fs::write(&path, crate::batch_script::sbatch_single(argv, &opts))?;
+    std::fs::write(&path, crate::commands::batch_script::sbatch_single(argv, &opts))?;
     let submit = || -> anyhow::Result<String> { slurm::sbatch(&path, None, dir) };
     let mut task = match store.slurm_tasks(job_id)?.into_iter().next() {
         Some(t) => {

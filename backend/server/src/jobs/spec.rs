@@ -1,7 +1,7 @@
 //! What a job is: its kind, its state and its parameters (`JobSpec`, stored as JSON), validated
 //! field by field so forms and API clients get every mistake at once.
 
-use std::fmt;
+use crate::web::error::FieldError;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -39,63 +39,8 @@ impl FromStr for JobKind {
     }
 }
 
-/// Where a job is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum JobState {
-    Queued,
-    Running,
-    Paused,
-    Succeeded,
-    Failed,
-    Cancelled,
-    /// It was running when the server stopped; resume continues from its last checkpoint.
-    Interrupted,
-}
+pub use cemiface_app::admin_protocol::JobState;
 
-impl JobState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Running => "running",
-            Self::Paused => "paused",
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
-            Self::Interrupted => "interrupted",
-        }
-    }
-
-    /// No more work will happen without a resume.
-    pub fn is_final(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
-    }
-
-    /// States a resume applies to.
-    pub fn resumable(self) -> bool {
-        matches!(self, Self::Paused | Self::Interrupted | Self::Failed | Self::Cancelled)
-    }
-}
-
-impl FromStr for JobState {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        serde_json::from_value(serde_json::Value::String(s.into())).map_err(|_| format!("unknown job state `{s}`"))
-    }
-}
-
-impl fmt::Display for JobState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One invalid field.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
 
 fn err(errors: &mut Vec<FieldError>, field: impl Into<String>, message: impl Into<String>) {
     errors.push(FieldError {
@@ -253,7 +198,7 @@ impl JobSpec {
         let mut e = Vec::new();
         match self {
             Self::TrainDiffusion(t) => {
-                let names: Vec<&str> = crate::diffusion_cli::PRESETS.iter().map(|p| p.0).collect();
+                let names: Vec<&str> = crate::commands::diffusion::PRESETS.iter().map(|p| p.0).collect();
                 if !names.contains(&t.config.as_str()) {
                     err(&mut e, "config", format!("unknown preset; one of {}", names.join(", ")));
                 }
@@ -305,7 +250,7 @@ impl JobSpec {
                 }
             }
             Self::TrainFr(t) => {
-                let names: Vec<&str> = crate::fr_cli::PRESETS.iter().map(|p| p.0).collect();
+                let names: Vec<&str> = crate::commands::train_fr::PRESETS.iter().map(|p| p.0).collect();
                 if !names.contains(&t.config.as_str()) {
                     err(&mut e, "config", format!("unknown preset; one of {}", names.join(", ")));
                 }
@@ -345,6 +290,29 @@ mod tests {
 
     fn gen(v: serde_json::Value) -> Result<JobSpec, serde_json::Error> {
         serde_json::from_value(v)
+    }
+
+    /// The browser's launch form and the server's spec agree: every kind's form, at its defaults,
+    /// is a spec the server parses (it refuses unknown fields), the runnable kinds validate, and
+    /// a preset field's default is one of the server's presets.
+    #[test]
+    fn the_launch_form_writes_specs_the_server_reads() {
+        use cemiface_app::launch_form::{defaults, fields, to_spec, FieldType, KINDS};
+        for kind in KINDS {
+            let v = to_spec(kind, &defaults(kind)).unwrap_or_else(|e| panic!("{kind}: {e:?}"));
+            let spec = gen(v.clone()).unwrap_or_else(|e| panic!("{kind}: {e} in {v}"));
+            assert_eq!(spec.kind().as_str(), kind);
+            if matches!(kind, "generate" | "train-diffusion") {
+                assert_eq!(spec.validate(true), Ok(()), "{kind}");
+            }
+            for f in fields(kind).iter().filter(|f| f.ty == FieldType::Preset) {
+                let presets = match kind {
+                    "train-diffusion" => &crate::commands::diffusion::PRESETS[..],
+                    _ => &crate::commands::train_fr::PRESETS[..],
+                };
+                assert!(presets.iter().any(|(n, _)| *n == f.default), "{kind}: preset {}", f.default);
+            }
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::time::Duration;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::Url;
 
-use super::auth::sign;
+use crate::web::auth::sign;
 
 /// Where webhooks may go, and which extra certificates https endpoints may present.
 #[derive(Debug, Clone, Default)]

@@ -74,7 +74,7 @@ fn network(ip: IpAddr) -> String {
 
 /// Middleware: puts the request's [`ClientAddr`] into its extensions.
 pub async fn assign(
-    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
+    axum::extract::State(state): axum::extract::State<crate::web::state::AppState>,
     mut req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {

@@ -121,12 +121,12 @@ impl Drop for Served {
 pub fn admin_hash() -> (String, &'static str) {
     let pw = "correct horse battery";
     let salt = b"0123456789abcdef";
-    let h = cemiface_server::jobs::auth::pbkdf2_sha256(pw.as_bytes(), salt, 1000);
+    let h = cemiface_server::web::auth::pbkdf2_sha256(pw.as_bytes(), salt, 1000);
     (
         format!(
             "pbkdf2-sha256$1000${}${}",
-            cemiface_server::jobs::auth::hex(salt),
-            cemiface_server::jobs::auth::hex(&h)
+            cemiface_server::web::auth::hex(salt),
+            cemiface_server::web::auth::hex(&h)
         ),
         pw,
     )

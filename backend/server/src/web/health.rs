@@ -5,8 +5,8 @@ use axum::Json;
 use cemiface_app::status::{AssetGroup, SystemStatus};
 use cemiface_engine::device::{ComputeDevice, CUDA_COMPILED};
 
-use crate::error::AppError;
-use crate::state::AppState;
+use crate::web::error::AppError;
+use crate::web::state::AppState;
 
 /// Builds the status, checking the assets on a blocking thread (hashing is file I/O).
 pub async fn system_status(state: AppState) -> anyhow::Result<SystemStatus> {

@@ -3,7 +3,15 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::Serialize;
 use serde_json::json;
+
+/// One invalid field.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
 
 /// An error a handler returns; internals are logged, the client sees a code and a plain message.
 #[derive(Debug)]
@@ -17,7 +25,7 @@ pub enum AppError {
     /// The request body has invalid fields (422); each is listed.
     Invalid {
         message: String,
-        fields: Vec<crate::jobs::spec::FieldError>,
+        fields: Vec<FieldError>,
     },
     /// Something failed inside the server (500); details stay in the log.
     Internal(anyhow::Error),

@@ -1,6 +1,5 @@
 //! `cemiface train-diffusion`, `cemiface sample` and `cemiface model-info`.
 
-use std::io::IsTerminal;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -23,17 +22,17 @@ use cemiface_engine::run_dir::{append_metrics, truncate_metrics, StepMetrics};
 use cemiface_engine::diffusion::unet::{UNet, UNetConfig};
 use clap::Args;
 
-use crate::cli::AssetsDirArg;
-use crate::jobs::ctx::JobCtx;
-use crate::jobs::sample_grid::SampleGrid;
-use crate::progress::eta;
+use crate::commands::AssetsDirArg;
+use crate::commands::ctx::JobCtx;
+use crate::commands::sample_grid::SampleGrid;
+use cemiface_app::units::eta;
 
 /// Named presets (files in `configs/`, compiled in).
 pub const PRESETS: [(&str, &str); 4] = [
-    ("latent-dcgan", include_str!("../../../configs/latent-dcgan.toml")),
-    ("demo-64", include_str!("../../../configs/demo-64.toml")),
-    ("paper-112", include_str!("../../../configs/paper-112.toml")),
-    ("tiny-32", include_str!("../../../configs/tiny-32.toml")),
+    ("latent-dcgan", include_str!("../../../../configs/latent-dcgan.toml")),
+    ("demo-64", include_str!("../../../../configs/demo-64.toml")),
+    ("paper-112", include_str!("../../../../configs/paper-112.toml")),
+    ("tiny-32", include_str!("../../../../configs/tiny-32.toml")),
 ];
 
 /// Reads a preset name (`presets`: name and compiled-in text) or a TOML file into a config; unknown
@@ -128,7 +127,7 @@ pub fn open_run_dir(run_dir: &Path, resume: bool) -> anyhow::Result<Option<PathB
 pub fn run_train(args: TrainArgs, ctx: &JobCtx) -> anyhow::Result<()> {
     let cfg = match load_generator_config(&args.config)? {
         GeneratorConfig::Pixel(cfg) => cfg,
-        GeneratorConfig::Latent(cfg) => return crate::latent_cli::run_train_latent(args, cfg, ctx),
+        GeneratorConfig::Latent(cfg) => return crate::commands::latent::run_train_latent(args, cfg, ctx),
     };
     let device = ComputeDevice::select(args.device)?;
     let latest = open_run_dir(&args.run_dir, args.resume)?;
@@ -185,7 +184,6 @@ pub fn train_loop(
     grid: Option<&SampleGrid>,
     ctx: &JobCtx,
 ) -> anyhow::Result<()> {
-    let tty = !ctx.is_job() && std::io::stderr().is_terminal();
     let started = Instant::now();
     let first = trainer.step();
     ctx.progress(first, total, "step");
@@ -209,7 +207,8 @@ pub fn train_loop(
         ctx.progress(m.step, total, "step");
         let done = (m.step - first) as f64;
         let rate = done / started.elapsed().as_secs_f64();
-        let line = format!(
+        if m.step % 10 == 0 || m.step == total {
+            let line = format!(
             "step {}/{total} | loss {:.4} (mse {:.4}, simmat {:.4}, |m-s| {:.3}) | {:.2} it/s | ETA {}",
             m.step,
             m.loss,
@@ -218,18 +217,12 @@ pub fn train_loop(
             m.sim,
             rate,
             eta((total - m.step) as f64 / rate)
-        );
-        if tty {
-            eprint!("\r{line}   ");
-        } else if m.step % 10 == 0 || m.step == total {
+            );
             ctx.log(line);
         }
         if m.step % checkpoint_every == 0 || m.step == total {
             ctx.phase("writing a checkpoint");
             let dir = trainer.save(run_dir)?;
-            if tty {
-                eprintln!();
-            }
             ctx.log(format!("checkpoint {}", dir.display()));
             ctx.artifact("checkpoint", &dir, Some(m.step));
             write_loss_chart(run_dir)?;
@@ -327,7 +320,7 @@ fn inquiry_tensor(path: &Path, size: usize, assets: &Path, device: &Device) -> a
 }
 
 /// `cemiface sample`.
-pub fn run_sample(args: SampleArgs) -> anyhow::Result<()> {
+pub fn run_sample(args: SampleArgs, ctx: &crate::commands::ctx::JobCtx) -> anyhow::Result<()> {
     let dev = ComputeDevice::select(args.device)?.device;
     let gen = Generator::load(&args.checkpoint, args.raw, &args.assets.assets_dir, &dev)?;
     let encoder = gen.encoder();
@@ -341,11 +334,11 @@ pub fn run_sample(args: SampleArgs) -> anyhow::Result<()> {
     let seeds = vec![args.seed; ms.len()];
     let started = Instant::now();
     let out = gen.sample(&c_id, &ms, &seeds, args.steps, args.eta, |s| {
-        eprint!("\rDDIM step {}/{} (t = {})   ", s.step + 1, s.steps, s.t);
+        ctx.detail(s.step as u64 + 1, s.steps as u64, "DDIM step");
         ControlFlow::Continue(())
     })?;
-    eprintln!(
-        "\rsampled {} image(s) in {:.1} s          ",
+    crate::say!(ctx, 
+        "sampled {} image(s) in {:.1} s",
         ms.len(),
         started.elapsed().as_secs_f64()
     );
@@ -356,10 +349,10 @@ pub fn run_sample(args: SampleArgs) -> anyhow::Result<()> {
     .to_vec1()?;
     if let Some((_, reached)) = gen.inquiry_latent(&c_id)? {
         // Cached by the sampling above: the inversion's similarity bounds what m = 1 can reach.
-        println!("inquiry latent: G(z_a) reaches similarity {reached:.3} (inversion, {})", encoder.name());
+        crate::out!(ctx, "inquiry latent: G(z_a) reaches similarity {reached:.3} (inversion, {})", encoder.name());
     }
     for (m, s) in ms.iter().zip(&sims) {
-        println!("m = {m:+.2}: achieved similarity {s:.3} ({})", encoder.name());
+        crate::out!(ctx, "m = {m:+.2}: achieved similarity {s:.3} ({})", encoder.name());
     }
     let img = if args.m_sweep {
         let s = gen.image_size() as u32;
@@ -378,7 +371,7 @@ pub fn run_sample(args: SampleArgs) -> anyhow::Result<()> {
         tensor_image(&out.get(0)?)?
     };
     image_io::write(&img, &args.output)?;
-    eprintln!("→ {}", args.output.display());
+    crate::say!(ctx, "→ {}", args.output.display());
     Ok(())
 }
 
@@ -406,7 +399,7 @@ pub fn parameter_count(cfg: &UNetConfig) -> anyhow::Result<usize> {
 }
 
 /// `cemiface model-info`.
-pub fn run_model_info(args: ModelInfoArgs) -> anyhow::Result<()> {
+pub fn run_model_info(args: ModelInfoArgs, ctx: &crate::commands::ctx::JobCtx) -> anyhow::Result<()> {
     let cfg = match load_generator_config(&args.config)? {
         GeneratorConfig::Pixel(cfg) => cfg,
         GeneratorConfig::Latent(cfg) => {
@@ -414,10 +407,10 @@ pub fn run_model_info(args: ModelInfoArgs) -> anyhow::Result<()> {
             let ddim = Ddim::new(NoiseSchedule::new(&cfg.schedule)?, args.steps, 1.0)?;
             let info = serde_json::json!({ "params": params, "space": "latent", "ddim_timesteps": ddim.timesteps() });
             if args.json {
-                println!("{info}");
+                crate::out!(ctx, "{info}");
             } else {
-                println!("{}: latent denoiser, {params} parameters (decoder: the DCGAN)", args.config);
-                println!("DDIM-{} timesteps: {:?}", args.steps, ddim.timesteps());
+                crate::out!(ctx, "{}: latent denoiser, {params} parameters (decoder: the DCGAN)", args.config);
+                crate::out!(ctx, "DDIM-{} timesteps: {:?}", args.steps, ddim.timesteps());
             }
             return Ok(());
         }
@@ -428,14 +421,14 @@ pub fn run_model_info(args: ModelInfoArgs) -> anyhow::Result<()> {
     let info =
         serde_json::json!({ "params": params, "flops_per_image": flops, "ddim_timesteps": ddim.timesteps() });
     if args.json {
-        println!("{info}");
+        crate::out!(ctx, "{info}");
     } else {
-        println!(
+        crate::out!(ctx, 
             "{}: {params} parameters, {:.2} GFLOPs per image per step",
             args.config,
             flops as f64 / 1e9
         );
-        println!("DDIM-{} timesteps: {:?}", args.steps, ddim.timesteps());
+        crate::out!(ctx, "DDIM-{} timesteps: {:?}", args.steps, ddim.timesteps());
     }
     Ok(())
 }

@@ -2,6 +2,8 @@
 //! identity network's, as a table; with `--torch`, the same rows for PyTorch twins of the same
 //! networks (bench/torch_twin.py, run by the given Python) side by side.
 
+pub mod demo_stream;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -16,7 +18,7 @@ use cemiface_engine::diffusion::schedule::NoiseSchedule;
 use cemiface_engine::diffusion::unet::UNet;
 use clap::Args;
 
-use crate::diffusion_cli::load_config;
+use crate::commands::diffusion::load_config;
 
 /// Options of `cemiface bench`.
 #[derive(Debug, Args)]
@@ -44,7 +46,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 20)]
     pub steps: u32,
     #[command(flatten)]
-    pub assets: crate::cli::AssetsDirArg,
+    pub assets: crate::commands::AssetsDirArg,
 }
 
 fn median_secs(iters: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
@@ -161,11 +163,11 @@ fn torch_rows(args: &BenchArgs, python: &PathBuf) -> anyhow::Result<Vec<Row>> {
 }
 
 /// `cemiface bench`.
-pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
+pub fn run_bench(args: BenchArgs, ctx: &crate::commands::ctx::JobCtx) -> anyhow::Result<()> {
     if args.demo_stream {
-        return crate::bench_demo::run(&args.config, args.steps, args.iters, &args.assets.assets_dir);
+        return crate::commands::bench::demo_stream::run(&args.config, args.steps, args.iters, &args.assets.assets_dir, ctx);
     }
-    println!(
+    crate::out!(ctx, 
         "{} on {} CPU thread(s) (RAYON_NUM_THREADS), median of {}:",
         args.config,
         candle_core::utils::get_num_threads(),
@@ -173,9 +175,9 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     );
     let ours = candle_rows(&args)?;
     let Some(python) = &args.torch else {
-        println!("| what | batch | seconds | images/s |\n|---|---|---|---|");
+        crate::out!(ctx, "| what | batch | seconds | images/s |\n|---|---|---|---|");
         for r in &ours {
-            println!(
+            crate::out!(ctx, 
                 "| {} | {} | {:.3} | {:.2} |",
                 r.what,
                 r.batch,
@@ -186,14 +188,14 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         return Ok(());
     };
     let theirs = torch_rows(&args, python)?;
-    println!("| what | batch | Candle (s) | PyTorch (s) | Candle / PyTorch | Candle images/s |");
-    println!("|---|---|---|---|---|---|");
+    crate::out!(ctx, "| what | batch | Candle (s) | PyTorch (s) | Candle / PyTorch | Candle images/s |");
+    crate::out!(ctx, "|---|---|---|---|---|---|");
     for r in &ours {
         let t = theirs
             .iter()
             .find(|t| t.what == r.what && t.batch == r.batch)
             .map_or(f64::NAN, |t| t.seconds);
-        println!(
+        crate::out!(ctx, 
             "| {} | {} | {:.3} | {:.3} | {:.2}× | {:.2} |",
             r.what,
             r.batch,

@@ -13,13 +13,15 @@
 //! | protocol  | demo socket messages (JSON) and binary frames                          |
 //! | image     | image headers and bodies (`image_io::decode` with its limits)          |
 
+pub mod mutate;
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::fuzz_mutate::Mutator;
+use crate::commands::fuzz::mutate::Mutator;
 
 /// The fuzzed parsers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -83,8 +85,8 @@ impl Target {
                 let path = scratch.join("c.toml");
                 if std::fs::write(&path, input).is_ok() {
                     let p = path.to_string_lossy();
-                    let _ = crate::diffusion_cli::load_generator_config(&p);
-                    let _ = crate::fr_cli::load_fr_config(&p);
+                    let _ = crate::commands::diffusion::load_generator_config(&p);
+                    let _ = crate::commands::train_fr::load_fr_config(&p);
                 }
             }
             Self::Protocol => {
@@ -183,17 +185,17 @@ pub struct FuzzArgs {
     pub crashes: PathBuf,
 }
 
-pub fn run_fuzz(args: FuzzArgs) -> anyhow::Result<std::process::ExitCode> {
+pub fn run_fuzz(args: FuzzArgs, ctx: &crate::commands::ctx::JobCtx) -> anyhow::Result<std::process::ExitCode> {
     let targets = if args.targets.is_empty() { Target::ALL.to_vec() } else { args.targets.clone() };
     let scratch = std::env::temp_dir().join(format!("cemiface-fuzz-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).with_context(|| format!("cannot create {}", scratch.display()))?;
-    println!("| target | corpus | inputs | inputs/s | seconds | panics |");
-    println!("|---|---|---|---|---|---|");
+    crate::out!(ctx, "| target | corpus | inputs | inputs/s | seconds | panics |");
+    crate::out!(ctx, "|---|---|---|---|---|---|");
     let mut failed = false;
     for t in targets {
         let seeds = corpus(&args.corpus, t)?;
         let o = fuzz(t, &seeds, args.seed, args.execs, Duration::from_secs(args.seconds), &scratch);
-        println!(
+        crate::out!(ctx, 
             "| {} | {} | {} | {:.0} | {:.1} | {} |",
             t.name(),
             o.corpus,
@@ -205,10 +207,10 @@ pub fn run_fuzz(args: FuzzArgs) -> anyhow::Result<std::process::ExitCode> {
         for c in &o.crashes {
             failed = true;
             std::fs::create_dir_all(&args.crashes)?;
-            let digest = crate::jobs::auth::token_hash(&crate::jobs::auth::hex(c));
+            let digest = crate::web::auth::token_hash(&crate::web::auth::hex(c));
             let path = args.crashes.join(format!("{}-{}", t.name(), &digest[..16]));
             std::fs::write(&path, c).with_context(|| format!("cannot write {}", path.display()))?;
-            println!("  panic: input saved to {}", path.display());
+            crate::out!(ctx, "  panic: input saved to {}", path.display());
         }
     }
     let _ = std::fs::remove_dir_all(&scratch);

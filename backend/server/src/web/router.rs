@@ -24,8 +24,8 @@ use leptos_axum::{file_and_error_handler_with_context, generate_route_list, Lept
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
-use crate::health::{healthz, system_status};
-use crate::state::AppState;
+use crate::web::health::{healthz, system_status};
+use crate::web::state::AppState;
 
 /// The whole HTTP surface, without binding a socket (tests drive it with `oneshot`).
 pub fn router(state: AppState) -> Router {

@@ -21,8 +21,7 @@ use cemiface_engine::synth::inquiry::{default_threshold, select, InquirySource};
 use cemiface_engine::identity::mobileface::MobileFace;
 use clap::Args;
 
-use crate::cli::AssetsDirArg;
-use crate::progress::Progress;
+use crate::commands::AssetsDirArg;
 
 /// The photos used as inquiries (public domain, `assets/face_recognition/`).
 const PHOTOS: [&str; 4] = ["obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg"];
@@ -70,7 +69,7 @@ pub struct ReportControlArgs {
 }
 
 /// `cemiface report-control`.
-pub fn run_report_control(args: ReportControlArgs) -> anyhow::Result<()> {
+pub fn run_report_control(args: ReportControlArgs, ctx: &crate::commands::ctx::JobCtx) -> anyhow::Result<()> {
     anyhow::ensure!(!args.m.is_empty(), "--m needs at least one value");
     if let Some(bad) = args.m.iter().find(|v| !(-1.0..=1.0).contains(*v)) {
         anyhow::bail!("--m {bad} is outside [-1, 1]");
@@ -133,7 +132,9 @@ pub fn run_report_control(args: ReportControlArgs) -> anyhow::Result<()> {
             inquiries.push((q.name, image_tensor(&img, size, &dev)?));
         }
     }
-    let mut bar = Progress::new("report-control", "inquiries", inquiries.len() as u64);
+    let total = inquiries.len() as u64;
+    let mut done = 0;
+    ctx.progress(0, total, "inquiries");
     let judges: [&dyn IdentityEncoder; 2] = [e_id.as_ref(), judge.as_ref()];
     let report = measure(
         &gen,
@@ -145,7 +146,8 @@ pub fn run_report_control(args: ReportControlArgs) -> anyhow::Result<()> {
         args.sheet_rows,
         Some(&detector),
         |_, _| {
-            bar.advance(1);
+            done += 1;
+            ctx.progress(done, total, "inquiries");
             ControlFlow::Continue(())
         },
     )?;
@@ -161,10 +163,10 @@ pub fn run_report_control(args: ReportControlArgs) -> anyhow::Result<()> {
     }
     write(&report, &args)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::out!(ctx, "{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print_table(&report);
-        println!(
+        print_table(&report, ctx);
+        crate::out!(ctx, 
             "→ {}/report.json, control.png (and .svg), contact_sheet.png",
             args.out.display()
         );
@@ -182,25 +184,25 @@ fn write(report: &ControlReport, args: &ReportControlArgs) -> anyhow::Result<()>
     Ok(())
 }
 
-fn print_table(r: &ControlReport) {
+fn print_table(r: &ControlReport, ctx: &crate::commands::ctx::JobCtx) {
     if !r.face_rate_by_m.is_empty() {
         let rates: Vec<String> = r.face_rate_by_m.iter().map(|(m, f)| format!("m {m}: {f:.2}")).collect();
-        println!("face rate (detector finds a face): {}", rates.join(", "));
+        crate::out!(ctx, "face rate (detector finds a face): {}", rates.join(", "));
         if let Some(b) = r.baseline_face_rate {
-            println!("face rate of raw DCGAN samples (baseline): {b:.2}");
+            crate::out!(ctx, "face rate of raw DCGAN samples (baseline): {b:.2}");
         }
     }
     let names: Vec<&String> = r.judges.keys().collect();
-    println!(
+    crate::out!(ctx, 
         "{} inquiries, {} DDIM steps, mean achieved similarity (± std) per target m:",
         r.inquiries.len(),
         r.steps
     );
-    println!(
+    crate::out!(ctx, 
         "| m | {} |",
         names.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(" | ")
     );
-    println!("|---|{}", "---|".repeat(names.len()));
+    crate::out!(ctx, "|---|{}", "---|".repeat(names.len()));
     for m in &r.m {
         let key = format!("{m}");
         let cells: Vec<String> = r
@@ -208,10 +210,10 @@ fn print_table(r: &ControlReport) {
             .values()
             .map(|j| format!("{:+.3} ± {:.3}", j.mean_by_m[&key], j.std_by_m[&key]))
             .collect();
-        println!("| {m:+.2} | {} |", cells.join(" | "));
+        crate::out!(ctx, "| {m:+.2} | {} |", cells.join(" | "));
     }
     for (name, j) in &r.judges {
-        println!(
+        crate::out!(ctx, 
             "{name}: Spearman(m, achieved) = {:.3}; means {} with m",
             j.spearman,
             if j.monotonic {

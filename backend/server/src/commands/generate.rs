@@ -16,9 +16,8 @@ use cemiface_engine::data::image_io::{self, ImageLimits};
 use cemiface_engine::synth::inquiry::{default_threshold, select_until, Inquiry, InquirySource};
 use clap::Args;
 
-use crate::cli::AssetsDirArg;
-use crate::jobs::ctx::{JobCtx, Stop};
-use crate::progress::Progress;
+use crate::commands::AssetsDirArg;
+use crate::commands::ctx::{JobCtx, Stop};
 
 /// `i/N`: this process does identities i, i+N, i+2N, …
 #[derive(Debug, Clone, Copy)]
@@ -197,7 +196,7 @@ impl GenerateArgs {
             FormatArg::Png => "png".into(),
             FormatArg::Jpeg => "jpeg".into(),
         });
-        opt("device", crate::jobs::slurm::device_arg(self.device));
+        opt("device", self.device.to_string());
         opt("assets-dir", self.assets.assets_dir.display().to_string());
         if self.rec {
             a.push("--rec".into());
@@ -219,11 +218,11 @@ pub fn run_generate(args: GenerateArgs, ctx: &JobCtx) -> anyhow::Result<()> {
         }
     }
     if let Some(n) = args.print_sbatch {
-        print!("{}", crate::batch_script::sbatch(&args.to_argv(), n, &Default::default())?);
+        ctx.output(crate::commands::batch_script::sbatch(&args.to_argv(), n, &Default::default())?.trim_end());
         return Ok(());
     }
     if let Some(n) = args.print_k8s {
-        println!("{}", crate::batch_script::k8s_indexed_job(&args.to_argv(), n, "cemiface-generate")?);
+        crate::out!(ctx, "{}", crate::commands::batch_script::k8s_indexed_job(&args.to_argv(), n, "cemiface-generate")?);
         return Ok(());
     }
     let shard = match args.shard {
@@ -273,7 +272,7 @@ pub fn run_generate(args: GenerateArgs, ctx: &JobCtx) -> anyhow::Result<()> {
         )?;
     }
     let stop = || ctx.requested().is_some();
-    let Some(inquiries) = load_or_select_inquiries(&args, &dir, &source, encoder.as_ref(), &gen, &dev.device, &stop)?
+    let Some(inquiries) = load_or_select_inquiries(&args, &dir, &source, encoder.as_ref(), &gen, &dev.device, &stop, ctx)?
     else {
         // Stopped during the selection: nothing was written, a resume selects again.
         return Err(ctx.requested().unwrap_or(Stop::Cancelled).into());
@@ -282,7 +281,7 @@ pub fn run_generate(args: GenerateArgs, ctx: &JobCtx) -> anyhow::Result<()> {
         bail!("--inquiry-copies {copies}: random identities have no face to copy; pass --inquiry-copies 0");
     }
     if args.prepare_only {
-        eprintln!(
+        crate::say!(ctx, 
             "prepared {}: {} identities in inquiries.json; start the shards with the same options",
             dir.root.display(),
             inquiries.len()
@@ -308,9 +307,6 @@ pub fn run_generate(args: GenerateArgs, ctx: &JobCtx) -> anyhow::Result<()> {
     // Progress counts the whole shard: a resumed run starts at the images finished before it.
     let total = (in_shard * settings.images_per_identity) as u64;
     let mut done = ((in_shard - todo.len()) * settings.images_per_identity) as u64;
-    let mut progress = Progress::new("generating", "img", total).resumed(done);
-    // The DDIM steps of the batch in flight, below the image bar (terminal only).
-    let steps_bar = (!ctx.is_job()).then(|| progress.sub("  batch", "step", settings.steps as u64)).flatten();
     ctx.progress(done, total, "img");
     for &id in &todo {
         let finished = generate_identity(
@@ -323,9 +319,8 @@ pub fn run_generate(args: GenerateArgs, ctx: &JobCtx) -> anyhow::Result<()> {
             &dir,
             &dev.device,
             |s| {
-                if let Some(b) = &steps_bar {
-                    b.set_position(s.step as u64 + 1);
-                }
+                // The DDIM steps of the batch in flight (a second bar on a terminal).
+                ctx.detail(s.step as u64 + 1, settings.steps as u64, "step");
                 match ctx.requested() {
                     Some(_) => ControlFlow::Break(()),
                     None => ControlFlow::Continue(()),
@@ -334,9 +329,6 @@ pub fn run_generate(args: GenerateArgs, ctx: &JobCtx) -> anyhow::Result<()> {
             |n| {
                 done += n as u64;
                 ctx.progress(done, total, "img");
-                if !ctx.is_job() {
-                    progress.advance(n as u64);
-                }
             },
         )?;
         if finished.is_none() {
@@ -355,14 +347,14 @@ pub fn run_generate(args: GenerateArgs, ctx: &JobCtx) -> anyhow::Result<()> {
             write_recordio(&dir, &entries)?;
             ctx.artifact("recordio", &dir.root.join("train.rec"), None);
         }
-        let grid = crate::jobs::sample_grid::dataset_grid(&dir.root, &entries, 8, 8)?;
+        let grid = crate::commands::sample_grid::dataset_grid(&dir.root, &entries, 8, 8)?;
         ctx.artifact("sample-grid", &grid, None);
         ctx.artifact("report", &dir.root.join("report.json"), None);
         ctx.artifact("plot", &dir.root.join("similarity_histogram.png"), None);
         ctx.artifact("dataset", &dir.root, None);
-        println!("| m | images | mean similarity | std | min | max |\n|---|---|---|---|---|---|");
+        crate::out!(ctx, "| m | images | mean similarity | std | min | max |\n|---|---|---|---|---|---|");
         for (m, s) in &report.by_m {
-            println!(
+            crate::out!(ctx, 
                 "| {m} | {} | {:.3} | {:.3} | {:.3} | {:.3} |",
                 s.count, s.mean, s.std, s.min, s.max
             );
@@ -391,6 +383,7 @@ fn load_or_select_inquiries(
     gen: &Generator,
     device: &candle_core::Device,
     stop: &dyn Fn() -> bool,
+    ctx: &JobCtx,
 ) -> anyhow::Result<Option<Vec<Inquiry>>> {
     let path = dir.root.join("inquiries.json");
     let face = |i: usize| dir.root.join("inquiries").join(format!("{i:06}.png"));
@@ -421,14 +414,14 @@ fn load_or_select_inquiries(
     if stats.stopped {
         return Ok(None);
     }
-    eprintln!(
+    crate::say!(ctx, 
         "inquiries: {} unique identities from {} candidates ({} rejected as look-alikes at cosine ≥ {threshold})",
         list.len(),
         stats.considered,
         stats.rejected_similar
     );
     if list.len() < args.identities {
-        eprintln!(
+        crate::say!(ctx, 
             "note: the source holds only {} identities unique at {threshold}",
             list.len()
         );

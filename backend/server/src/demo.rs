@@ -20,8 +20,8 @@ use axum::Router;
 use candle_core::Device;
 use cemiface_app::demo_protocol::{DemoLimits, ServerEvent};
 
-use crate::error::AppError;
-use crate::state::AppState;
+use crate::web::error::AppError;
+use crate::web::state::AppState;
 use model::DemoModel;
 use queue::{QueueLimits, SamplingQueue};
 use uploads::Uploads;
@@ -61,7 +61,7 @@ pub struct Demo {
     /// Open websockets per client id.
     pub sockets: ws::SocketCounts,
     /// Uploads per address this minute.
-    pub upload_counts: crate::jobs::auth::RateLimiter,
+    pub upload_counts: crate::web::auth::RateLimiter,
 }
 
 impl Demo {

@@ -14,6 +14,8 @@
 //! packet off the machine. Without `--url` it starts `cemiface serve` itself on 127.0.0.1, with
 //! the per-address limits opened (every client of a soak shares one address).
 
+pub mod server;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,7 +26,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::cli::AssetsDirArg;
+use crate::commands::AssetsDirArg;
 
 /// Options of `cemiface loadtest`.
 #[derive(Debug, clap::Args)]
@@ -81,22 +83,22 @@ struct Row {
     health_failures: usize,
 }
 
-pub fn run_loadtest(args: LoadtestArgs) -> anyhow::Result<std::process::ExitCode> {
+pub fn run_loadtest(args: LoadtestArgs, ctx: &crate::commands::ctx::JobCtx) -> anyhow::Result<std::process::ExitCode> {
     let photo = std::fs::read(args.assets.assets_dir.join("face_recognition/obama.jpg"))
         .with_context(|| format!("{}: the soak uploads this photo", args.assets.assets_dir.display()))?;
     let (base, pid, _server) = match &args.url {
         Some(u) => (loopback(u)?, args.pid.expect("clap requires --pid"), None),
         None => {
-            let s = crate::loadtest_server::Spawned::start(&args)?;
+            let s = crate::commands::loadtest::server::Spawned::start(&args, ctx)?;
             (s.base.clone(), s.pid(), Some(s))
         }
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let rows = rt.block_on(async {
-        let t = Tester { base, pid, http: reqwest::Client::new(), photo: photo.into() };
+        let t = Tester { base, pid, http: reqwest::Client::new(), photo: photo.into(), ctx: ctx.clone() };
         t.wait_ready().await?;
         let baseline = rss_mb(pid).unwrap_or(0.0);
-        println!("server pid {pid}, RSS {baseline:.0} MB before the soak");
+        crate::out!(ctx, "server pid {pid}, RSS {baseline:.0} MB before the soak");
         let mut rows = Vec::new();
         rows.push(t.phase("viewers", t.viewers(args.viewers, args.seconds)).await?);
         rows.push(t.phase("hostile", t.hostile(args.hostile, args.seconds)).await?);
@@ -105,14 +107,14 @@ pub fn run_loadtest(args: LoadtestArgs) -> anyhow::Result<std::process::ExitCode
         anyhow::Ok(rows)
     })?;
     let mut failed = false;
-    println!(
+    crate::out!(ctx, 
         "\n| phase   | work | peak RSS MB | settled RSS MB | /healthz p50 ms | p99 ms | failed probes | verdict |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    crate::out!(ctx, "|---|---|---|---|---|---|---|---|");
     for r in &rows {
         let ok = r.peak_mb <= args.max_rss_mb as f64 && r.p99_ms <= args.max_p99_ms as f64 && r.health_failures == 0;
         failed |= !ok;
-        println!(
+        crate::out!(ctx, 
             "| {} | {} | {:.0} | {:.0} | {:.1} | {:.1} | {} | {} |",
             r.phase,
             r.work,
@@ -124,7 +126,7 @@ pub fn run_loadtest(args: LoadtestArgs) -> anyhow::Result<std::process::ExitCode
             if ok { "ok" } else { "FAIL" }
         );
     }
-    println!(
+    crate::out!(ctx, 
         "\nbounds: RSS ≤ {} MB, /healthz p99 ≤ {} ms, no failed probe: {}",
         args.max_rss_mb,
         args.max_p99_ms,
@@ -167,6 +169,7 @@ struct Tester {
     pid: u32,
     http: reqwest::Client,
     photo: Shared,
+    ctx: crate::commands::ctx::JobCtx,
 }
 
 impl Tester {
@@ -187,7 +190,7 @@ impl Tester {
 
     /// Runs `work` while probing health and memory; then lets the server settle for 3 s.
     async fn phase(&self, name: &'static str, work: impl std::future::Future<Output = anyhow::Result<String>>) -> anyhow::Result<Row> {
-        println!("phase {name} …");
+        crate::out!(self.ctx, "phase {name} …");
         let stop = Arc::new(AtomicBool::new(false));
         let latencies = Arc::new(Mutex::new(Vec::new()));
         let failures = Arc::new(AtomicUsize::new(0));
@@ -239,7 +242,7 @@ impl Tester {
             p99_ms: percentile(&l, 0.99),
             health_failures: failures.load(Ordering::Relaxed),
         };
-        println!("  {}: peak {:.0} MB, settled {:.0} MB, /healthz p99 {:.1} ms", row.work, row.peak_mb, row.settled_mb, row.p99_ms);
+        crate::out!(self.ctx, "  {}: peak {:.0} MB, settled {:.0} MB, /healthz p99 {:.1} ms", row.work, row.peak_mb, row.settled_mb, row.p99_ms);
         Ok(row)
     }
 

@@ -12,9 +12,9 @@ use cemiface_engine::diffusion::latent::trainer::LatentTrainer;
 use cemiface_engine::diffusion::trainer::build_encoder;
 use cemiface_engine::run_dir::{truncate_metrics, StepMetrics};
 
-use crate::diffusion_cli::{open_run_dir, train_loop, DiffusionTrainer, TrainArgs};
-use crate::jobs::ctx::JobCtx;
-use crate::jobs::sample_grid::SampleGrid;
+use crate::commands::diffusion::{open_run_dir, train_loop, DiffusionTrainer, TrainArgs};
+use crate::commands::ctx::JobCtx;
+use crate::commands::sample_grid::SampleGrid;
 
 impl DiffusionTrainer for LatentTrainer {
     fn step(&self) -> u64 {

@@ -13,7 +13,7 @@ use cemiface_engine::recognition::iresnet::{IResNet, IResNetConfig};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
-use crate::cli::AssetsDirArg;
+use crate::commands::AssetsDirArg;
 
 /// Options of `cemiface align`.
 #[derive(Debug, Args)]
@@ -87,11 +87,11 @@ fn read_photo(path: &Path) -> anyhow::Result<image::RgbImage> {
     Ok(image_io::read(path, ImageLimits::default())?)
 }
 
-fn align_one(aligner: &FaceAligner, path: &Path) -> anyhow::Result<cemiface_engine::face::align::AlignedFace> {
+fn align_one(aligner: &FaceAligner, path: &Path, ctx: &crate::commands::ctx::JobCtx) -> anyhow::Result<cemiface_engine::face::align::AlignedFace> {
     let name = path.display().to_string();
     let face = aligner.align(&read_photo(path)?, &name)?;
     if face.faces_found > 1 {
-        eprintln!(
+        crate::say!(ctx, 
             "note: {} faces found in {name}; using the largest",
             face.faces_found
         );
@@ -100,11 +100,11 @@ fn align_one(aligner: &FaceAligner, path: &Path) -> anyhow::Result<cemiface_engi
 }
 
 /// `cemiface align`.
-pub fn run_align(args: AlignArgs) -> anyhow::Result<()> {
+pub fn run_align(args: AlignArgs, ctx: &crate::commands::ctx::JobCtx) -> anyhow::Result<()> {
     let aligner = FaceAligner::load(&args.assets.assets_dir, &Device::Cpu)?;
-    let face = align_one(&aligner, &args.photo)?;
+    let face = align_one(&aligner, &args.photo, ctx)?;
     image_io::write(&face.arcface, &args.output)?;
-    eprintln!(
+    crate::say!(ctx, 
         "{}: face at ({:.0}, {:.0}) {:.0}×{:.0}, score {:.2} → {}",
         args.photo.display(),
         face.face.x,
@@ -116,7 +116,7 @@ pub fn run_align(args: AlignArgs) -> anyhow::Result<()> {
     );
     if let Some(chip) = &args.chip {
         image_io::write(&face.chip, chip)?;
-        eprintln!("dlib chip → {}", chip.display());
+        crate::say!(ctx, "dlib chip → {}", chip.display());
     }
     Ok(())
 }
@@ -130,7 +130,7 @@ struct EmbedOutput {
 }
 
 /// `cemiface embed`.
-pub fn run_embed(args: EmbedArgs) -> anyhow::Result<()> {
+pub fn run_embed(args: EmbedArgs, ctx: &crate::commands::ctx::JobCtx) -> anyhow::Result<()> {
     let dev = Device::Cpu;
     let dlib = match &args.checkpoint {
         None => Some(DlibEncoder::load(&args.assets.assets_dir, &dev)?),
@@ -169,7 +169,7 @@ pub fn run_embed(args: EmbedArgs) -> anyhow::Result<()> {
             if aligner.is_none() {
                 aligner = Some(FaceAligner::load(&args.assets.assets_dir, &dev)?);
             }
-            let face = align_one(aligner.as_ref().expect("loaded"), path)?;
+            let face = align_one(aligner.as_ref().expect("loaded"), path, ctx)?;
             match (&dlib, &iresnet) {
                 // dlib's own chip framing: descriptors as dlib computes them
                 (Some(d), _) => d
@@ -190,7 +190,7 @@ pub fn run_embed(args: EmbedArgs) -> anyhow::Result<()> {
         embeddings: normalized.to_vec2()?,
     };
     if args.json {
-        println!("{}", serde_json::to_string(&out)?);
+        crate::out!(ctx, "{}", serde_json::to_string(&out)?);
         return Ok(());
     }
     let names: Vec<String> = args
@@ -208,21 +208,15 @@ pub fn run_embed(args: EmbedArgs) -> anyhow::Result<()> {
         .map(|d| d.name())
         .or(iresnet.as_ref().map(|r| r.name()))
         .unwrap_or_default();
-    println!("cosine similarity ({encoder}):");
-    print!("{:width$}", "");
-    for n in &names {
-        print!(" {:>width$}", n);
-    }
-    println!();
+    crate::out!(ctx, "cosine similarity ({encoder}):");
+    let header: String = names.iter().map(|n| format!(" {n:>width$}")).collect();
+    crate::out!(ctx, "{:width$}{header}", "");
     for (n, row) in names.iter().zip(&out.cosine) {
-        print!("{n:width$}");
-        for v in row {
-            print!(" {v:>width$.3}");
-        }
-        println!();
+        let cells: String = row.iter().map(|v| format!(" {v:>width$.3}")).collect();
+        crate::out!(ctx, "{n:width$}{cells}");
     }
     if dlib.is_some() {
-        println!("L2 distance of raw descriptors (dlib: same person below 0.6):");
+        crate::out!(ctx, "L2 distance of raw descriptors (dlib: same person below 0.6):");
         for i in 0..names.len() {
             for j in i + 1..names.len() {
                 let d: f32 = out.raw[i]
@@ -231,7 +225,7 @@ pub fn run_embed(args: EmbedArgs) -> anyhow::Result<()> {
                     .map(|(a, b)| (a - b) * (a - b))
                     .sum::<f32>()
                     .sqrt();
-                println!("  {} – {}: {d:.3}", names[i], names[j]);
+                crate::out!(ctx, "  {} – {}: {d:.3}", names[i], names[j]);
             }
         }
     }

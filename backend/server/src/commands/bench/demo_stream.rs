@@ -17,7 +17,7 @@ use cemiface_engine::data::image_io::{self, ImageLimits};
 
 use crate::demo::model::DemoModel;
 use crate::demo::queue::{QueueLimits, SamplingQueue};
-use crate::diffusion_cli::load_config;
+use crate::commands::diffusion::load_config;
 
 /// Runs one job through a queue and drains its messages as a socket writer would; returns the
 /// seconds from submission to the last message and the bytes sent.
@@ -49,7 +49,7 @@ fn streamed(
 }
 
 /// The table.
-pub fn run(config: &str, steps: u32, iters: usize, assets_dir: &Path) -> anyhow::Result<()> {
+pub fn run(config: &str, steps: u32, iters: usize, assets_dir: &Path, ctx: &crate::commands::ctx::JobCtx) -> anyhow::Result<()> {
     let dev = Device::Cpu;
     let cfg = load_config(config)?;
     let model = Arc::new(DemoModel::new(
@@ -130,18 +130,18 @@ pub fn run(config: &str, steps: u32, iters: usize, assets_dir: &Path) -> anyhow:
         v[v.len() / 2]
     };
     let [t0, t1, t2] = times.each_mut().map(median);
-    println!(
+    crate::out!(ctx, 
         "{config}, {steps} DDIM steps, batch 1, on {} CPU thread(s), median of {iters}:",
         candle_core::utils::get_num_threads()
     );
-    println!("| run | seconds | ÷ bare sampling | bytes sent |\n|---|---|---|---|");
-    println!("| bare sampling (no callback) | {t0:.3} | 1.000 | 0 |");
-    println!(
+    crate::out!(ctx, "| run | seconds | ÷ bare sampling | bytes sent |\n|---|---|---|---|");
+    crate::out!(ctx, "| bare sampling (no callback) | {t0:.3} | 1.000 | 0 |");
+    crate::out!(ctx, 
         "| demo job, x̂0 PNG frame every step | {t1:.3} | {:.3} | {} |",
         t1 / t0,
         sent[0]
     );
-    println!(
+    crate::out!(ctx, 
         "| demo job, frames + E_id similarity every step | {t2:.3} | {:.3} | {} |",
         t2 / t0,
         sent[1]

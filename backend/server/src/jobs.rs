@@ -3,13 +3,10 @@
 //! dataset-generation API (`/api/v1`, described at `/api/openapi.json`).
 
 pub mod admin_api;
-pub mod auth;
-pub mod ctx;
 pub mod data_id;
 pub mod exec;
 pub mod remote_api;
 pub mod runner;
-pub mod sample_grid;
 pub mod slurm;
 pub mod slurm_generate;
 pub mod slurm_train;
@@ -24,13 +21,17 @@ use std::sync::Arc;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, Method, StatusCode};
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::error::AppError;
-use crate::state::AppState;
-use auth::{token_hash, RateLimiter};
+use cemiface_app::admin_protocol::{JobProgress, JobView, SlurmTaskView};
+
+use crate::web::error::AppError;
+use crate::web::state::AppState;
+use crate::commands::ctx;
+use crate::web::auth::{self, token_hash, RateLimiter};
 use runner::{Runner, RunnerSettings};
-use spec::{FieldError, JobState};
+use crate::web::error::FieldError;
+use spec::JobState;
 use store::{JobRow, KeyRow, Store};
 use webhook::WebhookPolicy;
 
@@ -85,15 +86,15 @@ impl Jobs {
     }
 
     /// The public view of a job (API and admin list).
-    pub fn view(&self, row: &JobRow) -> Value {
+    pub fn view(&self, row: &JobRow) -> JobView {
         let queue = if row.state == JobState::Queued { self.queue_ids() } else { vec![] };
         self.view_in(row, &queue)
     }
 
     /// Views of many jobs, reading the queue once.
-    pub fn views(&self, rows: &[JobRow]) -> anyhow::Result<Vec<Value>> {
+    pub fn views(&self, rows: &[JobRow]) -> Vec<JobView> {
         let queue = self.queue_ids();
-        Ok(rows.iter().map(|r| self.view_in(r, &queue)).collect())
+        rows.iter().map(|r| self.view_in(r, &queue)).collect()
     }
 
     fn queue_ids(&self) -> Vec<i64> {
@@ -101,33 +102,36 @@ impl Jobs {
     }
 
     /// The view, given the ids of the queued jobs in run order.
-    fn view_in(&self, row: &JobRow, queue: &[i64]) -> Value {
-        let position = queue.iter().position(|&id| id == row.id);
-        let fraction = if row.total > 0 { row.done as f64 / row.total as f64 } else { 0.0 };
-        let eta = row
-            .rate
-            .filter(|r| *r > 0.0 && row.state == JobState::Running)
-            .map(|r| (row.total.saturating_sub(row.done)) as f64 / r);
-        json!({
-            "id": row.id,
-            "kind": row.kind,
-            "state": row.state,
-            "owner": row.owner,
-            "device": row.device,
-            "queue_position": position,
-            "progress": {
-                "done": row.done, "total": row.total, "unit": row.unit,
-                "fraction": fraction, "rate": row.rate, "eta_seconds": eta,
-            },
-            "error": row.error,
-            "phase": self.runner.phase(row.id),
-            "spec": row.spec,
-            "webhook_url": row.webhook_url,
-            "created_at": row.created_at,
-            "started_at": row.started_at,
-            "finished_at": row.finished_at,
-            "slurm": self.store.slurm_tasks(row.id).unwrap_or_default(),
-        })
+    fn view_in(&self, row: &JobRow, queue: &[i64]) -> JobView {
+        JobView {
+            id: row.id,
+            kind: row.kind.as_str().to_owned(),
+            state: row.state,
+            owner: row.owner.clone(),
+            device: row.device.clone(),
+            queue_position: queue.iter().position(|&id| id == row.id),
+            progress: JobProgress::default().with_report(
+                row.done,
+                row.total,
+                &row.unit,
+                row.rate,
+                row.state == JobState::Running,
+            ),
+            error: row.error.clone(),
+            phase: self.runner.phase(row.id).map(str::to_owned),
+            spec: serde_json::to_value(&row.spec).expect("plain data"),
+            webhook_url: row.webhook_url.clone(),
+            created_at: row.created_at,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+            slurm: self
+                .store
+                .slurm_tasks(row.id)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|s| SlurmTaskView { shard: s.shard, slurm_id: s.slurm_id, attempt: s.attempt, state: s.state })
+                .collect(),
+        }
     }
 
     /// Checks a new job's references to other jobs.
@@ -299,22 +303,13 @@ pub fn jobs_of(state: &AppState) -> Result<Arc<Jobs>, AppError> {
     })
 }
 
-/// A cookie of a request.
-pub fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
-}
 
 /// A logged-in admin. State-changing requests must carry the session's CSRF token.
 pub struct Admin {
     pub jobs: Arc<Jobs>,
     pub csrf: String,
+    /// The hash of the session's cookie (sessions are stored by it).
+    pub session: String,
 }
 
 impl FromRequestParts<AppState> for Admin {
@@ -331,15 +326,16 @@ impl FromRequestParts<AppState> for Admin {
             ));
         }
         let unauthorized = || AppError::new(StatusCode::UNAUTHORIZED, "unauthorized", "log in at /admin first");
-        let token = cookie(&parts.headers, ADMIN_COOKIE).ok_or_else(unauthorized)?;
-        let csrf = jobs.store.session(&token_hash(&token))?.ok_or_else(unauthorized)?;
+        let token = auth::cookie(&parts.headers, ADMIN_COOKIE).ok_or_else(unauthorized)?;
+        let session = token_hash(&token);
+        let csrf = jobs.store.session(&session)?.ok_or_else(unauthorized)?;
         if !matches!(parts.method, Method::GET | Method::HEAD) {
             let sent = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or("");
             if !auth::constant_time_eq(sent.as_bytes(), csrf.as_bytes()) {
                 return Err(AppError::new(StatusCode::FORBIDDEN, "csrf", "missing or wrong X-CSRF-Token header"));
             }
         }
-        Ok(Self { jobs, csrf })
+        Ok(Self { jobs, csrf, session })
     }
 }
 

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 
 use anyhow::Context;
 
-use crate::loadtest_cli::LoadtestArgs;
+use crate::commands::loadtest::LoadtestArgs;
 
 pub struct Spawned {
     child: Child,
@@ -15,7 +15,7 @@ pub struct Spawned {
 }
 
 impl Spawned {
-    pub fn start(args: &LoadtestArgs) -> anyhow::Result<Self> {
+    pub fn start(args: &LoadtestArgs, ctx: &crate::commands::ctx::JobCtx) -> anyhow::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let data_dir = std::env::temp_dir().join(format!("cemiface-loadtest-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
@@ -39,7 +39,7 @@ impl Spawned {
             .stderr(log)
             .spawn()
             .context("cannot start `cemiface serve`")?;
-        println!("started cemiface serve on 127.0.0.1:{port} (log: {})", data_dir.join("server.log").display());
+        crate::out!(ctx, "started cemiface serve on 127.0.0.1:{port} (log: {})", data_dir.join("server.log").display());
         Ok(Self { child, base: format!("http://127.0.0.1:{port}"), data_dir })
     }
 

@@ -8,18 +8,17 @@ use cemiface_engine::recognition::trainer::{FrConfig, FrStepMetrics, FrTrainer};
 use cemiface_engine::report::plot::{Chart, Series};
 use clap::Args;
 
-use crate::jobs::ctx::JobCtx;
-use crate::progress::Progress;
+use crate::commands::ctx::JobCtx;
 
 /// Named presets (files in `configs/`, compiled in).
 pub const PRESETS: [(&str, &str); 2] = [
-    ("fr-paper", include_str!("../../../configs/fr-paper.toml")),
-    ("fr-tiny", include_str!("../../../configs/fr-tiny.toml")),
+    ("fr-paper", include_str!("../../../../configs/fr-paper.toml")),
+    ("fr-tiny", include_str!("../../../../configs/fr-tiny.toml")),
 ];
 
 /// Reads an FR preset or TOML file (unknown keys are errors).
 pub fn load_fr_config(spec: &str) -> anyhow::Result<FrConfig> {
-    crate::diffusion_cli::load_toml(spec, &PRESETS)
+    crate::commands::diffusion::load_toml(spec, &PRESETS)
 }
 
 /// Options of `cemiface train-fr`.
@@ -65,7 +64,7 @@ pub fn run_train_fr(args: TrainFrArgs, ctx: &JobCtx) -> anyhow::Result<()> {
         bail!("no training data: pass --data <folder or .rec>");
     };
     let device = ComputeDevice::select(args.device)?;
-    let latest = crate::diffusion_cli::open_run_dir(&args.run_dir, args.resume)?;
+    let latest = crate::commands::diffusion::open_run_dir(&args.run_dir, args.resume)?;
     let data = cemiface_engine::data::labelled::open(&data_path)?;
     let mut trainer = FrTrainer::new(cfg.clone(), data, &device.device)?;
     let metrics_path = args.run_dir.join("metrics.jsonl");
@@ -92,7 +91,6 @@ pub fn run_train_fr(args: TrainFrArgs, ctx: &JobCtx) -> anyhow::Result<()> {
         cfg.train.batch_size,
         trainer.steps_per_epoch()
     ));
-    let mut progress = Progress::new("train-fr", "step", total.saturating_sub(trainer.step()));
     let mut log = std::fs::OpenOptions::new().append(true).open(&metrics_path)?;
     let first = trainer.step();
     ctx.progress(first, total, "step");
@@ -106,9 +104,6 @@ pub fn run_train_fr(args: TrainFrArgs, ctx: &JobCtx) -> anyhow::Result<()> {
             vec![("loss", m.loss as f64), ("accuracy", m.accuracy as f64), ("lr", m.lr)],
         );
         ctx.progress(m.step, total, "step");
-        if !ctx.is_job() {
-            progress.advance(1);
-        }
         if m.step % 10 == 0 || m.step == total {
             ctx.log(format!(
                 "step {} epoch {} | loss {:.3} | batch accuracy {:.2} | lr {:.4}",

@@ -16,9 +16,9 @@ use cemiface_engine::{checkpoint, data::insightface_bin};
 use clap::Args;
 use serde_json::json;
 
-use crate::cli::AssetsDirArg;
-use crate::jobs::ctx::{JobCtx, Stop};
-use crate::identity_cli::Arch;
+use crate::commands::AssetsDirArg;
+use crate::commands::ctx::{JobCtx, Stop};
+use crate::commands::identity::Arch;
 
 /// Options of `cemiface eval`.
 #[derive(Debug, Args)]
@@ -162,23 +162,23 @@ pub fn run_eval(args: EvalArgs, ctx: &JobCtx) -> anyhow::Result<()> {
         ctx.artifact("report", p, None);
     }
     if args.json {
-        println!("{report}");
+        crate::out!(ctx, "{report}");
     } else {
-        println!("| set | accuracy (%) | std | threshold |\n|---|---|---|---|");
+        crate::out!(ctx, "| set | accuracy (%) | std | threshold |\n|---|---|---|---|");
         for (n, r) in &results {
-            println!(
+            crate::out!(ctx, 
                 "| {n} | {:.2} | {:.2} | {:.2} |",
                 100.0 * r.accuracy,
                 100.0 * r.std,
                 r.threshold
             );
         }
-        println!("| average | {:.2} | | |", 100.0 * average);
+        crate::out!(ctx, "| average | {:.2} | | |", 100.0 * average);
         let five = ["lfw", "cfp_fp", "agedb_30", "calfw", "cplfw"];
         let key = |n: &str| n.to_ascii_lowercase().replace('-', "_");
         if results.len() == 5 && five.iter().all(|f| results.keys().any(|n| key(n) == *f)) {
             // CemiFace's gap to real data: CASIA-WebFace with the same recipe averages 94.26.
-            println!(
+            crate::out!(ctx, 
                 "five-benchmark AVG {:.2}; GtR (CemiFace, vs CASIA-WebFace 94.26) {:.2}",
                 100.0 * average,
                 94.26 - 100.0 * average

@@ -1,6 +1,7 @@
-//! What a long-running command sees of whoever runs it: a progress/metrics/artifact sink and a
-//! stop request checked once per step. The CLI runs commands with [`JobCtx::console`]; the job
-//! runner with a context that writes to the job store and can pause or cancel.
+//! What a command sees of whoever runs it: a sink for everything it reports (progress, logs,
+//! metrics, artifacts, results) and a stop request checked once per step. The CLI runs commands
+//! with a sink that draws on the terminal (`cli::console`); the job runner with one that writes to
+//! the job store and the admin page's event stream, and can pause or cancel. Commands never print.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -15,8 +16,13 @@ pub enum Event {
     Metrics { step: u64, values: Vec<(&'static str, f64)> },
     /// A file or folder the command produced (checkpoint, sample grid, data set, report).
     Artifact { kind: &'static str, path: PathBuf, step: Option<u64> },
-    /// A human-readable log line.
+    /// A human-readable log line (the terminal's stderr, the job's log).
     Log(String),
+    /// The command's result as text (a table, JSON, a script): the terminal's stdout, the job's log.
+    Output(String),
+    /// Progress of the unit in flight below the main progress (the DDIM steps of the batch being
+    /// generated); a terminal draws it as a second bar, the job runner ignores it.
+    Detail { done: u64, total: u64, unit: &'static str },
     /// What the command is doing between progress reports (writing a checkpoint, drawing the
     /// sample grid, merging shards); the next progress report ends it.
     Phase(&'static str),
@@ -75,54 +81,44 @@ type Sink = Arc<dyn Fn(Event) + Send + Sync>;
 #[derive(Clone)]
 pub struct JobCtx {
     pub stop: StopSwitch,
-    sink: Option<Sink>,
+    sink: Sink,
 }
 
 impl JobCtx {
-    /// The terminal: log lines go to stderr, nothing else is reported, nothing stops the command.
-    pub fn console() -> Self {
-        Self { stop: StopSwitch::default(), sink: None }
-    }
-
     /// A context reporting to `sink`, stopped through `stop`.
     pub fn new(stop: StopSwitch, sink: impl Fn(Event) + Send + Sync + 'static) -> Self {
-        Self { stop, sink: Some(Arc::new(sink)) }
-    }
-
-    /// True when the command runs under the job runner (not in a terminal).
-    pub fn is_job(&self) -> bool {
-        self.sink.is_some()
+        Self { stop, sink: Arc::new(sink) }
     }
 
     pub fn emit(&self, e: Event) {
-        match (&self.sink, e) {
-            (Some(s), e) => s(e),
-            (None, Event::Log(line)) => eprintln!("{line}"),
-            (None, _) => {}
-        }
+        (self.sink)(e)
     }
 
     pub fn log(&self, line: impl Into<String>) {
         self.emit(Event::Log(line.into()));
     }
 
+    /// The command's result text (see [`out!`](crate::out)).
+    pub fn output(&self, text: impl Into<String>) {
+        self.emit(Event::Output(text.into()));
+    }
+
     pub fn progress(&self, done: u64, total: u64, unit: &'static str) {
-        if self.sink.is_some() {
-            self.emit(Event::Progress { done, total, unit });
-        }
+        self.emit(Event::Progress { done, total, unit });
+    }
+
+    /// Progress inside the current unit (see [`Event::Detail`]).
+    pub fn detail(&self, done: u64, total: u64, unit: &'static str) {
+        self.emit(Event::Detail { done, total, unit });
     }
 
     /// Says what runs until the next progress report (shown beside the job's progress).
     pub fn phase(&self, what: &'static str) {
-        if self.sink.is_some() {
-            self.emit(Event::Phase(what));
-        }
+        self.emit(Event::Phase(what));
     }
 
     pub fn metrics(&self, step: u64, values: Vec<(&'static str, f64)>) {
-        if self.sink.is_some() {
-            self.emit(Event::Metrics { step, values });
-        }
+        self.emit(Event::Metrics { step, values });
     }
 
     pub fn artifact(&self, kind: &'static str, path: &Path, step: Option<u64>) {
@@ -148,6 +144,25 @@ impl JobCtx {
         }
         Err(stop.into())
     }
+}
+
+/// A result line of a command: `out!(ctx, "format", args…)` is `ctx.output(format!(…))`.
+#[macro_export]
+macro_rules! out {
+    ($ctx:expr) => {
+        $ctx.output(String::new())
+    };
+    ($ctx:expr, $($arg:tt)+) => {
+        $ctx.output(format!($($arg)+))
+    };
+}
+
+/// A log line of a command: `say!(ctx, "format", args…)` is `ctx.log(format!(…))`.
+#[macro_export]
+macro_rules! say {
+    ($ctx:expr, $($arg:tt)+) => {
+        $ctx.log(format!($($arg)+))
+    };
 }
 
 /// Whether an error is a requested stop (and which).

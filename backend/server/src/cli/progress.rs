@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-pub use cemiface_app::units::eta;
+use cemiface_app::units::eta;
 
 /// A progress display over `total` units.
 pub struct Progress {
@@ -73,6 +73,21 @@ impl Progress {
                     eprintln!("{}", self.line());
                 }
             }
+        }
+    }
+
+    /// Moves to `done` finished units (never backwards).
+    pub fn set_position(&mut self, done: u64) {
+        self.advance(done.saturating_sub(self.done));
+    }
+
+    /// Prints a line above the bars (or on its own line in a log).
+    pub fn println(&self, line: &str) {
+        match &self.out {
+            Output::Bars { multi, .. } => {
+                let _ = multi.println(line);
+            }
+            Output::Lines { .. } => eprintln!("{line}"),
         }
     }
 
