@@ -22,7 +22,7 @@ pub mod sample_grid;
 
 use std::path::PathBuf;
 
-use anyhow::Context;
+
 use clap::{Args, FromArgMatches};
 
 /// The assets folder option, shared by every command that reads models.
@@ -76,10 +76,14 @@ impl Argv {
     /// The command's options, parsed exactly as `cemiface <name> <flags>` would parse them.
     pub fn parse<T: Args + FromArgMatches>(&self) -> anyhow::Result<T> {
         let cmd = T::augment_args(clap::Command::new(self.name).no_binary_name(true));
-        let matches = cmd
-            .try_get_matches_from(&self.flags)
-            .with_context(|| format!("the job's command line `{}` is invalid", self.argv().join(" ")))?;
-        Ok(T::from_arg_matches(&matches)?)
+        let invalid = |e: clap::Error| {
+            // clap's first line says what is wrong; the rest is terminal advice (`--help`).
+            let text = e.to_string();
+            let what = text.lines().next().unwrap_or_default().trim_start_matches("error: ").to_owned();
+            anyhow::anyhow!("the job's command line `{}` is invalid: {what}", self.argv().join(" "))
+        };
+        let matches = cmd.try_get_matches_from(&self.flags).map_err(invalid)?;
+        T::from_arg_matches(&matches).map_err(invalid)
     }
 }
 
@@ -97,6 +101,8 @@ mod tests {
         // Defaults come from the same definition as the terminal's.
         assert!(matches!(args.arch, identity::Arch::IrSe50));
         let bad = Argv::new("eval").arg("lfw.bin").opt("batch", "many").parse::<eval::EvalArgs>().unwrap_err();
-        assert!(format!("{bad:#}").contains("eval --batch many"), "{bad:#}");
+        let bad = format!("{bad:#}");
+        assert!(bad.contains("`eval lfw.bin --batch many` is invalid: invalid value 'many' for '--batch"), "{bad}");
+        assert!(!bad.contains("--help"), "{bad}");
     }
 }

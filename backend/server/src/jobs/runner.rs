@@ -209,6 +209,9 @@ impl Runner {
 
     fn run_job(self: Arc<Self>, job: JobRow, sw: StopSwitch) {
         let id = job.id;
+        // Everything the job logs (here and in the engine) is under its span in the server's log.
+        let _span = tracing::info_span!("job", id, kind = job.kind.as_str()).entered();
+        tracing::info!("started");
         let dir = job_dir(&self.settings.data_dir, id);
         let outcome = create_job_dir(&dir, job.resume)
             .and_then(|()| {
@@ -247,6 +250,7 @@ impl Runner {
             let _ = self.store.add_log(id, &format!("error: {e}"));
             tracing::warn!(job = id, "job failed: {e}");
         }
+        tracing::info!(%state, "ended");
         if let Err(e) = self.store.set_state(id, state, error.as_deref()) {
             tracing::error!(job = id, "cannot record the end: {e:#}");
         }
@@ -306,6 +310,7 @@ impl Runner {
                     Ok(())
                 }
                 Event::Log(line) => {
+                    tracing::debug!(job = id, "{line}");
                     r.publish(JobEvent::Log { id, line: line.clone() });
                     r.store.add_log(id, &line)
                 }
