@@ -37,6 +37,13 @@ setup_tools() {
     rustup target add wasm32-unknown-unknown
   fi
 
+  if cargo clippy --version >/dev/null 2>&1; then
+    say "clippy: present"
+  else
+    say "clippy: installing"
+    rustup component add clippy
+  fi
+
   if command -v chromium >/dev/null 2>&1; then
     say "chromium: present ($(chromium --version 2>/dev/null | head -1))"
   else

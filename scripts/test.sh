@@ -30,6 +30,10 @@ echo "engine dependency boundary: ok"
 stamp "server layering (scripts/check-layers.sh)"
 scripts/check-layers.sh
 
+stamp "clippy (workspace lints in Cargo.toml; the browser build too)"
+cargo clippy --workspace --release -- -D warnings
+cargo clippy -p cemiface-app --features hydrate --target wasm32-unknown-unknown --release -- -D warnings
+
 stamp "one-node Slurm cluster for the Slurm executor's tests (scripts/slurm.sh)"
 scripts/slurm.sh up
 trap 'scripts/slurm.sh down || true' EXIT

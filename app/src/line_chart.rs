@@ -49,9 +49,12 @@ pub fn points(p: &[(f64, f64)], (x0, x1): (f64, f64), (y0, y1): (f64, f64)) -> S
         .join(" ")
 }
 
+/// One named curve: (name, points (x, y)).
+pub type Series = (String, Vec<(f64, f64)>);
+
 /// About `n` round tick values (1, 2 or 5 × 10^k apart) inside [lo, hi].
 pub fn ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
-    if !(hi > lo) || !lo.is_finite() || !hi.is_finite() || n == 0 {
+    if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) || !lo.is_finite() || !hi.is_finite() || n == 0 {
         return vec![];
     }
     let raw = (hi - lo) / n as f64;
@@ -85,7 +88,7 @@ fn label(v: f64) -> String {
 #[component]
 pub fn LineChart(
     #[prop(into)] title: String,
-    #[prop(into)] series: Signal<Vec<(String, Vec<(f64, f64)>)>>,
+    #[prop(into)] series: Signal<Vec<Series>>,
 ) -> impl IntoView {
     let id = format!("chart-{}", title.to_lowercase().replace(|c: char| !c.is_alphanumeric(), "-"));
     view! {

@@ -44,17 +44,15 @@ pub struct AssetGroup {
     pub files: BTreeMap<String, String>,
 }
 
+/// A status check in flight.
+#[cfg(feature = "ssr")]
+pub type StatusFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<SystemStatus, String>> + Send>>;
+
 /// How the server produces a fresh status (the server provides it as Leptos context; the app
 /// itself holds no model or file-system code).
 #[cfg(feature = "ssr")]
 #[derive(Clone)]
-pub struct StatusSource(
-    pub  std::sync::Arc<
-        dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<SystemStatus, String>> + Send>>
-            + Send
-            + Sync,
-    >,
-);
+pub struct StatusSource(pub std::sync::Arc<dyn Fn() -> StatusFuture + Send + Sync>);
 
 /// Re-checks the assets on the server and returns the status.
 #[server(endpoint = "system_status")]

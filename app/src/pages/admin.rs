@@ -94,7 +94,7 @@ fn Dashboard(csrf: String) -> impl IntoView {
             if let Ok(s) = get::<SystemStatus>("/api/admin/system").await {
                 system.set(Some(s));
             }
-        })
+        });
     };
     Effect::new(move |_| {
         // Running jobs update from the event socket; a job the list lacks, a new artifact or a
@@ -114,7 +114,7 @@ fn Dashboard(csrf: String) -> impl IntoView {
         poll(Duration::from_millis(1000), move || {
             let n = ticks.get();
             ticks.set(n.wrapping_add(1));
-            if !live.get_untracked() || n % 15 == 0 {
+            if !live.get_untracked() || n.is_multiple_of(15) {
                 refresh();
             }
         });
@@ -123,7 +123,7 @@ fn Dashboard(csrf: String) -> impl IntoView {
         spawn_local(async move {
             let _ = call("POST", "/api/admin/logout", None, Some(&csrf.get_value())).await;
             let _ = window().location().reload();
-        })
+        });
     };
     view! {
         <div class="row"><button class="secondary" id="logout" on:click=logout>"Log out"</button>
@@ -284,7 +284,7 @@ fn LaunchForm(csrf: StoredValue<String>, jobs: RwSignal<Vec<JobView>>) -> impl I
             if let Ok(p) = get::<Presets>("/api/admin/presets").await {
                 presets.set(p);
             }
-        })
+        });
     });
     let preset_names = move |kind: &str| {
         presets.with(|p| match kind {
@@ -313,7 +313,7 @@ fn LaunchForm(csrf: StoredValue<String>, jobs: RwSignal<Vec<JobView>>) -> impl I
         values.update(|v| match v.iter_mut().find(|(n, _)| n == name) {
             Some(e) => e.1 = x,
             None => v.push((name.to_owned(), x)),
-        })
+        });
     };
     let error_of = move |name: &'static str| {
         move || errors.with(|e| {
@@ -431,7 +431,7 @@ fn Keys(csrf: StoredValue<String>) -> impl IntoView {
             if let Ok(Value::Array(a)) = call("GET", "/api/admin/keys", None, None).await {
                 keys.set(a);
             }
-        })
+        });
     };
     Effect::new(move |_| reload());
     let create = move |ev: leptos::ev::SubmitEvent| {
@@ -460,7 +460,7 @@ fn Keys(csrf: StoredValue<String>) -> impl IntoView {
                 msg.set(Some(e.message));
             }
             reload();
-        })
+        });
     };
     view! {
         <h2>"API keys"</h2>

@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::admin_client::{call, get, job_events, poll};
 use crate::admin_protocol::{ArtifactView, JobDetail, JobEvent, JobState, LogLine};
 use crate::units::bytes;
-use crate::line_chart::LineChart;
+use crate::line_chart::{LineChart, Series};
 use crate::pages::admin::{act, progress_text};
 
 /// Curves of a job, by chart: (title, metric names).
@@ -25,7 +25,7 @@ const CHARTS: [(&str, &[&str]); 6] = [
     ("Throughput (images/s)", &["images_per_s"]),
 ];
 
-fn series(metrics: &Value, names: &[&str]) -> Vec<(String, Vec<(f64, f64)>)> {
+fn series(metrics: &Value, names: &[&str]) -> Vec<Series> {
     names
         .iter()
         .filter_map(|n| {
@@ -69,7 +69,7 @@ pub fn AdminJobPage() -> impl IntoView {
                 if let Ok(v) = call("GET", &format!("/api/admin/jobs/{id}/metrics"), None, None).await {
                     metrics.set(v);
                 }
-            })
+            });
         };
         // Progress, phase, state and log lines arrive on the event socket; a new artifact (a
         // checkpoint, a sample grid) fetches the job again.
@@ -101,7 +101,7 @@ pub fn AdminJobPage() -> impl IntoView {
         poll(Duration::from_millis(1500), move || {
             let n = ticks.get();
             ticks.set(n.wrapping_add(1));
-            fetch(!live.get_untracked() || n % 10 == 0);
+            fetch(!live.get_untracked() || n.is_multiple_of(10));
         });
     });
     let state = move || job.with(|j| j.as_ref().map(|d| d.job.state.as_str()).unwrap_or("").to_owned());

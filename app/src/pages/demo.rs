@@ -128,7 +128,7 @@ impl DemoState {
                     r.job_id = Some(id);
                     f(r);
                 }
-            })
+            });
         };
         match e {
             ServerEvent::Hello {

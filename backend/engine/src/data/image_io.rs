@@ -42,9 +42,9 @@ pub fn decode(bytes: &[u8], name: &str, limits: ImageLimits) -> Result<RgbImage>
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| bad(name, format!("cannot read: {e}")))?;
-    let format = match reader.format() {
-        Some(f @ (image::ImageFormat::Jpeg | image::ImageFormat::Png | image::ImageFormat::WebP)) => f,
-        _ => return Err(bad(name, "not an image (expected JPEG, PNG or WebP)")),
+    let Some(format @ (image::ImageFormat::Jpeg | image::ImageFormat::Png | image::ImageFormat::WebP)) = reader.format()
+    else {
+        return Err(bad(name, "not an image (expected JPEG, PNG or WebP)"));
     };
     let mut decoder = reader
         .into_decoder()

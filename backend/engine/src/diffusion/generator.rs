@@ -44,7 +44,9 @@ pub struct LatentModel {
     cache: Mutex<HashMap<Vec<u32>, (Tensor, f32)>>,
 }
 
-/// What denoises, in which space.
+/// What denoises, in which space. (One per loaded generator, never copied: the size difference
+/// between the variants costs nothing.)
+#[allow(clippy::large_enum_variant)]
 pub enum Denoiser {
     Pixel { unet: UNet, config: TrainConfig },
     Latent(Box<LatentModel>),

@@ -183,13 +183,13 @@ impl UNetConfig {
 
     fn validate(&self) -> Result<()> {
         let downs = self.channel_mult.len() - 1 - self.skip_downsample_levels.len();
-        if self.image_size % (1 << downs) != 0 {
+        if !self.image_size.is_multiple_of(1 << downs) {
             return Err(Error::Config(format!(
                 "image size {} is not divisible by 2^{downs}",
                 self.image_size
             )));
         }
-        if self.model_channels % 32 != 0 {
+        if !self.model_channels.is_multiple_of(32) {
             return Err(Error::Config(
                 "model_channels must be a multiple of 32 (GroupNorm(32))".into(),
             ));

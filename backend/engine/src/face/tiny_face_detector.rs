@@ -96,6 +96,8 @@ impl TinyFaceDetector {
         let sig = |z: f32| 1.0 / (1.0 + (-z).exp());
         let cell = side as f32 / n as f32;
         let mut boxes = Vec::new();
+        // Grid cells by (row, col): the box centre is computed from both indices.
+        #[allow(clippy::needless_range_loop)]
         for row in 0..n {
             for col in 0..n {
                 for (a, (aw, ah)) in ANCHORS.iter().enumerate() {

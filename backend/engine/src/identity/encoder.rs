@@ -131,14 +131,14 @@ impl DlibEncoder {
             )));
         }
         let mut cache = self.resamplers.lock().unwrap_or_else(|p| p.into_inner());
-        if !cache.contains_key(&h) {
+        if let std::collections::hash_map::Entry::Vacant(e) = cache.entry(h) {
             let r = AffineResample::new(
                 (h, w),
                 (CHIP_SIZE, CHIP_SIZE),
                 &chip_from_arcface(h),
                 &self.device,
             )?;
-            cache.insert(h, r);
+            e.insert(r);
         }
         cache[&h].forward(images)
     }
@@ -195,7 +195,7 @@ impl Resize112 {
             return Ok(images.clone());
         }
         let mut cache = self.resamplers.lock().unwrap_or_else(|p| p.into_inner());
-        if !cache.contains_key(&h) {
+        if let std::collections::hash_map::Entry::Vacant(e) = cache.entry(h) {
             let s = h as f64 / 112.0;
             let map = Similarity {
                 a: s,
@@ -203,7 +203,7 @@ impl Resize112 {
                 tx: 0.5 * s - 0.5,
                 ty: 0.5 * s - 0.5,
             };
-            cache.insert(h, AffineResample::new((h, h), (112, 112), &map, &self.device)?);
+            e.insert(AffineResample::new((h, h), (112, 112), &map, &self.device)?);
         }
         cache[&h].forward(images)
     }

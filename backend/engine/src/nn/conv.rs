@@ -157,7 +157,7 @@ fn matmul(
             false,
             false,
             par,
-        )
+        );
     }
 }
 

@@ -36,7 +36,7 @@ fn stats(x: &[f32], eps: f64) -> (f32, f32) {
 
 impl GroupNormOp {
     fn dims(&self, x: &[usize]) -> Result<(usize, usize, usize)> {
-        if x.len() < 2 || x[1] % self.groups != 0 {
+        if x.len() < 2 || !x[1].is_multiple_of(self.groups) {
             candle_core::bail!("group_norm: {x:?} does not split into {} groups", self.groups);
         }
         Ok((x[0], x[1], x[2..].iter().product()))

@@ -39,7 +39,7 @@ fn uniform(rng: &mut NoiseRng, lo: f64, hi: f64) -> f64 {
 }
 
 fn below(rng: &mut NoiseRng, n: u32) -> u32 {
-    (rng.next_u32() as u64 * n as u64 >> 32) as u32
+    ((rng.next_u32() as u64 * n as u64) >> 32) as u32
 }
 
 /// torchvision's RandomResizedCrop box (x, y, w, h).

@@ -162,7 +162,7 @@ impl FrTrainer {
             let mut rng = NoiseRng::new(NoiseRng::derive(&[self.cfg.train.seed, 0xE90C, epoch as u64]));
             let mut p: Vec<usize> = (0..self.data.len()).collect();
             for i in (1..p.len()).rev() {
-                let j = (rng.next_u32() as u64 * (i as u64 + 1) >> 32) as usize;
+                let j = ((rng.next_u32() as u64 * (i as u64 + 1)) >> 32) as usize;
                 p.swap(i, j);
             }
             self.perm = (epoch, p);

@@ -85,6 +85,7 @@ pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
 /// Runs the measurement. `inquiries`: (name, face (1, 3, S, S) in [−1, 1] at the generator's size).
 /// `judges[0]` must be the generator's own E_id (it makes C_id). `on_inquiry(done, total)` reports
 /// progress and may stop the run early (the report then covers the inquiries done).
+#[allow(clippy::too_many_arguments)]
 pub fn measure(
     gen: &Generator,
     judges: &[&dyn IdentityEncoder],

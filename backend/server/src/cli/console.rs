@@ -44,6 +44,6 @@ impl Screen {
 pub fn console(label: &'static str) -> JobCtx {
     let screen = Mutex::new(Screen { label, bar: None, detail: None });
     JobCtx::new(StopSwitch::default(), move |e| {
-        screen.lock().unwrap_or_else(|p| p.into_inner()).show(e)
+        screen.lock().unwrap_or_else(|p| p.into_inner()).show(e);
     })
 }

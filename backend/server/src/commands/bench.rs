@@ -88,7 +88,7 @@ fn candle_rows(args: &BenchArgs) -> anyhow::Result<Vec<Row>> {
                 what: what.into(),
                 batch: b,
                 seconds: sec,
-            })
+            });
         };
         row(
             "unet forward",

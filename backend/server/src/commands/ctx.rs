@@ -91,7 +91,7 @@ impl JobCtx {
     }
 
     pub fn emit(&self, e: Event) {
-        (self.sink)(e)
+        (self.sink)(e);
     }
 
     pub fn log(&self, line: impl Into<String>) {

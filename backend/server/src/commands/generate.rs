@@ -375,6 +375,7 @@ pub fn run_generate(args: GenerateArgs, ctx: &JobCtx) -> anyhow::Result<()> {
 /// Reads `inquiries.json` (and the faces in `inquiries/`), or selects the identities and writes
 /// them, so every shard and every resume works on the same identities. None: `stop` said so
 /// during the selection (nothing written).
+#[allow(clippy::too_many_arguments)]
 fn load_or_select_inquiries(
     args: &GenerateArgs,
     dir: &DatasetDir,

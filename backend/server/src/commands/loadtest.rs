@@ -251,7 +251,7 @@ impl Tester {
     }
 
     /// POST /api/demo/upload: (status, the client cookie the server set, upload id).
-    async fn upload(&self, body: Shared, cookie: Option<&str>) -> anyhow::Result<(u16, Option<String>, Option<String>)> {
+    async fn upload(&self, body: Shared, cookie: Option<&str>) -> anyhow::Result<Answer> {
         let mut rq = self.http.post(format!("{}/api/demo/upload", self.base)).body(body.to_vec());
         if let Some(c) = cookie {
             rq = rq.header("cookie", c);
@@ -355,8 +355,11 @@ impl Tester {
     }
 }
 
+/// An upload's answer: status, error code, and the id of the upload.
+type Answer = (u16, Option<String>, Option<String>);
+
 /// `200×95, 413×5`: how many requests got each status (or a transport error).
-fn histogram(results: Vec<anyhow::Result<(u16, Option<String>, Option<String>)>>) -> String {
+fn histogram(results: Vec<anyhow::Result<Answer>>) -> String {
     let mut counts = std::collections::BTreeMap::<String, usize>::new();
     for r in results {
         let key = r.map_or_else(|_| "error".to_owned(), |(c, ..)| c.to_string());

@@ -451,7 +451,7 @@ async fn system(admin: Admin, State(st): State<AppState>) -> Result<Json<SystemS
     let mem = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let me = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let counts = admin.jobs.store.state_counts()?;
-    let count = |s: JobState| counts.iter().find(|(k, _)| k == s.as_str()).map_or(0, |(_, n)| *n as u64);
+    let count = |s: JobState| counts.iter().find(|(k, _)| k == s.as_str()).map_or(0, |(_, n)| *n);
     Ok(Json(SystemStatus {
         device: st.inner.device.label.clone(),
         cuda_compiled: cemiface_engine::device::CUDA_COMPILED,
@@ -499,7 +499,7 @@ async fn events(
                     }
                 }
                 m = socket.recv() => match m {
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(Message::Close(_)) | Err(_)) | None => break,
                     Some(Ok(_)) => {}
                 },
                 () = tokio::time::sleep(std::time::Duration::from_secs(30)) => {

@@ -41,7 +41,7 @@ impl AddrPolicy {
     /// The address of a request with `headers` that arrived from `peer`.
     pub fn resolve(&self, headers: &HeaderMap, peer: Option<SocketAddr>) -> ClientAddr {
         let forwarded = self.proxy_header.as_ref().and_then(|name| {
-            let last = headers.get_all(name).iter().last()?.to_str().ok()?;
+            let last = headers.get_all(name).iter().next_back()?.to_str().ok()?;
             parse_ip(last.rsplit(',').next()?.trim())
         });
         match forwarded.or(peer.map(|p| p.ip())) {

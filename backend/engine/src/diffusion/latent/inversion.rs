@@ -40,7 +40,7 @@ pub fn invert(
         // Keep the best latent of each row seen so far (the last step only measures).
         let sv: Vec<f32> = s.to_vec1()?;
         let improved: Vec<u8> = sv.iter().zip(&best_s).map(|(a, b)| (a > b) as u8).collect();
-        if improved.iter().any(|&i| i == 1) {
+        if improved.contains(&1) {
             let mask = Tensor::new(improved.as_slice(), init.device())?.unsqueeze(1)?;
             let mask = mask.broadcast_as(init.shape())?;
             best = mask.where_cond(&z.as_tensor().detach(), &best)?;

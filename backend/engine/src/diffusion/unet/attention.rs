@@ -22,7 +22,7 @@ pub struct AttentionBlock {
 
 impl AttentionBlock {
     pub fn new(channels: usize, head_channels: usize, vb: VarBuilder) -> Result<Self> {
-        if channels % head_channels != 0 {
+        if !channels.is_multiple_of(head_channels) {
             return Err(crate::Error::Config(format!(
                 "{channels} channels do not split into heads of {head_channels}"
             )));
