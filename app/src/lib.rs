@@ -11,15 +11,12 @@ use leptos_router::{ParamSegment, StaticSegment};
 
 pub mod admin_client;
 pub mod admin_protocol;
+pub mod components;
 pub mod demo_client;
 pub mod demo_protocol;
 pub mod gallery;
-pub mod launch_form;
-pub mod line_chart;
-pub mod num_field;
 pub mod pages;
 pub mod regime;
-pub mod sim_chart;
 pub mod status;
 pub mod units;
 pub mod zip_store;

@@ -5,7 +5,7 @@ otherwise. Inputs later found to crash a parser are added next to these by hand 
 
     python3 scripts/fuzz/make_corpus.py            # from the repository root
 
-Targets and their input layout (see backend/server/src/fuzz_cli.rs):
+Targets and their input layout (see backend/server/src/commands/fuzz.rs):
   recordio  u32 LE length of the .idx text, the .idx text, the .rec bytes
   bin       an insightface pickle (protocols 2, 4, 5)
   tfjs      u32 LE length of the manifest JSON, the manifest, the shard it names (w.bin)

@@ -1,4 +1,4 @@
-"""Golden Argon2id hash for backend/server/src/jobs/auth.rs, from the reference C implementation
+"""Golden Argon2id hash for backend/server/src/web/auth.rs, from the reference C implementation
 (argon2-cffi's bindings), with the argon2 crate's default parameters (m=19456 KiB, t=2, p=1, 32 bytes).
 
     python3 -m venv /tmp/a2 && /tmp/a2/bin/pip install argon2-cffi && /tmp/a2/bin/python scripts/reference/argon2_golden.py

@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::admin_client::{call, get, job_events, poll};
 use crate::admin_protocol::{ArtifactView, JobDetail, JobEvent, JobState, LogLine};
 use crate::units::bytes;
-use crate::line_chart::{LineChart, Series};
+use crate::components::line_chart::{LineChart, Series};
 use crate::pages::admin::{act, progress_text};
 
 /// Curves of a job, by chart: (title, metric names).

@@ -11,9 +11,9 @@ use crate::demo_protocol::{
     MAX_STEPS,
 };
 use crate::gallery::{self, Shot};
-use crate::num_field::TextField;
+use crate::components::num_field::TextField;
 use crate::regime::Regime;
-use crate::sim_chart::SimChart;
+use crate::components::sim_chart::SimChart;
 
 /// Where the current job is.
 #[derive(Debug, Clone, PartialEq)]
@@ -261,9 +261,9 @@ pub fn DemoPage() -> impl IntoView {
     );
     // What is typed in the number fields (never rewritten while typing), and whether each field
     // has lost focus once (its error shows from then on).
-    let steps_field = TextField::new(20_u32, crate::num_field::steps);
-    let seed_field = TextField::new(0_u64, crate::num_field::seed);
-    let eta_field = TextField::new(1.0_f32, crate::num_field::eta);
+    let steps_field = TextField::new(20_u32, crate::components::num_field::steps);
+    let seed_field = TextField::new(0_u64, crate::components::num_field::seed);
+    let eta_field = TextField::new(1.0_f32, crate::components::num_field::eta);
     steps_field.follow(steps);
     seed_field.follow(seed);
     eta_field.follow(eta);

@@ -15,6 +15,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Tensor, Var};
+use candle_nn::VarMap;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::noise::NoiseRng;
@@ -122,4 +124,28 @@ pub fn truncate_metrics(run_dir: &Path, step: u64) -> Result<()> {
         .collect();
     std::fs::write(&path, kept.iter().map(|l| format!("{l}\n")).collect::<String>())
         .map_err(|e| Error::io(&path, e))
+}
+
+/// Writes a trainer's bookkeeping (step, RNG state, resolved config) as `dir/state.json`.
+pub fn write_state<T: Serialize>(dir: &Path, state: &T) -> Result<()> {
+    let path = dir.join("state.json");
+    let json = serde_json::to_string_pretty(state).expect("state serialises");
+    std::fs::write(&path, json).map_err(|e| Error::io(&path, e))
+}
+
+/// Reads what [`write_state`] wrote in a checkpoint folder.
+pub fn read_state<T: DeserializeOwned>(ckpt: &Path) -> Result<T> {
+    let path = ckpt.join("state.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::Format { path, message: e.to_string() })
+}
+
+/// Saves a model's variables (safetensors, their own names).
+pub fn save_vars(vars: &VarMap, path: &Path) -> Result<()> {
+    vars.save(path).map_err(|e| Error::Format { path: path.into(), message: e.to_string() })
+}
+
+/// Loads into a model's variables what [`save_vars`] wrote.
+pub fn load_vars(vars: &mut VarMap, path: &Path) -> Result<()> {
+    vars.load(path).map_err(|e| Error::Format { path: path.into(), message: e.to_string() })
 }

@@ -33,6 +33,20 @@ pub struct AssetsDirArg {
     pub assets_dir: PathBuf,
 }
 
+/// The run-folder options of the training commands (`train-diffusion`, `train-fr`).
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Folder for checkpoints, metrics.jsonl, loss.png and the resolved config.
+    #[arg(long)]
+    pub run_dir: PathBuf,
+    /// Continue from the newest checkpoint in --run-dir.
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop after this many steps in total (default: the whole run of the config).
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+}
+
 /// A command line being written for a command (its flags after `cemiface <name>`): what a job
 /// runs. The local executor parses it with the command's own clap definition, the Slurm executor
 /// puts it in a batch script, so both run exactly the same options.

@@ -9,7 +9,7 @@
 //!   DCGAN G, and the inquiry's latent z_a is found once per identity by `latent::inversion`.
 //!
 //! Every caller (sample, generate, report-control, the demo, the admin sample grids) passes C_id from
-//! `Generator::encoder()`, which is centred with the model's μ (`identity_mean`) when it has one.
+//! `Generator::encoder()`, which is centred with the model's μ (`identity::centring`) when it has one.
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;

@@ -4,7 +4,7 @@
 //! the DCGAN's 100-d input z instead, and decodes every estimate with the frozen DCGAN G, so its samples
 //! are always DCGAN-quality faces and a SimMat sample costs a G and dlib pass (≈ 2 GFLOP) instead of a
 //! UNet pass (≈ 34). The science is the paper's: ε̂(z_t, t, C_id, m) with C_sim = Linear(m), trained
-//! with L = MSE(ε) + λ·SimMat on centred similarities (`identity_mean`); see docs/latent-generator.md
+//! with L = MSE(ε) + λ·SimMat on centred similarities (`identity::centring`); see docs/latent-generator.md
 //! for the recipe and the experiments behind it.
 //!
 //! - `config`: the preset's TOML (`configs/latent-dcgan.toml`).

@@ -20,7 +20,7 @@ use crate::noise::NoiseRng;
 use crate::diffusion::schedule::{NoiseSchedule, ScheduleConfig};
 use crate::diffusion::sim_mat::{m_grid, sim_mat, SimMatForm};
 use crate::diffusion::unet::{UNet, UNetConfig};
-use crate::run_dir::{save_checkpoint_dir, seeded_init, StepMetrics};
+use crate::run_dir::{load_vars, read_state, save_checkpoint_dir, save_vars, seeded_init, write_state, StepMetrics};
 use crate::{Error, Result};
 
 /// Training knobs.
@@ -299,14 +299,8 @@ impl Trainer {
     /// (step, RNG state, resolved config), atomically (a temp folder renamed into place).
     pub fn save(&self, run_dir: &Path) -> Result<PathBuf> {
         save_checkpoint_dir(run_dir, self.step, |tmp| {
-            let fmt = |p: &Path, e: candle_core::Error| Error::Format {
-                path: p.into(),
-                message: e.to_string(),
-            };
-            let model = tmp.join("model.safetensors");
-            self.varmap.save(&model).map_err(|e| fmt(&model, e))?;
-            let ema = tmp.join("ema.safetensors");
-            candle_core::safetensors::save(&self.ema.shadow, &ema).map_err(|e| fmt(&ema, e))?;
+            save_vars(&self.varmap, &tmp.join("model.safetensors"))?;
+            self.ema.save(&tmp.join("ema.safetensors"))?;
             self.opt.save(&tmp.join("optimizer.safetensors"))?;
             if let Some(mean) = &self.mean {
                 mean.save(tmp)?;
@@ -319,42 +313,21 @@ impl Trainer {
                 config: self.cfg.clone(),
                 identity_mean: self.mean.as_ref().map(|m| m.provenance.clone()),
             };
-            let json = serde_json::to_string_pretty(&state).expect("state serialises");
-            std::fs::write(tmp.join("state.json"), json).map_err(|e| Error::io(tmp.join("state.json"), e))
+            write_state(tmp, &state)
         })
     }
 
     /// Restores model, EMA, optimizer, step and RNG from a checkpoint folder.
     pub fn load(&mut self, ckpt: &Path) -> Result<()> {
-        let state_path = ckpt.join("state.json");
-        let text = std::fs::read_to_string(&state_path).map_err(|e| Error::io(&state_path, e))?;
-        let state: TrainState = serde_json::from_str(&text).map_err(|e| Error::Format {
-            path: state_path.clone(),
-            message: e.to_string(),
-        })?;
+        let state: TrainState = read_state(ckpt)?;
         if state.config.model != self.cfg.model {
             return Err(Error::Config(format!(
                 "{} was trained with a different model config",
                 ckpt.display()
             )));
         }
-        let model = ckpt.join("model.safetensors");
-        self.varmap.load(&model).map_err(|e| Error::Format {
-            path: model.clone(),
-            message: e.to_string(),
-        })?;
-        let ema_path = ckpt.join("ema.safetensors");
-        let ema = candle_core::safetensors::load(&ema_path, &self.device).map_err(|e| Error::Format {
-            path: ema_path.clone(),
-            message: e.to_string(),
-        })?;
-        for (name, _) in &self.vars {
-            let t = ema.get(name).ok_or_else(|| Error::Format {
-                path: ema_path.clone(),
-                message: format!("lacks `{name}`"),
-            })?;
-            self.ema.shadow.insert(name.clone(), t.copy()?); // own storage: updated in place
-        }
+        load_vars(&mut self.varmap, &ckpt.join("model.safetensors"))?;
+        self.ema.load(&ckpt.join("ema.safetensors"), &self.device)?;
         self.opt.load(&ckpt.join("optimizer.safetensors"))?;
         self.step = state.step;
         self.rng = NoiseRng::from_state(state.rng_state, state.rng_spare);

@@ -27,7 +27,7 @@ pub trait IdentityEncoder: Send + Sync {
     fn name(&self) -> String;
     /// Width of the descriptor.
     fn dim(&self) -> usize;
-    /// Whether its cosines are centred similarities (`identity_mean::CentredEncoder`).
+    /// Whether its cosines are centred similarities (`identity::centring::CentredEncoder`).
     fn centred(&self) -> bool {
         false
     }

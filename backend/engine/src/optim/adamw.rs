@@ -143,10 +143,7 @@ impl AdamW {
             "step".into(),
             Tensor::new(&[self.step as f64], &candle_core::Device::Cpu)?,
         );
-        candle_core::safetensors::save(&t, path).map_err(|e| Error::Format {
-            path: path.into(),
-            message: e.to_string(),
-        })
+        super::save_state(path, &t)
     }
 
     /// Restores what [`AdamW::save`] wrote; every variable must be present with its shape.
@@ -156,28 +153,13 @@ impl AdamW {
             .first()
             .map(|(_, v)| v.device().clone())
             .unwrap_or(candle_core::Device::Cpu);
-        let t = candle_core::safetensors::load(path, &dev).map_err(|e| Error::Format {
-            path: path.into(),
-            message: format!("optimizer state: {e}"),
-        })?;
+        let t = super::load_state(path, &dev)?;
         for (name, var) in &self.vars {
             for (key, map) in [
                 (format!("m.{name}"), &mut self.m),
                 (format!("v.{name}"), &mut self.v),
             ] {
-                let Some(x) = t.get(&key) else {
-                    return Err(Error::Format {
-                        path: path.into(),
-                        message: format!("optimizer state lacks `{key}`"),
-                    });
-                };
-                if x.dims() != var.dims() {
-                    return Err(Error::Format {
-                        path: path.into(),
-                        message: format!("`{key}` has shape {:?}, model has {:?}", x.dims(), var.dims()),
-                    });
-                }
-                map.insert(name.clone(), x.copy()?); // own storage: updated in place
+                map.insert(name.clone(), super::required_state_tensor(&t, &key, var.dims(), path)?);
             }
         }
         let step = t.get("step").ok_or_else(|| Error::Format {

@@ -2,8 +2,9 @@
 //! max_value=0.9999)`): decay = clamp(1 − (1 + step)^(−3/4), 0, max). Sampling uses the EMA weights.
 
 use std::collections::HashMap;
+use std::path::Path;
 
-use candle_core::{Tensor, Var};
+use candle_core::{Device, Tensor, Var};
 
 use crate::Result;
 
@@ -25,6 +26,20 @@ impl Ema {
     /// The decay used after `step` optimiser steps.
     pub fn decay(&self, step: u64) -> f64 {
         (1.0 - (1.0 + step as f64).powf(-0.75)).clamp(0.0, self.max_decay)
+    }
+
+    /// Saves the shadow weights (safetensors, the variables' own names: loadable as a model).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        super::save_state(path, &self.shadow)
+    }
+
+    /// Restores what [`Ema::save`] wrote; every shadow weight must be present with its shape.
+    pub fn load(&mut self, path: &Path, device: &Device) -> Result<()> {
+        let t = super::load_state(path, device)?;
+        for (name, s) in self.shadow.iter_mut() {
+            *s = super::required_state_tensor(&t, name, s.dims(), path)?;
+        }
+        Ok(())
     }
 
     /// shadow ← d·shadow + (1 − d)·param.

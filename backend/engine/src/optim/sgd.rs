@@ -12,7 +12,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result};
+use crate::Result;
 
 /// Hyper-parameters and the step-decay schedule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,37 +102,21 @@ impl Sgd {
             .iter()
             .map(|(k, v)| (format!("buf.{k}"), v.clone()))
             .collect();
-        candle_core::safetensors::save(&t, path).map_err(|e| Error::Format {
-            path: path.into(),
-            message: e.to_string(),
-        })
+        super::save_state(path, &t)
     }
 
-    /// Restores what [`Sgd::save`] wrote.
+    /// Restores what [`Sgd::save`] wrote (a variable without a buffer has not moved yet).
     pub fn load(&mut self, path: &Path) -> Result<()> {
         let dev = self
             .vars
             .first()
             .map(|(_, v)| v.device().clone())
             .unwrap_or(candle_core::Device::Cpu);
-        let t = candle_core::safetensors::load(path, &dev).map_err(|e| Error::Format {
-            path: path.into(),
-            message: format!("optimizer state: {e}"),
-        })?;
+        let t = super::load_state(path, &dev)?;
         self.buf.clear();
         for (name, var) in &self.vars {
-            if let Some(b) = t.get(&format!("buf.{name}")) {
-                if b.dims() != var.dims() {
-                    return Err(Error::Format {
-                        path: path.into(),
-                        message: format!(
-                            "`buf.{name}` has shape {:?}, model has {:?}",
-                            b.dims(),
-                            var.dims()
-                        ),
-                    });
-                }
-                self.buf.insert(name.clone(), b.clone());
+            if let Some(b) = super::state_tensor(&t, &format!("buf.{name}"), var.dims(), path)? {
+                self.buf.insert(name.clone(), b);
             }
         }
         Ok(())

@@ -217,11 +217,7 @@ impl FrTrainer {
     pub fn save(&self, run_dir: &Path) -> Result<PathBuf> {
         crate::run_dir::save_checkpoint_dir(run_dir, self.step, |tmp| {
             for (vm, name) in [(&self.backbone_vars, "backbone"), (&self.head_vars, "head")] {
-                let p = tmp.join(format!("{name}.safetensors"));
-                vm.save(&p).map_err(|e| Error::Format {
-                    path: p.clone(),
-                    message: e.to_string(),
-                })?;
+                crate::run_dir::save_vars(vm, &tmp.join(format!("{name}.safetensors")))?;
             }
             self.opt.save(&tmp.join("optimizer.safetensors"))?;
             let state = FrState {
@@ -229,18 +225,13 @@ impl FrTrainer {
                 classes: self.head.classes(),
                 config: self.cfg.clone(),
             };
-            let p = tmp.join("state.json");
-            std::fs::write(
-                &p,
-                serde_json::to_string_pretty(&state).expect("state serialises"),
-            )
-            .map_err(|e| Error::io(&p, e))
+            crate::run_dir::write_state(tmp, &state)
         })
     }
 
     /// Restores weights, statistics, momentum and step from a checkpoint folder.
     pub fn load(&mut self, ckpt: &Path) -> Result<()> {
-        let state = read_state(ckpt)?;
+        let state: FrState = crate::run_dir::read_state(ckpt)?;
         if state.config.backbone != self.cfg.backbone || state.classes != self.head.classes() {
             return Err(Error::Config(format!(
                 "{} was trained with another backbone or number of identities ({})",
@@ -252,11 +243,7 @@ impl FrTrainer {
             (&mut self.backbone_vars, "backbone"),
             (&mut self.head_vars, "head"),
         ] {
-            let p = ckpt.join(format!("{name}.safetensors"));
-            vm.load(&p).map_err(|e| Error::Format {
-                path: p.clone(),
-                message: e.to_string(),
-            })?;
+            crate::run_dir::load_vars(vm, &ckpt.join(format!("{name}.safetensors")))?;
         }
         self.opt.load(&ckpt.join("optimizer.safetensors"))?;
         self.step = state.step;
@@ -264,14 +251,6 @@ impl FrTrainer {
     }
 }
 
-fn read_state(ckpt: &Path) -> Result<FrState> {
-    let p = ckpt.join("state.json");
-    let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::Format {
-        path: p,
-        message: e.to_string(),
-    })
-}
 
 /// A trained backbone from a train-fr checkpoint folder or run folder (its newest checkpoint).
 pub fn load_backbone(path: &Path, device: &Device) -> Result<(IResNet, PathBuf)> {
@@ -285,7 +264,7 @@ pub fn load_backbone(path: &Path, device: &Device) -> Result<(IResNet, PathBuf)>
             ))
         })?
     };
-    let state = read_state(&ckpt)?;
+    let state = crate::run_dir::read_state::<FrState>(&ckpt)?;
     let vb = crate::checkpoint::var_builder(&ckpt.join("backbone.safetensors"), None, device)?;
     Ok((IResNet::new(state.config.backbone, vb)?, ckpt))
 }

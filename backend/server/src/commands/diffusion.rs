@@ -86,18 +86,11 @@ pub fn load_generator_config(spec: &str) -> anyhow::Result<GeneratorConfig> {
 /// Options of `cemiface train-diffusion`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// A preset (demo-64, paper-112, tiny-32) or a TOML config file.
+    /// A preset (latent-dcgan, demo-64, paper-112, tiny-32) or a TOML config file.
     #[arg(long)]
     pub config: String,
-    /// Folder for checkpoints, metrics.jsonl and the resolved config.
-    #[arg(long)]
-    pub run_dir: PathBuf,
-    /// Continue from the newest checkpoint in --run-dir.
-    #[arg(long)]
-    pub resume: bool,
-    /// Stop after this many steps in total (default: the config's train.steps).
-    #[arg(long)]
-    pub max_steps: Option<u64>,
+    #[command(flatten)]
+    pub run: crate::commands::RunArgs,
     /// At each checkpoint, sample four held-out DCGAN identities at m = -1, 0, 1 with the EMA
     /// weights into `samples/step_NNNNNNN.png`.
     #[arg(long)]
@@ -130,17 +123,17 @@ pub fn run_train(args: TrainArgs, ctx: &JobCtx) -> anyhow::Result<()> {
         GeneratorConfig::Latent(cfg) => return crate::commands::latent::run_train_latent(args, cfg, ctx),
     };
     let device = ComputeDevice::select(args.device)?;
-    let latest = open_run_dir(&args.run_dir, args.resume)?;
+    let latest = open_run_dir(&args.run.run_dir, args.run.resume)?;
     let encoder = build_encoder(&cfg.encoder, &args.assets.assets_dir, &device.device)?;
     let source = build_source(&cfg, encoder.clone(), &args.assets.assets_dir, &device.device)?;
     let mut trainer = Trainer::new(cfg.clone(), encoder.clone(), source, &device.device)?;
-    if let (true, Some(ckpt)) = (args.resume, &latest) {
+    if let (true, Some(ckpt)) = (args.run.resume, &latest) {
         trainer.load(ckpt)?;
-        truncate_metrics(&args.run_dir, trainer.step())?;
+        truncate_metrics(&args.run.run_dir, trainer.step())?;
         ctx.log(format!("resumed from {} (step {})", ckpt.display(), trainer.step()));
     }
-    std::fs::write(args.run_dir.join("config.toml"), toml::to_string_pretty(&cfg)?)?;
-    let total = args.max_steps.unwrap_or(cfg.train.steps).min(cfg.train.steps);
+    std::fs::write(args.run.run_dir.join("config.toml"), toml::to_string_pretty(&cfg)?)?;
+    let total = args.run.max_steps.unwrap_or(cfg.train.steps).min(cfg.train.steps);
     ctx.log(format!(
         "training {} parameters on {} ({}), batch {}, to step {total}",
         trainer.parameter_count(),
@@ -152,7 +145,7 @@ pub fn run_train(args: TrainArgs, ctx: &JobCtx) -> anyhow::Result<()> {
         .sample_grid
         .then(|| SampleGrid::new(encoder.as_ref(), &args.assets.assets_dir, cfg.model.image_size, &device.device))
         .transpose()?;
-    train_loop(&mut trainer, total, cfg.train.checkpoint_every, &args.run_dir, grid.as_ref(), ctx)
+    train_loop(&mut trainer, total, cfg.train.checkpoint_every, &args.run.run_dir, grid.as_ref(), ctx)
 }
 
 /// What the shared training loop drives: the pixel trainer or the latent one.

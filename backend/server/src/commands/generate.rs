@@ -235,7 +235,7 @@ pub fn run_generate(args: GenerateArgs, ctx: &JobCtx) -> anyhow::Result<()> {
     let encoder = gen.encoder();
     let copies = args
         .inquiry_copies
-        .unwrap_or(if source == InquirySource::Random { 0 } else { cemiface_app::launch_form::DEFAULT_INQUIRY_COPIES });
+        .unwrap_or(if source == InquirySource::Random { 0 } else { cemiface_app::components::launch_form::DEFAULT_INQUIRY_COPIES });
     let settings = GenerationSettings {
         images_per_identity: args.images_per_identity,
         m: args.m.clone(),

@@ -31,15 +31,8 @@ pub struct TrainFrArgs {
     /// insightface `.rec` (overrides the config's `data`).
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Folder for checkpoints, metrics.jsonl, loss.png and the resolved config.
-    #[arg(long)]
-    pub run_dir: PathBuf,
-    /// Continue from the newest checkpoint in --run-dir.
-    #[arg(long)]
-    pub resume: bool,
-    /// Stop after this many steps in total (default: the config's epochs).
-    #[arg(long)]
-    pub max_steps: Option<u64>,
+    #[command(flatten)]
+    pub run: crate::commands::RunArgs,
     /// Compute device: auto, cpu, cuda or cuda:N.
     #[arg(long, env = "CEMIFACE_DEVICE", default_value = "auto")]
     pub device: DeviceRequest,
@@ -64,12 +57,12 @@ pub fn run_train_fr(args: TrainFrArgs, ctx: &JobCtx) -> anyhow::Result<()> {
         bail!("no training data: pass --data <folder or .rec>");
     };
     let device = ComputeDevice::select(args.device)?;
-    let latest = crate::commands::diffusion::open_run_dir(&args.run_dir, args.resume)?;
+    let latest = crate::commands::diffusion::open_run_dir(&args.run.run_dir, args.run.resume)?;
     let data = cemiface_engine::data::labelled::open(&data_path)?;
     let mut trainer = FrTrainer::new(cfg.clone(), data, &device.device)?;
-    let metrics_path = args.run_dir.join("metrics.jsonl");
+    let metrics_path = args.run.run_dir.join("metrics.jsonl");
     let mut history = Vec::new();
-    if let (true, Some(ckpt)) = (args.resume, &latest) {
+    if let (true, Some(ckpt)) = (args.run.resume, &latest) {
         trainer.load(ckpt)?;
         history = read_metrics(&metrics_path, trainer.step());
         ctx.log(format!("resumed from {} (step {})", ckpt.display(), trainer.step()));
@@ -79,8 +72,8 @@ pub fn run_train_fr(args: TrainFrArgs, ctx: &JobCtx) -> anyhow::Result<()> {
         .map(|m| serde_json::to_string(m).unwrap() + "\n")
         .collect();
     std::fs::write(&metrics_path, lines)?;
-    std::fs::write(args.run_dir.join("config.toml"), toml::to_string_pretty(&cfg)?)?;
-    let total = args.max_steps.unwrap_or(u64::MAX).min(trainer.total_steps());
+    std::fs::write(args.run.run_dir.join("config.toml"), toml::to_string_pretty(&cfg)?)?;
+    let total = args.run.max_steps.unwrap_or(u64::MAX).min(trainer.total_steps());
     ctx.log(format!(
         "training {:?}-{} + {:?} on {} ({}), batch {}, {} steps per epoch, to step {total}",
         cfg.backbone.layout,
@@ -95,7 +88,7 @@ pub fn run_train_fr(args: TrainFrArgs, ctx: &JobCtx) -> anyhow::Result<()> {
     let first = trainer.step();
     ctx.progress(first, total, "step");
     while trainer.step() < total {
-        ctx.stop_point(trainer.step(), first, || Ok(trainer.save(&args.run_dir)?))?;
+        ctx.stop_point(trainer.step(), first, || Ok(trainer.save(&args.run.run_dir)?))?;
         let m = trainer.train_step()?;
         use std::io::Write;
         writeln!(log, "{}", serde_json::to_string(&m)?)?;
@@ -113,10 +106,10 @@ pub fn run_train_fr(args: TrainFrArgs, ctx: &JobCtx) -> anyhow::Result<()> {
         history.push(m.clone());
         if m.step % cfg.train.checkpoint_every == 0 || m.step == total {
             ctx.phase("writing a checkpoint");
-            let dir = trainer.save(&args.run_dir)?;
+            let dir = trainer.save(&args.run.run_dir)?;
             ctx.log(format!("checkpoint {}", dir.display()));
             ctx.artifact("checkpoint", &dir, Some(m.step));
-            write_loss_chart(&args.run_dir, &history)?;
+            write_loss_chart(&args.run.run_dir, &history)?;
         }
     }
     Ok(())

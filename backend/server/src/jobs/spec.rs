@@ -297,7 +297,7 @@ mod tests {
     /// a preset field's default is one of the server's presets.
     #[test]
     fn the_launch_form_writes_specs_the_server_reads() {
-        use cemiface_app::launch_form::{defaults, fields, to_spec, FieldType, KINDS};
+        use cemiface_app::components::launch_form::{defaults, fields, to_spec, FieldType, KINDS};
         for kind in KINDS {
             let v = to_spec(kind, &defaults(kind)).unwrap_or_else(|e| panic!("{kind}: {e:?}"));
             let spec = gen(v.clone()).unwrap_or_else(|e| panic!("{kind}: {e} in {v}"));

@@ -2,7 +2,7 @@
 //! per step) and cached in the run folder (`bank.safetensors`):
 //! - **anchors**: filtered DCGAN latents z_a (dark samples and samples whose mirror image has another
 //!   identity are dropped, as in the pixel presets' data source) with their raw E_id descriptors.
-//!   μ (`identity_mean`) is the anchors' mean descriptor; each anchor is also an identity to train on.
+//!   μ (`identity::centring`) is the anchors' mean descriptor; each anchor is also an identity to train on.
 //! - **teacher pairs**: per anchor, `mixes` latents moved away from it, z = cos θ·z_a + sin θ·z_1
 //!   (z_1 independent, θ = max_angle·π/2·u^1.5 over stratified u; the first is z_a itself), with
 //!   their measured centred similarity s to the anchor. Moving along the sphere keeps z's norm, so

@@ -30,7 +30,7 @@ use crate::identity::centring::{IdentityMean, MeanProvenance};
 use crate::noise::NoiseRng;
 use crate::diffusion::schedule::NoiseSchedule;
 use crate::diffusion::sim_mat::{m_grid, sim_mat_toward, SimMatForm};
-use crate::run_dir::{save_checkpoint_dir, seeded_init, StepMetrics};
+use crate::run_dir::{load_vars, read_state, save_checkpoint_dir, save_vars, seeded_init, write_state, StepMetrics};
 use crate::{Error, Result};
 
 /// File of the shipped anchors (inversion starts) inside a checkpoint.
@@ -222,14 +222,8 @@ impl LatentTrainer {
     /// inversion's starting points) and `state.json`, atomically.
     pub fn save(&self, run_dir: &Path) -> Result<PathBuf> {
         save_checkpoint_dir(run_dir, self.step, |tmp| {
-            let fmt = |p: &Path, e: candle_core::Error| Error::Format {
-                path: p.into(),
-                message: e.to_string(),
-            };
-            let model = tmp.join("model.safetensors");
-            self.varmap.save(&model).map_err(|e| fmt(&model, e))?;
-            let ema = tmp.join("ema.safetensors");
-            candle_core::safetensors::save(&self.ema.shadow, &ema).map_err(|e| fmt(&ema, e))?;
+            save_vars(&self.varmap, &tmp.join("model.safetensors"))?;
+            self.ema.save(&tmp.join("ema.safetensors"))?;
             self.opt.save(&tmp.join("optimizer.safetensors"))?;
             self.mean.save(tmp)?;
             save_anchors(tmp, &self.bank.anchor_z, &self.anchor_c)?;
@@ -242,42 +236,21 @@ impl LatentTrainer {
                 config: self.cfg.clone(),
                 identity_mean: self.mean.provenance.clone(),
             };
-            let json = serde_json::to_string_pretty(&state).expect("state serialises");
-            std::fs::write(tmp.join("state.json"), json).map_err(|e| Error::io(tmp.join("state.json"), e))
+            write_state(tmp, &state)
         })
     }
 
     /// Restores weights, EMA, optimizer, step and RNG from a checkpoint folder.
     pub fn load(&mut self, ckpt: &Path) -> Result<()> {
-        let state_path = ckpt.join("state.json");
-        let text = std::fs::read_to_string(&state_path).map_err(|e| Error::io(&state_path, e))?;
-        let state: LatentState = serde_json::from_str(&text).map_err(|e| Error::Format {
-            path: state_path.clone(),
-            message: e.to_string(),
-        })?;
+        let state: LatentState = read_state(ckpt)?;
         if state.config.denoiser != self.cfg.denoiser || state.config.bank != self.cfg.bank {
             return Err(Error::Config(format!(
                 "{} was trained with a different denoiser or bank config",
                 ckpt.display()
             )));
         }
-        let model = ckpt.join("model.safetensors");
-        self.varmap.load(&model).map_err(|e| Error::Format {
-            path: model.clone(),
-            message: e.to_string(),
-        })?;
-        let ema_path = ckpt.join("ema.safetensors");
-        let ema = candle_core::safetensors::load(&ema_path, &self.device).map_err(|e| Error::Format {
-            path: ema_path.clone(),
-            message: e.to_string(),
-        })?;
-        for (name, _) in &self.vars {
-            let t = ema.get(name).ok_or_else(|| Error::Format {
-                path: ema_path.clone(),
-                message: format!("lacks `{name}`"),
-            })?;
-            self.ema.shadow.insert(name.clone(), t.copy()?);
-        }
+        load_vars(&mut self.varmap, &ckpt.join("model.safetensors"))?;
+        self.ema.load(&ckpt.join("ema.safetensors"), &self.device)?;
         self.opt.load(&ckpt.join("optimizer.safetensors"))?;
         self.step = state.step;
         self.rng = NoiseRng::from_state(state.rng_state, state.rng_spare);

@@ -2,7 +2,7 @@
 
 use leptos::prelude::*;
 
-use crate::sim_chart::PALETTE;
+use crate::components::sim_chart::PALETTE;
 
 const W: f64 = 440.0;
 const H: f64 = 200.0;
