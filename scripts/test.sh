@@ -31,7 +31,7 @@ stamp "server layering (scripts/check-layers.sh)"
 scripts/check-layers.sh
 
 stamp "clippy (workspace lints in Cargo.toml; the browser build too)"
-cargo clippy --workspace --release -- -D warnings
+cargo clippy --workspace --release --all-targets -- -D warnings
 cargo clippy -p cemiface-app --features hydrate --target wasm32-unknown-unknown --release -- -D warnings
 
 stamp "one-node Slurm cluster for the Slurm executor's tests (scripts/slurm.sh)"

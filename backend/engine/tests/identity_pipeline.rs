@@ -122,8 +122,8 @@ fn arcface_frame_crops_work_through_the_encoder_interface() {
         let same = [l2(&raw[0], &raw[1]), l2(&raw[0], &raw[2]), l2(&raw[1], &raw[2])];
         let diff = [l2(&raw[0], &raw[3]), l2(&raw[1], &raw[3]), l2(&raw[2], &raw[3])];
         let (max_same, min_diff) = (
-            same.iter().cloned().fold(0.0, f32::max),
-            diff.iter().cloned().fold(9.0, f32::min),
+            same.iter().copied().fold(0.0, f32::max),
+            diff.iter().copied().fold(9.0, f32::min),
         );
         eprintln!("{size}px: same {same:?}, different {diff:?}");
         assert!(

@@ -39,8 +39,7 @@ struct Server {
 }
 
 async fn server(assets: &Path, tweak: impl FnOnce(&mut DemoSettings)) -> Server {
-    let mut settings = DemoSettings::default();
-    settings.heartbeat = Duration::from_millis(300);
+    let mut settings = DemoSettings { heartbeat: Duration::from_millis(300), ..Default::default() };
     tweak(&mut settings);
     let gen = generator(assets);
     let dev = ComputeDevice::cpu();
@@ -63,7 +62,7 @@ async fn server(assets: &Path, tweak: impl FnOnce(&mut DemoSettings)) -> Server 
     let st = state.clone();
     tokio::spawn(async move {
         let forever = std::future::pending::<()>();
-        cemiface_server::web::router::run(listener, st, forever, Default::default()).await.unwrap()
+        cemiface_server::web::router::run(listener, st, forever, Default::default()).await.unwrap();
     });
     Server { state, addr }
 }
@@ -466,7 +465,7 @@ async fn queue_positions_limits_and_isolation_between_clients() {
         match g {
             Got::Frame(_, m, _) => assert_eq!(m.job_id, job_b),
             Got::Event(ServerEvent::Queued { job_id, .. } | ServerEvent::Started { job_id, .. }) => {
-                assert_eq!(job_id, job_b)
+                assert_eq!(job_id, job_b);
             }
             Got::Event(ServerEvent::Done { .. }) => {}
             other => panic!("{other:?}"),
@@ -544,7 +543,7 @@ async fn hostile_sockets_are_bounded_in_size_echo_and_count() {
     let closed = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             match ws.0.next().await {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                None | Some(Err(_) | Ok(Message::Close(_))) => return,
                 Some(Ok(Message::Text(t))) => assert!(t.len() < 1000, "echoed: {} bytes", t.len()),
                 Some(Ok(_)) => {}
             }

@@ -174,7 +174,7 @@ async fn serve_on_loopback(
         body_idle: std::time::Duration::from_secs(1),
     };
     let task = tokio::spawn(async move {
-        cemiface_server::web::router::run(listener, st, async { drop(rx.await) }, limits).await.unwrap()
+        cemiface_server::web::router::run(listener, st, async { drop(rx.await) }, limits).await.unwrap();
     });
     (addr, tx, task)
 }

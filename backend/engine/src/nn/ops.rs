@@ -36,6 +36,22 @@ pub fn max_pool_s2(x: &Tensor, k: usize) -> Result<Tensor> {
     out.ok_or_else(|| candle_core::Error::Msg("max-pool window must be at least 1".into()))
 }
 
+/// The f32 elements of a contiguous CPU tensor (custom ops' inputs); `what` names it in errors.
+pub fn cpu_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
+        _ => candle_core::bail!("{what}: a contiguous f32 CPU tensor is required"),
+    }
+}
+
+/// [`cpu_f32`] for in-place ops.
+pub fn cpu_f32_mut<'a>(s: &'a mut CpuStorage, l: &Layout, what: &str) -> Result<&'a mut [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::F32(v), Some((a, b))) => Ok(&mut v[a..b]),
+        _ => candle_core::bail!("{what}: a contiguous f32 CPU tensor is required"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,21 +91,5 @@ mod tests {
         assert_eq!(s.dims(), &[1, 1, 3, 4]);
         let v = s.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         assert_eq!(v, vec![0., 2., 4., 6., 14., 16., 18., 20., 28., 30., 32., 34.]);
-    }
-}
-
-/// The f32 elements of a contiguous CPU tensor (custom ops' inputs); `what` names it in errors.
-pub fn cpu_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
-        _ => candle_core::bail!("{what}: a contiguous f32 CPU tensor is required"),
-    }
-}
-
-/// [`cpu_f32`] for in-place ops.
-pub fn cpu_f32_mut<'a>(s: &'a mut CpuStorage, l: &Layout, what: &str) -> Result<&'a mut [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((a, b))) => Ok(&mut v[a..b]),
-        _ => candle_core::bail!("{what}: a contiguous f32 CPU tensor is required"),
     }
 }
