@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 
 use crate::admin_client::{call, get, job_events, poll};
 use crate::admin_protocol::{JobEvent, JobState, JobView, Presets, SystemStatus};
-use crate::units::{bytes, eta};
 use crate::components::launch_form::{defaults, fields, from_spec, generation_plan, to_spec, FieldType, Values, KINDS};
+use crate::units::{bytes, eta};
 
 /// The admin area: the login form until a session exists, then the dashboard.
 #[component]

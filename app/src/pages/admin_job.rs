@@ -10,9 +10,9 @@ use serde_json::Value;
 
 use crate::admin_client::{call, get, job_events, poll};
 use crate::admin_protocol::{ArtifactView, JobDetail, JobEvent, JobState, LogLine};
-use crate::units::bytes;
 use crate::components::line_chart::{LineChart, Series};
 use crate::pages::admin::{act, progress_text};
+use crate::units::bytes;
 
 /// Curves of a job, by chart: (title, metric names).
 const CHARTS: [(&str, &[&str]); 6] = [

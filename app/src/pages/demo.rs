@@ -10,10 +10,10 @@ use crate::demo_protocol::{
     ClientMessage, DemoLimits, JobRequest, ModelInfo, ServerEvent, Timings, UploadReply, FRAME_FINAL,
     MAX_STEPS,
 };
-use crate::gallery::{self, Shot};
 use crate::components::num_field::TextField;
-use crate::regime::Regime;
 use crate::components::sim_chart::SimChart;
+use crate::gallery::{self, Shot};
+use crate::regime::Regime;
 
 /// Where the current job is.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,11 +1,13 @@
 //! Optimisers and weight averaging: AdamW (the generator), SGD with momentum (face recognition), the
-//! EMA of the generator's weights, and the fused in-place CPU updates they share. Each saves and
-//! restores its state as safetensors beside a checkpoint so runs resume exactly.
+//! EMA of the generator's weights, the fused in-place CPU updates they share, and `Trainable` (a
+//! network's variables with its AdamW and EMA). Each saves and restores its state as safetensors
+//! beside a checkpoint (the helpers below) so runs resume exactly.
 
 pub mod adamw;
 pub mod ema;
 pub mod fused_update;
 pub mod sgd;
+pub mod trainable;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use candle_core::{Device, Tensor};
 
 use crate::data::dcgan::{mean_luma, Dcgan};
-use crate::identity::encoder::{cosine_rows, IdentityEncoder};
 use crate::data::image_io::{self, ImageLimits};
+use crate::identity::encoder::{cosine_rows, IdentityEncoder};
 use crate::noise::NoiseRng;
 use crate::{Error, Result};
 

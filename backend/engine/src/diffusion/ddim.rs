@@ -6,8 +6,8 @@ use std::ops::ControlFlow;
 
 use candle_core::Tensor;
 
-use crate::noise::NoiseRng;
 use crate::diffusion::schedule::NoiseSchedule;
+use crate::noise::NoiseRng;
 use crate::{Error, Result};
 
 /// Coefficients of one DDIM step.

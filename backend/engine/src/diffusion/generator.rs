@@ -21,16 +21,16 @@ use candle_nn::VarBuilder;
 
 use crate::data::dcgan::{Dcgan, NZ};
 use crate::diffusion::ddim::{Ddim, StepInfo};
-use crate::identity::encoder::IdentityEncoder;
-use crate::identity::centring::{self, IdentityMean, MeanProvenance};
 use crate::diffusion::latent::config::LatentConfig;
 use crate::diffusion::latent::denoiser::LatentDenoiser;
 use crate::diffusion::latent::inversion::{invert, nearest_anchor};
 use crate::diffusion::latent::trainer::{LatentState, ANCHORS_FILE};
-use crate::noise::NoiseRng;
 use crate::diffusion::schedule::NoiseSchedule;
 use crate::diffusion::trainer::{build_encoder, TrainConfig};
 use crate::diffusion::unet::UNet;
+use crate::identity::centring::{self, IdentityMean, MeanProvenance};
+use crate::identity::encoder::IdentityEncoder;
+use crate::noise::NoiseRng;
 use crate::{Error, Result};
 
 /// The latent kind's parts.

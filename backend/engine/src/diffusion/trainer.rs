@@ -7,20 +7,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor, Var};
-use candle_nn::{VarBuilder, VarMap};
+use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::optim::adamw::{AdamW, AdamWConfig};
 use crate::data::sources::FaceSource;
-use crate::optim::ema::Ema;
-use crate::identity::encoder::{cosine_rows, l2_normalize, IdentityEncoder};
-use crate::identity::centring::{IdentityMean, MeanProvenance};
-use crate::noise::NoiseRng;
 use crate::diffusion::schedule::{NoiseSchedule, ScheduleConfig};
 use crate::diffusion::sim_mat::{m_grid, sim_mat, SimMatForm};
 use crate::diffusion::unet::{UNet, UNetConfig};
-use crate::run_dir::{load_vars, read_state, save_checkpoint_dir, save_vars, seeded_init, write_state, StepMetrics};
+use crate::identity::centring::{IdentityMean, MeanProvenance};
+use crate::identity::encoder::{cosine_rows, l2_normalize, IdentityEncoder};
+use crate::noise::NoiseRng;
+use crate::optim::adamw::AdamWConfig;
+use crate::optim::trainable::Trainable;
+use crate::run_dir::{read_state, save_checkpoint_dir, write_state, StepMetrics};
 use crate::{Error, Result};
 
 /// Training knobs.
@@ -138,10 +137,8 @@ struct TrainState {
 pub struct Trainer {
     pub cfg: TrainConfig,
     unet: UNet,
-    varmap: VarMap,
-    vars: Vec<(String, Var)>,
-    opt: AdamW,
-    ema: Ema,
+    /// The network's variables, AdamW and EMA.
+    weights: Trainable,
     schedule: NoiseSchedule,
     encoder: Arc<dyn IdentityEncoder>,
     source: Box<dyn FaceSource>,
@@ -201,22 +198,13 @@ impl Trainer {
                 "train.batch_size and train.checkpoint_every must be positive".into(),
             ));
         }
-        let varmap = VarMap::new();
-        let unet = UNet::new(
-            cfg.model.clone(),
-            VarBuilder::from_varmap(&varmap, DType::F32, device),
+        let (unet, weights) = Trainable::new(
+            |vb| UNet::new(cfg.model.clone(), vb),
+            device,
+            cfg.train.seed,
+            cfg.optimizer.clone(),
+            cfg.train.ema_max_decay,
         )?;
-        let mut vars: Vec<(String, Var)> = varmap
-            .data()
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
-        seeded_init(&vars, cfg.train.seed)?;
-        let opt = AdamW::new(vars.clone(), cfg.optimizer.clone())?;
-        let ema = Ema::new(&vars, cfg.train.ema_max_decay)?;
         let mut source = source;
         let mean = match cfg.train.centre_reference {
             0 => None,
@@ -230,10 +218,7 @@ impl Trainer {
             rng: NoiseRng::new(cfg.train.seed),
             cfg,
             unet,
-            varmap,
-            vars,
-            opt,
-            ema,
+            weights,
             encoder,
             source,
             device: device.clone(),
@@ -246,7 +231,7 @@ impl Trainer {
     }
 
     pub fn parameter_count(&self) -> usize {
-        self.vars.iter().map(|(_, v)| v.elem_count()).sum()
+        self.weights.parameter_count()
     }
 
     /// μ of the reference faces (None when `train.centre_reference` is 0).
@@ -278,8 +263,7 @@ impl Trainer {
         let sm = sim_mat(&s, &m_tensor, &gamma, self.cfg.train.sim_mat_form)?;
         let loss = (&mse + (&sm.loss * self.cfg.train.lambda)?)?;
         let grads = loss.backward()?;
-        let grad_norm = self.opt.step(&grads)?;
-        self.ema.update(&self.vars, self.step)?;
+        let grad_norm = self.weights.step(&grads, self.step)?;
         self.step += 1;
         let scalar = |t: &Tensor| -> Result<f32> { Ok(t.to_dtype(DType::F32)?.to_scalar::<f32>()?) };
         Ok(StepMetrics {
@@ -290,7 +274,7 @@ impl Trainer {
             rec: scalar(&sm.rec)?,
             sim: scalar(&sm.sim)?,
             grad_norm,
-            lr: self.opt.learning_rate(),
+            lr: self.weights.opt.learning_rate(),
             images_per_s: b as f64 / started.elapsed().as_secs_f64(),
         })
     }
@@ -299,9 +283,7 @@ impl Trainer {
     /// (step, RNG state, resolved config), atomically (a temp folder renamed into place).
     pub fn save(&self, run_dir: &Path) -> Result<PathBuf> {
         save_checkpoint_dir(run_dir, self.step, |tmp| {
-            save_vars(&self.varmap, &tmp.join("model.safetensors"))?;
-            self.ema.save(&tmp.join("ema.safetensors"))?;
-            self.opt.save(&tmp.join("optimizer.safetensors"))?;
+            self.weights.save(tmp)?;
             if let Some(mean) = &self.mean {
                 mean.save(tmp)?;
             }
@@ -326,9 +308,7 @@ impl Trainer {
                 ckpt.display()
             )));
         }
-        load_vars(&mut self.varmap, &ckpt.join("model.safetensors"))?;
-        self.ema.load(&ckpt.join("ema.safetensors"), &self.device)?;
-        self.opt.load(&ckpt.join("optimizer.safetensors"))?;
+        self.weights.load(ckpt, &self.device)?;
         self.step = state.step;
         self.rng = NoiseRng::from_state(state.rng_state, state.rng_spare);
         Ok(())

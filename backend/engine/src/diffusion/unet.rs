@@ -13,8 +13,8 @@ use crate::nn::conv::Conv2d;
 use crate::nn::group_norm::GroupNorm;
 use serde::{Deserialize, Serialize};
 
-use crate::diffusion::unet::attention::AttentionBlock;
 use crate::diffusion::condition::{Condition, ConditionConfig};
+use crate::diffusion::unet::attention::AttentionBlock;
 use crate::diffusion::unet::res_block::{conv3, norm32, zero_conv, ResBlock, Resample};
 use crate::{Error, Result};
 

@@ -9,9 +9,9 @@ use image::RgbImage;
 
 use crate::assets;
 use crate::face::landmark68::FaceLandmark68;
-use crate::tfjs;
 use crate::face::tiny_face_detector::{FaceBox, TinyFaceDetector};
 use crate::face::warp::{pyramid_down, warp_bilinear, Similarity};
+use crate::tfjs;
 use crate::{Error, Result};
 
 /// The ArcFace/insightface 5-point template at 112×112 (eyes, nose tip, mouth corners).

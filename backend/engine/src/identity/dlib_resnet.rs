@@ -8,9 +8,9 @@
 use candle_core::{Module, Tensor, D};
 use candle_nn::VarBuilder;
 
+use crate::Result;
 use crate::nn::ops::max_pool_s2;
 use crate::tfjs::hwio_to_oihw;
-use crate::Result;
 
 /// dlib's chip size.
 pub const CHIP_SIZE: usize = 150;

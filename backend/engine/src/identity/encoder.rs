@@ -9,9 +9,9 @@ use std::sync::Mutex;
 
 use candle_core::{Device, Tensor, D};
 
+use crate::face::warp::{AffineResample, Similarity};
 use crate::identity::dlib_resnet::{DlibResNet, CHIP_SIZE};
 use crate::recognition::iresnet::IResNet;
-use crate::face::warp::{AffineResample, Similarity};
 use crate::{Error, Result};
 
 /// Raw descriptors and their L2-normalised embeddings, (B, D) each.

@@ -11,12 +11,12 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
-use crate::recognition::augment::{augment, AugmentConfig};
-use crate::recognition::iresnet::{IResNet, IResNetConfig};
 use crate::data::labelled::LabelledSet;
-use crate::recognition::margin::{MarginConfig, MarginHead};
 use crate::noise::NoiseRng;
 use crate::optim::sgd::{Sgd, SgdConfig};
+use crate::recognition::augment::{augment, AugmentConfig};
+use crate::recognition::iresnet::{IResNet, IResNetConfig};
+use crate::recognition::margin::{MarginConfig, MarginHead};
 use crate::{Error, Result};
 
 /// Run length and bookkeeping.

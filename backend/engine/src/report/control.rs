@@ -10,11 +10,11 @@ use candle_core::Tensor;
 use image::RgbImage;
 use serde::Serialize;
 
-use crate::data::sources::tensor_image;
-use crate::identity::encoder::{cosine_rows, IdentityEncoder};
-use crate::diffusion::generator::Generator;
-use crate::report::plot::{caption, label, Chart, Series};
 use crate::Result;
+use crate::data::sources::tensor_image;
+use crate::diffusion::generator::Generator;
+use crate::identity::encoder::{cosine_rows, IdentityEncoder};
+use crate::report::plot::{caption, label, Chart, Series};
 
 /// One judge's results.
 #[derive(Debug, Clone, Serialize)]

@@ -22,10 +22,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::sources::{image_tensor, tensor_image};
 use crate::diffusion::ddim::StepInfo;
-use crate::identity::encoder::{cosine_rows, IdentityEncoder};
 use crate::diffusion::generator::Generator;
-use crate::synth::inquiry::Inquiry;
+use crate::identity::encoder::{cosine_rows, IdentityEncoder};
 use crate::noise::NoiseRng;
+use crate::synth::inquiry::Inquiry;
 use crate::{Error, Result};
 
 /// Image file format of the generated images.

@@ -10,11 +10,11 @@ use candle_core::{Device, Tensor};
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
+use crate::data::image_io::{self, ImageLimits};
+use crate::data::recordio::RecordReader;
 use crate::data::sources::{image_tensor, tensor_image, DcganSource, FaceSource};
 use crate::identity::encoder::{l2_normalize, IdentityEncoder};
-use crate::data::image_io::{self, ImageLimits};
 use crate::noise::NoiseRng;
-use crate::data::recordio::RecordReader;
 use crate::{Error, Result};
 
 /// Uniqueness threshold DCFace and CemiFace use under AdaFace IR-101 (512-d, centred embeddings).

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::synth::generation::{write_atomic, DatasetDir, ManifestEntry};
-use crate::report::plot::{Chart, Series};
 use crate::data::recordio::RecordWriter;
+use crate::report::plot::{Chart, Series};
+use crate::synth::generation::{write_atomic, DatasetDir, ManifestEntry};
 use crate::{Error, Result};
 
 /// Histogram bins over cosine similarity [−1, 1].

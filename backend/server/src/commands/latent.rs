@@ -12,8 +12,8 @@ use cemiface_engine::diffusion::latent::trainer::LatentTrainer;
 use cemiface_engine::diffusion::trainer::build_encoder;
 use cemiface_engine::run_dir::{truncate_metrics, StepMetrics};
 
-use crate::commands::diffusion::{open_run_dir, train_loop, DiffusionTrainer, TrainArgs};
 use crate::commands::ctx::JobCtx;
+use crate::commands::diffusion::{open_run_dir, train_loop, DiffusionTrainer, TrainArgs};
 use crate::commands::sample_grid::SampleGrid;
 
 impl DiffusionTrainer for LatentTrainer {

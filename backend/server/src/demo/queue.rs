@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use candle_core::Tensor;
 use cemiface_app::demo_protocol::{FrameMeta, JobRequest, ServerEvent, Timings, FRAME_FINAL, FRAME_PREVIEW};
 
+use super::DemoError;
 use super::job::Job;
 use super::model::{DemoModel, Outcome, StepPreview};
 use super::png_text;
-use super::DemoError;
 
 /// Queue settings (`cemiface serve` options).
 #[derive(Debug, Clone)]

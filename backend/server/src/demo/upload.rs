@@ -13,11 +13,11 @@ use axum::Json;
 use cemiface_app::demo_protocol::UploadReply;
 use cemiface_engine::data::image_io::{self, ImageLimits};
 
-use super::client::ClientId;
 use crate::web::client_addr::ClientAddr;
-use super::DemoError;
 use crate::web::error::AppError;
 use crate::web::state::AppState;
+use super::DemoError;
+use super::client::ClientId;
 
 fn mb(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / (1 << 20) as f64)

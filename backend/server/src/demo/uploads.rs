@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::model::PreparedFace;
 use super::DemoError;
+use super::model::PreparedFace;
 
 /// Most faces one client keeps at once; the oldest goes first.
 pub const PER_CLIENT: usize = 4;

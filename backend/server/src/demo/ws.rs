@@ -14,12 +14,12 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::client::ClientId;
 use crate::web::client_addr::ClientAddr;
-use super::job::{select, Item, Job};
-use super::{Demo, DemoError};
 use crate::web::error::AppError;
 use crate::web::state::AppState;
+use super::client::ClientId;
+use super::job::{select, Item, Job};
+use super::{Demo, DemoError};
 
 /// Preview frames a subscriber may fall behind before older ones are skipped.
 const MAX_PREVIEW_LAG: usize = 4;

@@ -13,17 +13,17 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::web::auth::{self, hex, random_bytes, token_hash, SCOPES};
+use crate::web::error::FieldError;
 use super::runner::job_dir;
 use super::spec::{JobKind, JobSpec, JobState};
-use crate::web::error::FieldError;
 use cemiface_app::admin_protocol::{
     ArtifactView, JobDetail, JobView, LogLine, Memory, Presets, QueueCounts, SystemStatus,
 };
-use super::store::{now, JobRow, KeyLimits};
-use super::{invalid, jobs_of, parse_body, tar, Admin, Jobs, ADMIN_COOKIE};
+use crate::web::client_addr::ClientAddr;
 use crate::web::error::AppError;
 use crate::web::state::AppState;
-use crate::web::client_addr::ClientAddr;
+use super::store::{now, JobRow, KeyLimits};
+use super::{invalid, jobs_of, parse_body, tar, Admin, Jobs, ADMIN_COOKIE};
 
 /// How long an admin session lasts.
 const SESSION_SECONDS: f64 = 12.0 * 3600.0;

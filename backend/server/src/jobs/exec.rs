@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
-use super::runner::{job_dir, Executor, RunnerSettings};
-use super::spec::{job_ref, JobSpec};
-use super::store::{JobRow, Store};
 use crate::commands::ctx::JobCtx;
 use crate::commands::diffusion::{self, GeneratorConfig};
 use crate::commands::generate::{self, GenerateArgs};
 use crate::commands::{eval, train_fr, Argv};
+use super::runner::{job_dir, Executor, RunnerSettings};
+use super::spec::{job_ref, JobSpec};
+use super::store::{JobRow, Store};
 
 /// The folder of another job's output, checked to exist.
 fn job_output(settings: &RunnerSettings, reference: &str, sub: &str, what: &str) -> anyhow::Result<PathBuf> {

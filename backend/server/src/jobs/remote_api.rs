@@ -13,13 +13,13 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::web::error::AppError;
+use crate::web::error::FieldError;
+use crate::web::state::AppState;
 use super::admin_api::{send_dataset, send_file};
 use super::runner::{job_dir, JobEvent};
 use super::spec::{GenerateSpec, JobSpec, JobState};
-use crate::web::error::FieldError;
 use super::{invalid, parse_body, ApiCaller};
-use crate::web::error::AppError;
-use crate::web::state::AppState;
 
 /// The OpenAPI 3.1 description of this API.
 pub const OPENAPI: &str = include_str!("openapi.json");

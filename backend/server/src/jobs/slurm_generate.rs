@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use cemiface_engine::synth::generation::{DatasetDir, Shard};
 
+use crate::commands::batch_script::SbatchOptions;
 use crate::commands::ctx::{JobCtx, Stop};
+use crate::commands::generate::{run_generate, GenerateArgs, ShardArg};
 use super::slurm::{self, SlurmSettings, TaskState};
 use super::store::{SlurmTask, Store};
-use crate::commands::batch_script::SbatchOptions;
-use crate::commands::generate::{run_generate, GenerateArgs, ShardArg};
 
 /// How long a just-submitted task may be missing from `squeue` before it counts as lost.
 const GRACE: Duration = Duration::from_secs(20);

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
+use crate::commands::batch_script::SbatchOptions;
 use crate::commands::ctx::{JobCtx, Stop};
 use super::slurm::{self, SlurmSettings, TaskState};
 use super::store::{SlurmTask, Store};
-use crate::commands::batch_script::SbatchOptions;
 
 /// How long a just-submitted task may be missing from `squeue` before it counts as lost.
 const GRACE: Duration = Duration::from_secs(20);

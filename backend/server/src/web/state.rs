@@ -10,8 +10,8 @@ use leptos::prelude::LeptosOptions;
 
 use crate::demo::client::ClientKey;
 use crate::demo::{Demo, DemoSettings};
-use crate::web::client_addr::AddrPolicy;
 use crate::jobs::Jobs;
+use crate::web::client_addr::AddrPolicy;
 
 /// Everything handlers need; cheap to clone.
 #[derive(Clone)]

@@ -13,12 +13,12 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 
-use super::config::LatentConfig;
 use crate::data::dcgan::{mean_luma, Dcgan, NZ};
-use crate::identity::encoder::{cosine_rows, l2_normalize, IdentityEncoder};
 use crate::identity::centring::{IdentityMean, MeanProvenance};
+use crate::identity::encoder::{cosine_rows, l2_normalize, IdentityEncoder};
 use crate::noise::NoiseRng;
 use crate::{Error, Result};
+use super::config::LatentConfig;
 
 /// File name of the cache inside the run folder.
 pub const FILE: &str = "bank.safetensors";

@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::optim::adamw::AdamWConfig;
 use crate::diffusion::schedule::ScheduleConfig;
 use crate::diffusion::trainer::EncoderConfig;
+use crate::optim::adamw::AdamWConfig;
 
 /// The whole run, saved beside every checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

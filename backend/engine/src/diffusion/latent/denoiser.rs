@@ -13,10 +13,10 @@
 use candle_core::{Tensor, D};
 use candle_nn::{linear, Linear, Module, VarBuilder};
 
-use super::config::{DenoiserConfig, Prediction};
+use crate::Result;
 use crate::diffusion::schedule::NoiseSchedule;
 use crate::diffusion::unet::timestep_embedding;
-use crate::Result;
+use super::config::{DenoiserConfig, Prediction};
 
 struct Block {
     film: Linear,

@@ -4,10 +4,10 @@
 
 use candle_core::{Tensor, Var};
 
-use super::config::InversionConfig;
+use crate::Result;
 use crate::data::dcgan::Dcgan;
 use crate::identity::encoder::{cosine_rows, l2_normalize, IdentityEncoder};
-use crate::Result;
+use super::config::InversionConfig;
 
 /// The latents found and their centred similarity to the targets.
 pub struct Inverted {

@@ -15,23 +15,21 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor, Var};
-use candle_nn::{VarBuilder, VarMap};
+use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::data::dcgan::{Dcgan, NZ};
+use crate::diffusion::schedule::NoiseSchedule;
+use crate::diffusion::sim_mat::{m_grid, sim_mat_toward, SimMatForm};
+use crate::identity::centring::{IdentityMean, MeanProvenance};
+use crate::identity::encoder::{cosine_rows, IdentityEncoder};
+use crate::noise::NoiseRng;
+use crate::optim::trainable::Trainable;
+use crate::run_dir::{read_state, save_checkpoint_dir, write_state, StepMetrics};
+use crate::{Error, Result};
 use super::bank::Bank;
 use super::config::{LatentConfig, Prediction};
 use super::denoiser::LatentDenoiser;
-use crate::optim::adamw::AdamW;
-use crate::data::dcgan::{Dcgan, NZ};
-use crate::optim::ema::Ema;
-use crate::identity::encoder::{cosine_rows, IdentityEncoder};
-use crate::identity::centring::{IdentityMean, MeanProvenance};
-use crate::noise::NoiseRng;
-use crate::diffusion::schedule::NoiseSchedule;
-use crate::diffusion::sim_mat::{m_grid, sim_mat_toward, SimMatForm};
-use crate::run_dir::{load_vars, read_state, save_checkpoint_dir, save_vars, seeded_init, write_state, StepMetrics};
-use crate::{Error, Result};
 
 /// File of the shipped anchors (inversion starts) inside a checkpoint.
 pub const ANCHORS_FILE: &str = "anchors.safetensors";
@@ -51,10 +49,8 @@ pub struct LatentState {
 pub struct LatentTrainer {
     pub cfg: LatentConfig,
     net: LatentDenoiser,
-    varmap: VarMap,
-    vars: Vec<(String, Var)>,
-    opt: AdamW,
-    ema: Ema,
+    /// The network's variables, AdamW and EMA.
+    weights: Trainable,
     schedule: NoiseSchedule,
     gan: Dcgan,
     encoder: Arc<dyn IdentityEncoder>,
@@ -91,19 +87,13 @@ impl LatentTrainer {
                 encoder.dim()
             )));
         }
-        let varmap = VarMap::new();
-        let net = LatentDenoiser::new(cfg.denoiser.clone(), VarBuilder::from_varmap(&varmap, DType::F32, device))?;
-        let mut vars: Vec<(String, Var)> = varmap
-            .data()
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
-        seeded_init(&vars, t.seed)?;
-        let opt = AdamW::new(vars.clone(), cfg.optimizer.clone())?;
-        let ema = Ema::new(&vars, t.ema_max_decay)?;
+        let (net, weights) = Trainable::new(
+            |vb| LatentDenoiser::new(cfg.denoiser.clone(), vb),
+            device,
+            t.seed,
+            cfg.optimizer.clone(),
+            t.ema_max_decay,
+        )?;
         let mean = bank.mean(&encoder.name(), &cfg)?;
         Ok(Self {
             schedule: NoiseSchedule::new(&cfg.schedule)?,
@@ -112,10 +102,7 @@ impl LatentTrainer {
             anchor_c: bank.anchor_c()?,
             mean,
             net,
-            varmap,
-            vars,
-            opt,
-            ema,
+            weights,
             gan,
             encoder,
             bank,
@@ -130,7 +117,7 @@ impl LatentTrainer {
     }
 
     pub fn parameter_count(&self) -> usize {
-        self.vars.iter().map(|(_, v)| v.elem_count()).sum()
+        self.weights.parameter_count()
     }
 
     pub fn identity_mean(&self) -> &IdentityMean {
@@ -201,8 +188,7 @@ impl LatentTrainer {
             (mse.clone(), z.clone(), z.clone(), z)
         };
         let grads = loss.backward()?;
-        let grad_norm = self.opt.step(&grads)?;
-        self.ema.update(&self.vars, self.step)?;
+        let grad_norm = self.weights.step(&grads, self.step)?;
         self.step += 1;
         let scalar = |t: &Tensor| -> Result<f32> { Ok(t.to_dtype(DType::F32)?.to_scalar::<f32>()?) };
         Ok(StepMetrics {
@@ -213,7 +199,7 @@ impl LatentTrainer {
             rec: scalar(&rec)?,
             sim: scalar(&sim)?,
             grad_norm,
-            lr: self.opt.learning_rate(),
+            lr: self.weights.opt.learning_rate(),
             images_per_s: bs as f64 / started.elapsed().as_secs_f64(),
         })
     }
@@ -222,9 +208,7 @@ impl LatentTrainer {
     /// inversion's starting points) and `state.json`, atomically.
     pub fn save(&self, run_dir: &Path) -> Result<PathBuf> {
         save_checkpoint_dir(run_dir, self.step, |tmp| {
-            save_vars(&self.varmap, &tmp.join("model.safetensors"))?;
-            self.ema.save(&tmp.join("ema.safetensors"))?;
-            self.opt.save(&tmp.join("optimizer.safetensors"))?;
+            self.weights.save(tmp)?;
             self.mean.save(tmp)?;
             save_anchors(tmp, &self.bank.anchor_z, &self.anchor_c)?;
             let (rng_state, rng_spare) = self.rng.state();
@@ -249,9 +233,7 @@ impl LatentTrainer {
                 ckpt.display()
             )));
         }
-        load_vars(&mut self.varmap, &ckpt.join("model.safetensors"))?;
-        self.ema.load(&ckpt.join("ema.safetensors"), &self.device)?;
-        self.opt.load(&ckpt.join("optimizer.safetensors"))?;
+        self.weights.load(ckpt, &self.device)?;
         self.step = state.step;
         self.rng = NoiseRng::from_state(state.rng_state, state.rng_spare);
         Ok(())

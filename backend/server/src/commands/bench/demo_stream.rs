@@ -15,9 +15,9 @@ use cemiface_app::demo_protocol::JobRequest;
 use cemiface_engine::diffusion::generator::Generator;
 use cemiface_engine::data::image_io::{self, ImageLimits};
 
+use crate::commands::diffusion::load_config;
 use crate::demo::model::DemoModel;
 use crate::demo::queue::{QueueLimits, SamplingQueue};
-use crate::commands::diffusion::load_config;
 
 /// Runs one job through a queue and drains its messages as a socket writer would; returns the
 /// seconds from submission to the last message and the bytes sent.
