@@ -61,7 +61,7 @@ pub struct Demo {
     /// Open websockets per client id.
     pub sockets: ws::SocketCounts,
     /// Uploads per address this minute.
-    pub upload_counts: crate::web::auth::RateLimiter,
+    pub upload_counts: crate::web::rate_limit::RateLimiter,
 }
 
 impl Demo {

@@ -26,8 +26,9 @@ use serde_json::json;
 use cemiface_app::admin_protocol::{JobProgress, JobView, SlurmTaskView};
 
 use crate::commands::ctx;
-use crate::web::auth::{self, token_hash, RateLimiter};
+use crate::web::auth::{self, token_hash};
 use crate::web::error::AppError;
+use crate::web::rate_limit::RateLimiter;
 use crate::web::state::AppState;
 use runner::{Runner, RunnerSettings};
 use crate::web::error::FieldError;

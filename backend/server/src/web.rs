@@ -6,5 +6,6 @@ pub mod auth;
 pub mod client_addr;
 pub mod error;
 pub mod health;
+pub mod rate_limit;
 pub mod router;
 pub mod state;

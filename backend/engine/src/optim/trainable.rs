@@ -9,10 +9,10 @@ use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Var};
 use candle_nn::{VarBuilder, VarMap};
 
+use crate::Result;
+use crate::run_dir::{load_vars, save_vars, seeded_init};
 use super::adamw::{AdamW, AdamWConfig};
 use super::ema::Ema;
-use crate::run_dir::{load_vars, save_vars, seeded_init};
-use crate::Result;
 
 /// Variables, optimiser and EMA of one network.
 pub struct Trainable {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use candle_core::Tensor;
 use cemiface_app::demo_protocol::{FrameMeta, JobRequest, ServerEvent, Timings, FRAME_FINAL, FRAME_PREVIEW};
 
+use crate::web::rate_limit::RateLimiter;
 use super::DemoError;
 use super::job::Job;
 use super::model::{DemoModel, Outcome, StepPreview};
@@ -41,7 +42,6 @@ pub struct QueueLimits {
 struct State {
     waiting: VecDeque<Arc<Job>>,
     jobs: HashMap<u64, Arc<Job>>,
-    submissions: HashMap<String, VecDeque<Instant>>,
     next_id: u64,
     stopping: bool,
 }
@@ -50,6 +50,8 @@ struct Shared {
     state: Mutex<State>,
     work: Condvar,
     limits: QueueLimits,
+    /// Jobs per minute, per client and per network.
+    submissions: RateLimiter,
     model: Arc<DemoModel>,
 }
 
@@ -66,6 +68,7 @@ impl SamplingQueue {
             state: Mutex::new(State::default()),
             work: Condvar::new(),
             limits,
+            submissions: RateLimiter::default(),
             model,
         });
         for i in 0..shared.limits.workers.max(1) {
@@ -113,22 +116,14 @@ impl SamplingQueue {
                 limits.max_queue
             )));
         }
-        let minute = Duration::from_secs(60);
         let addr_key = format!("addr:{addr}");
-        for (key, limit, whose) in [
+        let per_minute = [
             (owner, limits.jobs_per_minute, "jobs per minute"),
             (addr_key.as_str(), limits.address_jobs_per_minute, "jobs per minute from one network"),
-        ] {
-            let recent = st.submissions.entry(key.to_owned()).or_default();
-            recent.retain(|t| now - *t < minute);
-            if recent.len() >= limit as usize {
-                let wait = 60 - (now - recent[0]).as_secs();
-                return Err(DemoError::too_many(format!("rate limit: {limit} {whose}; try again in {wait} s")));
-            }
-        }
-        st.submissions.retain(|_, r| r.back().is_some_and(|t| now - *t < minute));
-        for key in [owner, addr_key.as_str()] {
-            st.submissions.entry(key.to_owned()).or_default().push_back(now);
+        ];
+        if let Err((i, wait)) = self.shared.submissions.hit_all(&per_minute.map(|(k, n, _)| (k, n))) {
+            let (_, limit, whose) = per_minute[i];
+            return Err(DemoError::too_many(format!("rate limit: {limit} {whose}; try again in {wait} s")));
         }
         st.next_id += 1;
         let job = Arc::new(Job::new(st.next_id, owner.to_owned(), addr.to_owned(), request, c_id));

@@ -4,10 +4,6 @@
 //! the SHA-256. Admin sessions live in an HttpOnly SameSite=Strict cookie, and every state-changing
 //! admin request must carry the session's CSRF token in `X-CSRF-Token`.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use hmac::{Hmac, Mac};
@@ -135,40 +131,6 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
 /// Scopes an API key can hold.
 pub const SCOPES: [&str; 2] = ["generate", "read"];
 
-/// Fixed-window counters (per key, per client address): at most `limit` events a minute.
-#[derive(Default)]
-pub struct RateLimiter {
-    windows: Mutex<HashMap<String, (Instant, u32)>>,
-}
-
-impl RateLimiter {
-    /// Counts an event for `who`; Err(seconds to wait) when over `limit` this minute.
-    pub fn hit(&self, who: &str, limit: u32) -> Result<(), u64> {
-        let mut w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        let e = w.entry(who.to_owned()).or_insert((now, 0));
-        if now.duration_since(e.0) >= Duration::from_secs(60) {
-            *e = (now, 0);
-        }
-        if e.1 >= limit {
-            return Err(60u64.saturating_sub(now.duration_since(e.0).as_secs()).max(1));
-        }
-        e.1 += 1;
-        Ok(())
-    }
-
-    /// Err(seconds to wait) when `who` has used up `limit` this minute; counts nothing.
-    pub fn check(&self, who: &str, limit: u32) -> Result<(), u64> {
-        let w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        match w.get(who) {
-            Some((start, n)) if start.elapsed() < Duration::from_secs(60) && *n >= limit => {
-                Err(60u64.saturating_sub(start.elapsed().as_secs()).max(1))
-            }
-            _ => Ok(()),
-        }
-    }
-}
-
 /// A cookie of a request.
 pub fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
     headers
@@ -246,13 +208,5 @@ mod tests {
             sign("Jefe", b"what do ya want for nothing?"),
             "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
-    }
-
-    #[test]
-    fn rate_limiter_counts_per_client() {
-        let r = RateLimiter::default();
-        assert!(r.hit("a", 2).is_ok() && r.hit("a", 2).is_ok());
-        assert!(r.hit("a", 2).is_err());
-        assert!(r.hit("b", 2).is_ok());
     }
 }
