@@ -54,7 +54,9 @@ impl RateLimiter {
         while q.front().is_some_and(|t| now - *t >= MINUTE) {
             q.pop_front();
         }
-        (q.len() >= limit as usize).then(|| MINUTE.saturating_sub(now - q[0]).as_secs().max(1))
+        // With a zero limit there is no oldest event to wait for: a whole minute.
+        let oldest = q.front().copied().unwrap_or(now);
+        (q.len() >= limit as usize).then(|| MINUTE.saturating_sub(now - oldest).as_secs().max(1))
     }
 }
 
