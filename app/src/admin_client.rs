@@ -82,7 +82,17 @@ pub async fn call(method: &str, url: &str, body: Option<&Value>, csrf: Option<&s
 
 /// `GET url`, read as one of the protocol's types.
 pub async fn get<T: serde::de::DeserializeOwned>(url: &str) -> Result<T, ApiError> {
-    let v = call("GET", url, None, None).await?;
+    send("GET", url, None, None).await
+}
+
+/// [`call`], its answer read as one of the protocol's types.
+pub async fn send<T: serde::de::DeserializeOwned>(
+    method: &str,
+    url: &str,
+    body: Option<&Value>,
+    csrf: Option<&str>,
+) -> Result<T, ApiError> {
+    let v = call(method, url, body, csrf).await?;
     serde_json::from_value(v).map_err(|e| ApiError {
         status: 200,
         code: "protocol".into(),

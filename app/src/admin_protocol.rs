@@ -243,6 +243,45 @@ pub struct Presets {
     pub train_fr: Vec<String>,
 }
 
+/// `POST /api/admin/login` and `GET /api/admin/session`: the session's CSRF token (every write
+/// sends it as `X-CSRF-Token`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    pub csrf: String,
+}
+
+/// `GET /api/admin/jobs/{id}/metrics`: each recorded metric's (step, value) points, at most 1000
+/// per metric (evenly thinned).
+pub type Metrics = std::collections::BTreeMap<String, Vec<(u64, f64)>>;
+
+/// An API key as the panel lists it (never the key itself).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyView {
+    pub id: i64,
+    pub name: String,
+    /// The key's first characters, to recognise it.
+    pub prefix: String,
+    /// `generate` and/or `read`.
+    pub scopes: Vec<String>,
+    pub rate_per_minute: u32,
+    pub quota_images: u64,
+    /// Jobs the key may have queued, running, paused or interrupted at once.
+    pub max_active_jobs: u32,
+    /// Identities one of its jobs may ask for.
+    pub max_identities: u64,
+    pub created_at: f64,
+    pub revoked_at: Option<f64>,
+}
+
+/// `POST /api/admin/keys`: the new key, with the key and its webhook secret (shown this once).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreatedKey {
+    #[serde(flatten)]
+    pub view: KeyView,
+    pub key: String,
+    pub webhook_secret: String,
+}
+
 /// The similarity targets of a training job's sample grid, one column each after the inquiry
 /// column; its rows are held-out DCGAN identities (the same at every checkpoint).
 pub const SAMPLE_GRID_M: [f32; 3] = [-1.0, 0.0, 1.0];

@@ -6,10 +6,10 @@ use std::time::Duration;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_router::hooks::use_query_map;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::admin_client::{call, get, job_events, poll};
-use crate::admin_protocol::{JobEvent, JobState, JobView, Presets, SystemStatus};
+use crate::admin_client::{call, get, job_events, poll, send};
+use crate::admin_protocol::{CreatedKey, JobEvent, JobState, JobView, KeyView, Presets, Session, SystemStatus};
 use crate::components::launch_form::{defaults, fields, from_spec, generation_plan, to_spec, FieldType, Values, KINDS};
 use crate::units::{bytes, eta};
 
@@ -23,8 +23,8 @@ pub fn AdminPage() -> impl IntoView {
     let disabled = RwSignal::new(false);
     Effect::new(move |_| {
         spawn_local(async move {
-            match call("GET", "/api/admin/session", None, None).await {
-                Ok(v) => csrf.set(v["csrf"].as_str().map(str::to_owned)),
+            match get::<Session>("/api/admin/session").await {
+                Ok(s) => csrf.set(Some(s.csrf)),
                 Err(e) if e.status == 401 => {}
                 Err(e) => {
                     disabled.set(e.code == "admin_disabled");
@@ -58,10 +58,10 @@ fn Login(csrf: RwSignal<Option<String>>, note: RwSignal<Option<String>>) -> impl
         ev.prevent_default();
         let pw = password.get_untracked();
         spawn_local(async move {
-            match call("POST", "/api/admin/login", Some(&json!({"password": pw})), None).await {
-                Ok(v) => {
+            match send::<Session>("POST", "/api/admin/login", Some(&json!({"password": pw})), None).await {
+                Ok(s) => {
                     note.set(None);
-                    csrf.set(v["csrf"].as_str().map(str::to_owned));
+                    csrf.set(Some(s.csrf));
                 }
                 Err(e) => note.set(Some(e.message)),
             }
@@ -297,8 +297,8 @@ fn LaunchForm(csrf: StoredValue<String>, jobs: RwSignal<Vec<JobView>>) -> impl I
     Effect::new(move |_| {
         if let Some(id) = query.with(|q| q.get("clone")) {
             spawn_local(async move {
-                if let Ok(j) = call("GET", &format!("/api/admin/jobs/{id}"), None, None).await {
-                    let (k, v) = from_spec(&j["spec"]);
+                if let Ok(j) = get::<JobView>(&format!("/api/admin/jobs/{id}")).await {
+                    let (k, v) = from_spec(&j.spec);
                     kind.set(k);
                     values.set(v);
                     note.set(Some(format!("Cloned from job #{id}: change what you need and launch.")));
@@ -336,8 +336,8 @@ fn LaunchForm(csrf: StoredValue<String>, jobs: RwSignal<Vec<JobView>>) -> impl I
             }
         };
         spawn_local(async move {
-            match call("POST", "/api/admin/jobs", Some(&spec), Some(&csrf.get_value())).await {
-                Ok(j) => note.set(Some(format!("Queued job #{}.", j["id"]))),
+            match send::<JobView>("POST", "/api/admin/jobs", Some(&spec), Some(&csrf.get_value())).await {
+                Ok(j) => note.set(Some(format!("Queued job #{}.", j.id))),
                 Err(e) => {
                     errors.set(e.fields.clone());
                     note.set(Some(e.message));
@@ -420,15 +420,15 @@ fn LaunchForm(csrf: StoredValue<String>, jobs: RwSignal<Vec<JobView>>) -> impl I
 
 #[component]
 fn Keys(csrf: StoredValue<String>) -> impl IntoView {
-    let keys: RwSignal<Vec<Value>> = RwSignal::new(vec![]);
+    let keys: RwSignal<Vec<KeyView>> = RwSignal::new(vec![]);
     let name = RwSignal::new(String::new());
     let read_only = RwSignal::new(false);
-    let created: RwSignal<Option<Value>> = RwSignal::new(None);
+    let created: RwSignal<Option<CreatedKey>> = RwSignal::new(None);
     let copied = RwSignal::new(false);
     let msg: RwSignal<Option<String>> = RwSignal::new(None);
     let reload = move || {
         spawn_local(async move {
-            if let Ok(Value::Array(a)) = call("GET", "/api/admin/keys", None, None).await {
+            if let Ok(a) = get::<Vec<KeyView>>("/api/admin/keys").await {
                 keys.set(a);
             }
         });
@@ -439,7 +439,7 @@ fn Keys(csrf: StoredValue<String>) -> impl IntoView {
         let scopes = if read_only.get_untracked() { json!(["read"]) } else { json!(["generate", "read"]) };
         let body = json!({"name": name.get_untracked(), "scopes": scopes});
         spawn_local(async move {
-            match call("POST", "/api/admin/keys", Some(&body), Some(&csrf.get_value())).await {
+            match send::<CreatedKey>("POST", "/api/admin/keys", Some(&body), Some(&csrf.get_value())).await {
                 Ok(k) => {
                     copied.set(false);
                     created.set(Some(k));
@@ -475,29 +475,29 @@ fn Keys(csrf: StoredValue<String>) -> impl IntoView {
         </form>
         {move || msg.get().map(|m| view! { <p class="error" role="alert">{m}</p> })}
         {move || created.get().map(|k| view! {
-            <p class="notice" id="new-key-secret">"Key: " <code id="new-key-value">{k["key"].as_str().unwrap_or("").to_owned()}</code>
+            <p class="notice" id="new-key-secret">"Key: " <code id="new-key-value">{k.key.clone()}</code>
                 " " <button type="button" class="secondary" id="copy-key" on:click={
-                    let key = k["key"].as_str().unwrap_or("").to_owned();
+                    let key = k.key.clone();
                     move |_| {
                         let _ = window().navigator().clipboard().write_text(&key);
                         copied.set(true);
                     }
                 }>{move || if copied.get() { "Copied" } else { "Copy key" }}</button>
-                " · webhook secret: " <code>{k["webhook_secret"].as_str().unwrap_or("").to_owned()}</code>
+                " · webhook secret: " <code>{k.webhook_secret.clone()}</code>
                 <br/><span class="small">"Shown once: store it now."</span></p>
         })}
         <div class="table-scroll"><table id="keys">
             <thead><tr><th>"Name"</th><th>"Prefix"</th><th>"Scopes"</th><th>"Limits"</th><th></th></tr></thead>
             <tbody>
                 {move || keys.get().into_iter().map(|k| {
-                    let id = k["id"].as_i64().unwrap_or(0);
-                    let live = k["revoked_at"].is_null();
+                    let id = k.id;
+                    let live = k.revoked_at.is_none();
                     view! {
                         <tr>
-                            <td>{k["name"].as_str().unwrap_or("").to_owned()}</td>
-                            <td><code>{k["prefix"].as_str().unwrap_or("").to_owned()}"…"</code></td>
-                            <td>{k["scopes"].as_array().map(|a| a.iter().filter_map(|s| s.as_str()).collect::<Vec<_>>().join(", ")).unwrap_or_default()}</td>
-                            <td class="small">{format!("{}/min, {} images, {} jobs at once, {} identities/job", k["rate_per_minute"], k["quota_images"], k["max_active_jobs"], k["max_identities"])}</td>
+                            <td>{k.name.clone()}</td>
+                            <td><code>{k.prefix.clone()}"…"</code></td>
+                            <td>{k.scopes.join(", ")}</td>
+                            <td class="small">{format!("{}/min, {} images, {} jobs at once, {} identities/job", k.rate_per_minute, k.quota_images, k.max_active_jobs, k.max_identities)}</td>
                             <td>{if live {
                                 view! { <button class="danger" on:click=move |_| revoke(id)>"Revoke"</button> }.into_any()
                             } else {

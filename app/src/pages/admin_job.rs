@@ -6,10 +6,10 @@ use std::time::Duration;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_router::hooks::use_params_map;
-use serde_json::Value;
 
-use crate::admin_client::{call, get, job_events, poll};
-use crate::admin_protocol::{ArtifactView, JobDetail, JobEvent, JobState, LogLine};
+use crate::admin_client::{get, job_events, poll, send};
+use crate::admin_protocol::{ArtifactView, JobDetail, JobEvent, JobState, LogLine, Metrics, Session};
+use crate::demo_protocol::ModelInfo;
 use crate::components::line_chart::{LineChart, Series};
 use crate::pages::admin::{act, progress_text};
 use crate::units::bytes;
@@ -25,17 +25,10 @@ const CHARTS: [(&str, &[&str]); 6] = [
     ("Throughput (images/s)", &["images_per_s"]),
 ];
 
-fn series(metrics: &Value, names: &[&str]) -> Vec<Series> {
+fn series(metrics: &Metrics, names: &[&str]) -> Vec<Series> {
     names
         .iter()
-        .filter_map(|n| {
-            let pts: Vec<(f64, f64)> = metrics[*n]
-                .as_array()?
-                .iter()
-                .filter_map(|p| Some((p[0].as_f64()?, p[1].as_f64()?)))
-                .collect();
-            Some(((*n).to_owned(), pts))
-        })
+        .filter_map(|n| Some(((*n).to_owned(), metrics.get(*n)?.iter().map(|&(s, v)| (s as f64, v)).collect())))
         .collect()
 }
 
@@ -45,7 +38,7 @@ pub fn AdminJobPage() -> impl IntoView {
     let id = move || params.with(|p| p.get("id").and_then(|s| s.parse::<i64>().ok()).unwrap_or(0));
     let job: RwSignal<Option<JobDetail>> = RwSignal::new(None);
     let live = RwSignal::new(false);
-    let metrics: RwSignal<Value> = RwSignal::new(Value::Null);
+    let metrics: RwSignal<Metrics> = RwSignal::new(Metrics::new());
     let csrf: StoredValue<String> = StoredValue::new(String::new());
     let msg: RwSignal<Option<String>> = RwSignal::new(None);
     let note: RwSignal<Option<String>> = RwSignal::new(None);
@@ -53,8 +46,8 @@ pub fn AdminJobPage() -> impl IntoView {
     let selected: RwSignal<Option<String>> = RwSignal::new(None);
     Effect::new(move |_| {
         spawn_local(async move {
-            match call("GET", "/api/admin/session", None, None).await {
-                Ok(v) => csrf.set_value(v["csrf"].as_str().unwrap_or("").to_owned()),
+            match get::<Session>("/api/admin/session").await {
+                Ok(s) => csrf.set_value(s.csrf),
                 Err(e) => msg.set(Some(e.message)),
             }
         });
@@ -66,7 +59,7 @@ pub fn AdminJobPage() -> impl IntoView {
                         job.set(Some(v));
                     }
                 }
-                if let Ok(v) = call("GET", &format!("/api/admin/jobs/{id}/metrics"), None, None).await {
+                if let Ok(v) = get::<Metrics>(&format!("/api/admin/jobs/{id}/metrics")).await {
                     metrics.set(v);
                 }
             });
@@ -156,8 +149,8 @@ pub fn AdminJobPage() -> impl IntoView {
                             }
                             let url = format!("/api/admin/jobs/{}/use-as-demo", id());
                             spawn_local(async move {
-                                match call("POST", &url, None, Some(&csrf.get_value())).await {
-                                    Ok(v) => note.set(Some(format!("The demo now uses this job's checkpoint at step {} ({}).", v["step"], v["checkpoint"].as_str().unwrap_or("")))),
+                                match send::<ModelInfo>("POST", &url, None, Some(&csrf.get_value())).await {
+                                    Ok(m) => note.set(Some(format!("The demo now uses this job's checkpoint at step {} ({}).", m.step, m.checkpoint))),
                                     Err(e) => msg.set(Some(e.message)),
                                 }
                             });

@@ -104,10 +104,72 @@ impl ComputeDevice {
     }
 }
 
+/// The processor the CPU kernels run on, for benchmark tables: its model name and the widest SIMD
+/// level the matrix kernels (`gemm`, built with its AVX-512 `x86-v4` kernels) dispatch to on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuInfo {
+    /// `model name` from /proc/cpuinfo (the architecture where there is none).
+    pub model: String,
+    /// `AVX-512`, `AVX2+FMA`, `SSE4.1`, `NEON` or `scalar`.
+    pub simd: &'static str,
+}
+
+impl CpuInfo {
+    pub fn detect() -> Self {
+        let model = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split_once(':'))
+                    .map(|(_, v)| v.trim().to_owned())
+            })
+            .unwrap_or_else(|| std::env::consts::ARCH.to_owned());
+        Self { model, simd: simd_level() }
+    }
+}
+
+impl fmt::Display for CpuInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.model, self.simd)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn simd_level() -> &'static str {
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        "AVX-512"
+    } else if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        "AVX2+FMA"
+    } else if std::arch::is_x86_feature_detected!("sse4.1") {
+        "SSE4.1"
+    } else {
+        "scalar"
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+fn simd_level() -> &'static str {
+    "NEON"
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn simd_level() -> &'static str {
+    "scalar"
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use candle_core::Tensor;
+
+    #[test]
+    fn the_cpu_is_named_with_its_simd_level() {
+        let c = CpuInfo::detect();
+        assert!(!c.model.is_empty());
+        assert!(["AVX-512", "AVX2+FMA", "SSE4.1", "NEON", "scalar"].contains(&c.simd));
+        assert_eq!(c.to_string(), format!("{} ({})", c.model, c.simd));
+    }
 
     #[test]
     fn requests_parse_and_bad_ones_say_what_is_accepted() {

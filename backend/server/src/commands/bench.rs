@@ -167,17 +167,19 @@ pub fn run_bench(args: BenchArgs, ctx: &crate::commands::ctx::JobCtx) -> anyhow:
     if args.demo_stream {
         return crate::commands::bench::demo_stream::run(&args.config, args.steps, args.iters, &args.assets.assets_dir, ctx);
     }
-    crate::out!(ctx, 
-        "{} on {} CPU thread(s) (RAYON_NUM_THREADS), median of {}:",
+    crate::out!(
+        ctx,
+        "{} on {} CPU thread(s) (RAYON_NUM_THREADS) of {}, median of {}:",
         args.config,
         candle_core::utils::get_num_threads(),
+        cemiface_engine::device::CpuInfo::detect(),
         args.iters
     );
     let ours = candle_rows(&args)?;
     let Some(python) = &args.torch else {
         crate::out!(ctx, "| what | batch | seconds | images/s |\n|---|---|---|---|");
         for r in &ours {
-            crate::out!(ctx, 
+            crate::out!(ctx,
                 "| {} | {} | {:.3} | {:.2} |",
                 r.what,
                 r.batch,
@@ -195,7 +197,7 @@ pub fn run_bench(args: BenchArgs, ctx: &crate::commands::ctx::JobCtx) -> anyhow:
             .iter()
             .find(|t| t.what == r.what && t.batch == r.batch)
             .map_or(f64::NAN, |t| t.seconds);
-        crate::out!(ctx, 
+        crate::out!(ctx,
             "| {} | {} | {:.3} | {:.3} | {:.2}× | {:.2} |",
             r.what,
             r.batch,

@@ -330,7 +330,7 @@ pub fn run_sample(args: SampleArgs, ctx: &crate::commands::ctx::JobCtx) -> anyho
         ctx.detail(s.step as u64 + 1, s.steps as u64, "DDIM step");
         ControlFlow::Continue(())
     })?;
-    crate::say!(ctx, 
+    crate::say!(ctx,
         "sampled {} image(s) in {:.1} s",
         ms.len(),
         started.elapsed().as_secs_f64()
@@ -416,7 +416,7 @@ pub fn run_model_info(args: ModelInfoArgs, ctx: &crate::commands::ctx::JobCtx) -
     if args.json {
         crate::out!(ctx, "{info}");
     } else {
-        crate::out!(ctx, 
+        crate::out!(ctx,
             "{}: {params} parameters, {:.2} GFLOPs per image per step",
             args.config,
             flops as f64 / 1e9

@@ -166,7 +166,7 @@ pub fn run_eval(args: EvalArgs, ctx: &JobCtx) -> anyhow::Result<()> {
     } else {
         crate::out!(ctx, "| set | accuracy (%) | std | threshold |\n|---|---|---|---|");
         for (n, r) in &results {
-            crate::out!(ctx, 
+            crate::out!(ctx,
                 "| {n} | {:.2} | {:.2} | {:.2} |",
                 100.0 * r.accuracy,
                 100.0 * r.std,
@@ -178,7 +178,7 @@ pub fn run_eval(args: EvalArgs, ctx: &JobCtx) -> anyhow::Result<()> {
         let key = |n: &str| n.to_ascii_lowercase().replace('-', "_");
         if results.len() == 5 && five.iter().all(|f| results.keys().any(|n| key(n) == *f)) {
             // CemiFace's gap to real data: CASIA-WebFace with the same recipe averages 94.26.
-            crate::out!(ctx, 
+            crate::out!(ctx,
                 "five-benchmark AVG {:.2}; GtR (CemiFace, vs CASIA-WebFace 94.26) {:.2}",
                 100.0 * average,
                 94.26 - 100.0 * average

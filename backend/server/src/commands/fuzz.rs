@@ -195,7 +195,7 @@ pub fn run_fuzz(args: FuzzArgs, ctx: &crate::commands::ctx::JobCtx) -> anyhow::R
     for t in targets {
         let seeds = corpus(&args.corpus, t)?;
         let o = fuzz(t, &seeds, args.seed, args.execs, Duration::from_secs(args.seconds), &scratch);
-        crate::out!(ctx, 
+        crate::out!(ctx,
             "| {} | {} | {} | {:.0} | {:.1} | {} |",
             t.name(),
             o.corpus,

@@ -281,7 +281,7 @@ pub fn run_generate(args: GenerateArgs, ctx: &JobCtx) -> anyhow::Result<()> {
         bail!("--inquiry-copies {copies}: random identities have no face to copy; pass --inquiry-copies 0");
     }
     if args.prepare_only {
-        crate::say!(ctx, 
+        crate::say!(ctx,
             "prepared {}: {} identities in inquiries.json; start the shards with the same options",
             dir.root.display(),
             inquiries.len()
@@ -354,7 +354,7 @@ pub fn run_generate(args: GenerateArgs, ctx: &JobCtx) -> anyhow::Result<()> {
         ctx.artifact("dataset", &dir.root, None);
         crate::out!(ctx, "| m | images | mean similarity | std | min | max |\n|---|---|---|---|---|---|");
         for (m, s) in &report.by_m {
-            crate::out!(ctx, 
+            crate::out!(ctx,
                 "| {m} | {} | {:.3} | {:.3} | {:.3} | {:.3} |",
                 s.count, s.mean, s.std, s.min, s.max
             );
@@ -415,14 +415,14 @@ fn load_or_select_inquiries(
     if stats.stopped {
         return Ok(None);
     }
-    crate::say!(ctx, 
+    crate::say!(ctx,
         "inquiries: {} unique identities from {} candidates ({} rejected as look-alikes at cosine ≥ {threshold})",
         list.len(),
         stats.considered,
         stats.rejected_similar
     );
     if list.len() < args.identities {
-        crate::say!(ctx, 
+        crate::say!(ctx,
             "note: the source holds only {} identities unique at {threshold}",
             list.len()
         );

@@ -91,7 +91,7 @@ fn align_one(aligner: &FaceAligner, path: &Path, ctx: &crate::commands::ctx::Job
     let name = path.display().to_string();
     let face = aligner.align(&read_photo(path)?, &name)?;
     if face.faces_found > 1 {
-        crate::say!(ctx, 
+        crate::say!(ctx,
             "note: {} faces found in {name}; using the largest",
             face.faces_found
         );
@@ -104,7 +104,7 @@ pub fn run_align(args: AlignArgs, ctx: &crate::commands::ctx::JobCtx) -> anyhow:
     let aligner = FaceAligner::load(&args.assets.assets_dir, &Device::Cpu)?;
     let face = align_one(&aligner, &args.photo, ctx)?;
     image_io::write(&face.arcface, &args.output)?;
-    crate::say!(ctx, 
+    crate::say!(ctx,
         "{}: face at ({:.0}, {:.0}) {:.0}×{:.0}, score {:.2} → {}",
         args.photo.display(),
         face.face.x,

@@ -107,14 +107,14 @@ pub fn run_loadtest(args: LoadtestArgs, ctx: &crate::commands::ctx::JobCtx) -> a
         anyhow::Ok(rows)
     })?;
     let mut failed = false;
-    crate::out!(ctx, 
+    crate::out!(ctx,
         "\n| phase   | work | peak RSS MB | settled RSS MB | /healthz p50 ms | p99 ms | failed probes | verdict |"
     );
     crate::out!(ctx, "|---|---|---|---|---|---|---|---|");
     for r in &rows {
         let ok = r.peak_mb <= args.max_rss_mb as f64 && r.p99_ms <= args.max_p99_ms as f64 && r.health_failures == 0;
         failed |= !ok;
-        crate::out!(ctx, 
+        crate::out!(ctx,
             "| {} | {} | {:.0} | {:.0} | {:.1} | {:.1} | {} | {} |",
             r.phase,
             r.work,
@@ -126,7 +126,7 @@ pub fn run_loadtest(args: LoadtestArgs, ctx: &crate::commands::ctx::JobCtx) -> a
             if ok { "ok" } else { "FAIL" }
         );
     }
-    crate::out!(ctx, 
+    crate::out!(ctx,
         "\nbounds: RSS ≤ {} MB, /healthz p99 ≤ {} ms, no failed probe: {}",
         args.max_rss_mb,
         args.max_p99_ms,

@@ -166,7 +166,7 @@ pub fn run_report_control(args: ReportControlArgs, ctx: &crate::commands::ctx::J
         crate::out!(ctx, "{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_table(&report, ctx);
-        crate::out!(ctx, 
+        crate::out!(ctx,
             "→ {}/report.json, control.png (and .svg), contact_sheet.png",
             args.out.display()
         );
@@ -193,12 +193,12 @@ fn print_table(r: &ControlReport, ctx: &crate::commands::ctx::JobCtx) {
         }
     }
     let names: Vec<&String> = r.judges.keys().collect();
-    crate::out!(ctx, 
+    crate::out!(ctx,
         "{} inquiries, {} DDIM steps, mean achieved similarity (± std) per target m:",
         r.inquiries.len(),
         r.steps
     );
-    crate::out!(ctx, 
+    crate::out!(ctx,
         "| m | {} |",
         names.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(" | ")
     );
@@ -213,7 +213,7 @@ fn print_table(r: &ControlReport, ctx: &crate::commands::ctx::JobCtx) {
         crate::out!(ctx, "| {m:+.2} | {} |", cells.join(" | "));
     }
     for (name, j) in &r.judges {
-        crate::out!(ctx, 
+        crate::out!(ctx,
             "{name}: Spearman(m, achieved) = {:.3}; means {} with m",
             j.spearman,
             if j.monotonic {

@@ -10,19 +10,20 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use crate::web::auth::{self, hex, random_bytes, token_hash, SCOPES};
 use crate::web::error::FieldError;
 use super::runner::job_dir;
 use super::spec::{JobKind, JobSpec, JobState};
 use cemiface_app::admin_protocol::{
-    ArtifactView, JobDetail, JobView, LogLine, Memory, Presets, QueueCounts, SystemStatus,
+    ArtifactView, CreatedKey, JobDetail, JobView, KeyView, LogLine, Memory, Metrics, Presets, QueueCounts, Session,
+    SystemStatus,
 };
+use cemiface_app::demo_protocol::ModelInfo;
 use crate::web::client_addr::ClientAddr;
 use crate::web::error::AppError;
 use crate::web::state::AppState;
-use super::store::{now, JobRow, KeyLimits};
+use super::store::{now, JobRow, KeyLimits, KeyRow};
 use super::{invalid, jobs_of, parse_body, tar, Admin, Jobs, ADMIN_COOKIE};
 
 /// How long an admin session lasts.
@@ -111,7 +112,7 @@ async fn login(State(st): State<AppState>, addr: ClientAddr, body: Bytes) -> Res
     let token = hex(&random_bytes(32));
     let csrf = hex(&random_bytes(16));
     jobs.store.add_session(&token_hash(&token), &csrf, now() + SESSION_SECONDS)?;
-    let mut res = Json(json!({ "csrf": csrf })).into_response();
+    let mut res = Json(Session { csrf }).into_response();
     res.headers_mut()
         .append(header::SET_COOKIE, set_cookie(&jobs, &token, SESSION_SECONDS as i64));
     Ok(res)
@@ -125,8 +126,8 @@ async fn logout(admin: Admin, headers: HeaderMap) -> Result<Response, AppError> 
     Ok(res)
 }
 
-async fn session(admin: Admin) -> Json<Value> {
-    Json(json!({ "csrf": admin.csrf }))
+async fn session(admin: Admin) -> Json<Session> {
+    Json(Session { csrf: admin.csrf })
 }
 
 async fn presets(_admin: Admin) -> Json<Presets> {
@@ -171,16 +172,16 @@ async fn detail(admin: Admin, Path(id): Path<i64>) -> Result<Json<JobDetail>, Ap
 }
 
 /// Every metric of a job, each downsampled to at most 1000 points: `{"loss": [[step, value]]}`.
-async fn metrics(admin: Admin, Path(id): Path<i64>) -> Result<Json<Value>, AppError> {
+async fn metrics(admin: Admin, Path(id): Path<i64>) -> Result<Json<Metrics>, AppError> {
     job(&admin.jobs, id)?;
-    let mut out = serde_json::Map::new();
+    let mut out = Metrics::new();
     for key in admin.jobs.store.metric_keys(id)? {
         let n = admin.jobs.store.metric_count(id, &key)?;
         let stride = n.div_ceil(1000).max(1);
-        let pts = admin.jobs.store.metric(id, &key, 0, stride)?;
-        out.insert(key, json!(pts));
+        let points = admin.jobs.store.metric(id, &key, 0, stride)?;
+        out.insert(key, points);
     }
-    Ok(Json(Value::Object(out)))
+    Ok(Json(out))
 }
 
 async fn cancel(admin: Admin, Path(id): Path<i64>) -> Result<StatusCode, AppError> {
@@ -238,7 +239,7 @@ async fn checkpoint_tar(admin: Admin, Path((id, step)): Path<(i64, u64)>) -> Res
 /// `POST /api/admin/jobs/{id}/use-as-demo`: the newest checkpoint of a finished diffusion training
 /// job becomes the demo's generator now, without a restart (until the server restarts with its
 /// `--generator`). Visitors' uploaded faces are forgotten: their C_id belongs to the old model.
-async fn use_as_demo(admin: Admin, State(st): State<AppState>, Path(id): Path<i64>) -> Result<Json<Value>, AppError> {
+async fn use_as_demo(admin: Admin, State(st): State<AppState>, Path(id): Path<i64>) -> Result<Json<ModelInfo>, AppError> {
     let row = job(&admin.jobs, id)?;
     if row.kind != JobKind::TrainDiffusion || row.state != JobState::Succeeded {
         return Err(super::conflict(format!(
@@ -263,7 +264,7 @@ async fn use_as_demo(admin: Admin, State(st): State<AppState>, Path(id): Path<i6
     let info = model.info.clone();
     st.demo.replace_model(model);
     admin.jobs.store.add_log(id, &format!("now serving the demo (step {})", info.step)).ok();
-    Ok(Json(json!({ "checkpoint": info.checkpoint, "step": info.step, "image_size": info.image_size, "encoder": info.encoder })))
+    Ok(Json(info))
 }
 
 /// Streams a file of a job's folder (no path may leave the folder).
@@ -349,8 +350,8 @@ fn stream(
     res
 }
 
-async fn keys(admin: Admin) -> Result<Json<Value>, AppError> {
-    Ok(Json(serde_json::to_value(admin.jobs.store.keys()?).expect("plain data")))
+async fn keys(admin: Admin) -> Result<Json<Vec<KeyView>>, AppError> {
+    Ok(Json(admin.jobs.store.keys()?.into_iter().map(KeyRow::view).collect()))
 }
 
 #[derive(Deserialize)]
@@ -388,7 +389,7 @@ fn default_max_identities() -> u64 {
 }
 
 /// Creates a key; the key and its webhook secret are shown once, in this response.
-async fn create_key(admin: Admin, body: Bytes) -> Result<(StatusCode, Json<Value>), AppError> {
+async fn create_key(admin: Admin, body: Bytes) -> Result<(StatusCode, Json<CreatedKey>), AppError> {
     let req: NewKey = parse_body(&body)?;
     let mut errors = Vec::new();
     if req.name.trim().is_empty() || req.name.len() > 100 {
@@ -424,11 +425,8 @@ async fn create_key(admin: Admin, body: Bytes) -> Result<(StatusCode, Json<Value
             max_identities: req.max_identities,
         },
     )?;
-    let row = admin.jobs.store.key(id)?.expect("just inserted");
-    let mut v = serde_json::to_value(row).expect("plain data");
-    v["key"] = json!(key);
-    v["webhook_secret"] = json!(secret);
-    Ok((StatusCode::CREATED, Json(v)))
+    let view = admin.jobs.store.key(id)?.expect("just inserted").view();
+    Ok((StatusCode::CREATED, Json(CreatedKey { view, key, webhook_secret: secret })))
 }
 
 async fn revoke_key(admin: Admin, Path(id): Path<i64>) -> Result<StatusCode, AppError> {

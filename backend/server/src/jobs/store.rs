@@ -162,6 +162,24 @@ pub struct KeyRow {
     pub revoked_at: Option<f64>,
 }
 
+impl KeyRow {
+    /// The key as the admin panel lists it (no secret).
+    pub fn view(self) -> cemiface_app::admin_protocol::KeyView {
+        cemiface_app::admin_protocol::KeyView {
+            id: self.id,
+            name: self.name,
+            prefix: self.prefix,
+            scopes: self.scopes,
+            rate_per_minute: self.rate_per_minute,
+            quota_images: self.quota_images,
+            max_active_jobs: self.max_active_jobs,
+            max_identities: self.max_identities,
+            created_at: self.created_at,
+            revoked_at: self.revoked_at,
+        }
+    }
+}
+
 /// One shard of a job run on Slurm.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SlurmTask {
