@@ -7,7 +7,7 @@ use std::time::Duration;
 use leptos::prelude::*;
 use serde_json::Value;
 
-use crate::admin_protocol::JobEvent;
+use crate::admin_protocol::{FieldError, JobEvent};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
@@ -64,19 +64,11 @@ pub async fn call(method: &str, url: &str, body: Option<&Value>, csrf: Option<&s
         message: e["message"]
             .as_str()
             .map_or_else(|| format!("HTTP {}", resp.status()), str::to_owned),
-        fields: e["fields"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|f| {
-                        (
-                            f["field"].as_str().unwrap_or_default().to_owned(),
-                            f["message"].as_str().unwrap_or_default().to_owned(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
+        fields: serde_json::from_value::<Vec<FieldError>>(e["fields"].clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|f| (f.field, f.message))
+            .collect(),
     })
 }
 

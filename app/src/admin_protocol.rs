@@ -1,9 +1,19 @@
 //! The admin API's messages, shared by the server (which writes them) and the browser (which reads
-//! them), like `demo_protocol`: a job's view, the events of running jobs (the admin websocket
+//! them), like `demo_protocol`: the job spec and its validation (`spec`), a job's view, the events of running jobs (the admin websocket
 //! `/api/admin/events` and the remote API's per-job feed), the system panel, the launch form's
 //! presets, and what a training job's sample grid shows.
 
 use serde::{Deserialize, Serialize};
+
+pub mod spec;
+
+/// One invalid field of a request (a 422 answer lists them all; forms show each beside its field).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldError {
+    /// The field's name, with an index for list items (`m[2]`).
+    pub field: String,
+    pub message: String,
+}
 
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -9,6 +9,7 @@ use leptos_router::hooks::use_query_map;
 use serde_json::json;
 
 use crate::admin_client::{call, get, job_events, poll, send};
+use crate::admin_protocol::spec::JobSpec;
 use crate::admin_protocol::{CreatedKey, JobEvent, JobState, JobView, KeyView, Presets, Session, SystemStatus};
 use crate::components::launch_form::{defaults, fields, from_spec, generation_plan, to_spec, FieldType, Values, KINDS};
 use crate::units::{bytes, eta};
@@ -335,6 +336,17 @@ fn LaunchForm(csrf: StoredValue<String>, jobs: RwSignal<Vec<JobView>>) -> impl I
                 return;
             }
         };
+        // The server's own checks, run here first (the same code): every mistake at once, no round
+        // trip. The server checks again; until the presets arrive it is the only judge.
+        let known = presets.with_untracked(|p| !p.train_diffusion.is_empty());
+        if let (true, Ok(parsed)) = (known, serde_json::from_value::<JobSpec>(spec.clone())) {
+            if let Err(e) = presets.with_untracked(|p| parsed.validate(true, p)) {
+                // The same words as the server's 422 answer.
+                note.set(Some(e.iter().map(|f| format!("{}: {}", f.field, f.message)).collect::<Vec<_>>().join("; ")));
+                errors.set(e.into_iter().map(|f| (f.field, f.message)).collect());
+                return;
+            }
+        }
         spawn_local(async move {
             match send::<JobView>("POST", "/api/admin/jobs", Some(&spec), Some(&csrf.get_value())).await {
                 Ok(j) => note.set(Some(format!("Queued job #{}.", j.id))),

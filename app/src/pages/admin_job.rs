@@ -9,8 +9,8 @@ use leptos_router::hooks::use_params_map;
 
 use crate::admin_client::{get, job_events, poll, send};
 use crate::admin_protocol::{ArtifactView, JobDetail, JobEvent, JobState, LogLine, Metrics, Session};
-use crate::demo_protocol::ModelInfo;
 use crate::components::line_chart::{LineChart, Series};
+use crate::demo_protocol::ModelInfo;
 use crate::pages::admin::{act, progress_text};
 use crate::units::bytes;
 

@@ -31,7 +31,7 @@ use crate::web::error::AppError;
 use crate::web::rate_limit::RateLimiter;
 use crate::web::state::AppState;
 use runner::{Runner, RunnerSettings};
-use crate::web::error::FieldError;
+use cemiface_app::admin_protocol::FieldError;
 use spec::JobState;
 use store::{JobRow, KeyRow, Store};
 use webhook::WebhookPolicy;
@@ -174,7 +174,7 @@ impl Jobs {
 
     /// Validates and queues a job.
     pub fn submit(&self, spec: &spec::JobSpec, owner: &str, paths_allowed: bool, webhook_url: Option<&str>) -> Result<i64, AppError> {
-        spec.validate(paths_allowed).map_err(invalid)?;
+        spec.validate(paths_allowed, &spec::presets()).map_err(invalid)?;
         self.check_refs(spec)?;
         let id = self
             .store

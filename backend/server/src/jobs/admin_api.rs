@@ -12,7 +12,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use crate::web::auth::{self, hex, random_bytes, token_hash, SCOPES};
-use crate::web::error::FieldError;
+use cemiface_app::admin_protocol::FieldError;
 use super::runner::job_dir;
 use super::spec::{JobKind, JobSpec, JobState};
 use cemiface_app::admin_protocol::{
@@ -131,13 +131,7 @@ async fn session(admin: Admin) -> Json<Session> {
 }
 
 async fn presets(_admin: Admin) -> Json<Presets> {
-    fn names(p: &[(&'static str, &'static str)]) -> Vec<String> {
-        p.iter().map(|(n, _)| (*n).to_owned()).collect()
-    }
-    Json(Presets {
-        train_diffusion: names(&crate::commands::diffusion::PRESETS),
-        train_fr: names(&crate::commands::train_fr::PRESETS),
-    })
+    Json(super::spec::presets())
 }
 
 async fn list(admin: Admin) -> Result<Json<Vec<JobView>>, AppError> {

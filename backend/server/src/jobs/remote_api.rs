@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::web::error::AppError;
-use crate::web::error::FieldError;
+use cemiface_app::admin_protocol::FieldError;
 use crate::web::state::AppState;
 use super::admin_api::{send_dataset, send_file};
 use super::runner::{job_dir, JobEvent};
@@ -63,7 +63,7 @@ async fn submit(caller: ApiCaller, body: Bytes) -> Result<(StatusCode, Json<Valu
     };
     let g: GenerateSpec = parse_body(v.to_string().as_bytes())?;
     let spec = JobSpec::Generate(g);
-    spec.validate(false).map_err(invalid)?;
+    spec.validate(false, &super::spec::presets()).map_err(invalid)?;
     let key = &caller.key;
     if let JobSpec::Generate(g) = &spec {
         if g.identities as u64 > key.max_identities {

@@ -3,15 +3,9 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Serialize;
 use serde_json::json;
 
-/// One invalid field.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
+use cemiface_app::admin_protocol::FieldError;
 
 /// An error a handler returns; internals are logged, the client sees a code and a plain message.
 #[derive(Debug)]
