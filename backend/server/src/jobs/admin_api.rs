@@ -23,7 +23,7 @@ use cemiface_app::demo_protocol::ModelInfo;
 use crate::web::client_addr::ClientAddr;
 use crate::web::error::AppError;
 use crate::web::state::AppState;
-use super::store::{now, JobRow, KeyLimits, KeyRow};
+use super::store::{now, JobRow, KeyLimits};
 use super::{invalid, jobs_of, parse_body, tar, Admin, Jobs, ADMIN_COOKIE};
 
 /// How long an admin session lasts.
@@ -345,7 +345,7 @@ fn stream(
 }
 
 async fn keys(admin: Admin) -> Result<Json<Vec<KeyView>>, AppError> {
-    Ok(Json(admin.jobs.store.keys()?.into_iter().map(KeyRow::view).collect()))
+    Ok(Json(admin.jobs.store.keys()?.into_iter().map(|k| k.view).collect()))
 }
 
 #[derive(Deserialize)]
@@ -419,7 +419,7 @@ async fn create_key(admin: Admin, body: Bytes) -> Result<(StatusCode, Json<Creat
             max_identities: req.max_identities,
         },
     )?;
-    let view = admin.jobs.store.key(id)?.expect("just inserted").view();
+    let view = admin.jobs.store.key(id)?.expect("just inserted").view;
     Ok((StatusCode::CREATED, Json(CreatedKey { view, key, webhook_secret: secret })))
 }
 

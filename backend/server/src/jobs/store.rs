@@ -6,6 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use cemiface_app::admin_protocol::KeyView;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
@@ -143,40 +144,18 @@ pub struct ArtifactRow {
     pub created_at: f64,
 }
 
-/// An API key as stored (never the key itself).
-#[derive(Debug, Clone, Serialize)]
+/// An API key as stored (never the key itself): what the panel sees of it, and its webhook secret.
+#[derive(Debug, Clone)]
 pub struct KeyRow {
-    pub id: i64,
-    pub name: String,
-    pub prefix: String,
-    pub scopes: Vec<String>,
-    #[serde(skip)]
+    pub view: KeyView,
     pub webhook_secret: String,
-    pub rate_per_minute: u32,
-    pub quota_images: u64,
-    /// Jobs the key may have queued, running, paused or interrupted at once.
-    pub max_active_jobs: u32,
-    /// Identities one of its jobs may ask for.
-    pub max_identities: u64,
-    pub created_at: f64,
-    pub revoked_at: Option<f64>,
 }
 
-impl KeyRow {
-    /// The key as the admin panel lists it (no secret).
-    pub fn view(self) -> cemiface_app::admin_protocol::KeyView {
-        cemiface_app::admin_protocol::KeyView {
-            id: self.id,
-            name: self.name,
-            prefix: self.prefix,
-            scopes: self.scopes,
-            rate_per_minute: self.rate_per_minute,
-            quota_images: self.quota_images,
-            max_active_jobs: self.max_active_jobs,
-            max_identities: self.max_identities,
-            created_at: self.created_at,
-            revoked_at: self.revoked_at,
-        }
+/// A key's fields read as the view's (`key.id`, `key.scopes`, …).
+impl std::ops::Deref for KeyRow {
+    type Target = KeyView;
+    fn deref(&self) -> &KeyView {
+        &self.view
     }
 }
 
@@ -236,7 +215,7 @@ fn job_row(r: &Row) -> rusqlite::Result<JobRow> {
 }
 
 fn key_row(r: &Row) -> rusqlite::Result<KeyRow> {
-    Ok(KeyRow {
+    let view = KeyView {
         id: r.get(0)?,
         name: r.get(1)?,
         prefix: r.get(2)?,
@@ -246,14 +225,14 @@ fn key_row(r: &Row) -> rusqlite::Result<KeyRow> {
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
             .collect(),
-        webhook_secret: r.get(4)?,
         rate_per_minute: r.get(5)?,
         quota_images: r.get::<_, i64>(6)? as u64,
         created_at: r.get(7)?,
         revoked_at: r.get(8)?,
         max_active_jobs: r.get(9)?,
         max_identities: r.get::<_, i64>(10)? as u64,
-    })
+    };
+    Ok(KeyRow { view, webhook_secret: r.get(4)? })
 }
 
 const KEY_COLUMNS: &str =
