@@ -82,8 +82,9 @@ pub struct JobProgress {
 }
 
 impl JobProgress {
-    /// The progress after a report of `done` of `total` at `rate` (what an event changes).
-    pub fn with_report(&self, done: u64, total: u64, unit: &str, rate: Option<f64>, running: bool) -> Self {
+    /// The progress a report of `done` of `total` at `rate` describes (fraction and, for a running
+    /// job, the time left).
+    pub fn from_report(done: u64, total: u64, unit: &str, rate: Option<f64>, running: bool) -> Self {
         let fraction = if total > 0 { done as f64 / total as f64 } else { 0.0 };
         let eta_seconds = rate.filter(|r| *r > 0.0 && running).map(|r| total.saturating_sub(done) as f64 / r);
         Self { done, total, unit: unit.to_owned(), fraction, rate, eta_seconds }
@@ -146,7 +147,7 @@ impl JobView {
                 true
             }
             JobEvent::Progress { done, total, unit, rate, .. } => {
-                self.progress = self.progress.with_report(*done, *total, unit, *rate, self.state == JobState::Running);
+                self.progress = JobProgress::from_report(*done, *total, unit, *rate, self.state == JobState::Running);
                 self.phase = None;
                 true
             }

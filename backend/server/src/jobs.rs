@@ -111,7 +111,7 @@ impl Jobs {
             owner: row.owner.clone(),
             device: row.device.clone(),
             queue_position: queue.iter().position(|&id| id == row.id),
-            progress: JobProgress::default().with_report(
+            progress: JobProgress::from_report(
                 row.done,
                 row.total,
                 &row.unit,
