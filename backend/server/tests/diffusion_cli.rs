@@ -233,7 +233,7 @@ fn latent_preset_trains_resumes_and_samples_centred() {
         .replace("anchors = 2048", "anchors = 16")
         .replace("mixes = 10", "mixes = 3")
         .replace("checkpoint_every = 500", "checkpoint_every = 1")
-        .replace("steps = 40", "steps = 2");
+        .replace("steps = 100\n", "steps = 2\n");
     assert!(cfg.contains("anchors = 16") && cfg.contains("hidden = 32"));
     std::fs::write(dir.join("latent.toml"), cfg).unwrap();
     let train = |extra: &[&str]| {

@@ -41,7 +41,16 @@ pub struct LatentModel {
     anchor_z: Tensor,
     anchor_c: Tensor,
     /// Inverted latents by C_id (bit pattern), so each identity is inverted once.
-    cache: Mutex<HashMap<Vec<u32>, (Tensor, f32)>>,
+    cache: Mutex<HashMap<Vec<u32>, Inversion>>,
+}
+
+/// A cached inversion: z_a (1, 100), the similarity G(z_a) reaches, and whether the inquiry's face
+/// was known (the pixel term; an inversion from C_id alone is redone once the face comes).
+#[derive(Clone)]
+struct Inversion {
+    z: Tensor,
+    reached: f32,
+    from_face: bool,
 }
 
 /// What denoises, in which space. (One per loaded generator, never copied: the size difference
@@ -202,8 +211,32 @@ impl Generator {
         }
     }
 
+    /// An inquiry face (1, 3, S, S) in [−1, 1] at `image_size()`: its C_id (1, D), L2-normalised,
+    /// from `encoder()`; for latent models it also finds the inquiry's latent from the face itself
+    /// (identity and pixel terms), which `sample` with this C_id then uses. Callers that have the
+    /// face pass it here; `sample` with a C_id alone inverts from the identity only.
+    pub fn inquiry(&self, face: &Tensor) -> Result<Tensor> {
+        let c_id = crate::identity::encoder::l2_normalize(&self.encoder.descriptors(face)?)?;
+        self.fit_inquiry(&c_id, face)?;
+        Ok(c_id)
+    }
+
+    /// For an inquiry whose C_id is already known (a data set's stored embedding) and whose face
+    /// is too: fits a latent model's z_a to that face (nothing for pixel models). `sample` with this
+    /// C_id then uses it.
+    pub fn fit_inquiry(&self, c_id: &Tensor, face: &Tensor) -> Result<()> {
+        if let Denoiser::Latent(lm) = &self.denoiser {
+            let s = self.image_size();
+            if face.dims() != [1, 3, s, s] {
+                return Err(Error::Config(format!("an inquiry face is (1, 3, {s}, {s}), not {:?}", face.dims())));
+            }
+            lm.inquiry_latent(c_id, Some(face), self.encoder.as_ref())?;
+        }
+        Ok(())
+    }
+
     /// Samples one image per (m, seed) for the identity `c_id` (1, D), L2-normalised, from
-    /// `encoder()`. Returns (B, 3, S, S) in [−1, 1]. The callback sees every DDIM step (`x0` is the
+    /// `encoder()` (or `inquiry()`, which also fits a latent model's z_a to the face). Returns (B, 3, S, S) in [−1, 1]. The callback sees every DDIM step (`x0` is the
     /// decoded x̂0, for previews) and may stop early.
     pub fn sample(
         &self,
@@ -239,7 +272,7 @@ impl Generator {
                 )
             }
             Denoiser::Latent(lm) => {
-                let (z_a, _) = lm.inquiry_latent(c_id, self.encoder.as_ref())?;
+                let (z_a, _) = lm.inquiry_latent(c_id, None, self.encoder.as_ref())?;
                 let z_a = z_a.broadcast_as((b, NZ))?.contiguous()?;
                 let ddim = ddim.with_clip(lm.config.train.x0_clip);
                 let mut failed = None;
@@ -292,33 +325,57 @@ impl Generator {
         }
     }
 
+    /// For latent models: G(z_a), the inquiry as the decoder can draw it (the face m = 1 aims
+    /// at; inverting it on first use); None for pixel models.
+    pub fn inquiry_reconstruction(&self, c_id: &Tensor) -> Result<Option<Tensor>> {
+        match &self.denoiser {
+            Denoiser::Pixel { .. } => Ok(None),
+            Denoiser::Latent(lm) => {
+                let (z, _) = lm.inquiry_latent(c_id, None, self.encoder.as_ref())?;
+                Ok(Some(lm.gan.generate(&z)?))
+            }
+        }
+    }
+
     /// For latent models: the inquiry's latent and the similarity G(z_a) reaches (inverting it on
     /// first use); None for pixel models.
     pub fn inquiry_latent(&self, c_id: &Tensor) -> Result<Option<(Tensor, f32)>> {
         match &self.denoiser {
             Denoiser::Pixel { .. } => Ok(None),
-            Denoiser::Latent(lm) => Ok(Some(lm.inquiry_latent(c_id, self.encoder.as_ref())?)),
+            Denoiser::Latent(lm) => Ok(Some(lm.inquiry_latent(c_id, None, self.encoder.as_ref())?)),
         }
     }
 }
 
 impl LatentModel {
-    /// z_a for one identity (1, D): the cached inversion, or a new one from the nearest anchor.
-    fn inquiry_latent(&self, c_id: &Tensor, encoder: &dyn IdentityEncoder) -> Result<(Tensor, f32)> {
+    /// z_a for one identity (1, D): the cached inversion, or a new one from the nearest anchor (with
+    /// the pixel term when the face (1, 3, 64, 64) is given).
+    fn inquiry_latent(
+        &self,
+        c_id: &Tensor,
+        face: Option<&Tensor>,
+        encoder: &dyn IdentityEncoder,
+    ) -> Result<(Tensor, f32)> {
         let key: Vec<u32> = c_id.flatten_all()?.to_vec1::<f32>()?.iter().map(|v| v.to_bits()).collect();
         if let Some(hit) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
-            return Ok(hit.clone());
+            if hit.from_face || face.is_none() {
+                return Ok((hit.z.clone(), hit.reached));
+            }
         }
         let idx = nearest_anchor(c_id, &self.anchor_c)?;
         let init = self.anchor_z.index_select(&Tensor::new(idx.as_slice(), c_id.device())?, 0)?;
-        let inv = invert(&self.gan, encoder, c_id, &init, &self.config.inversion)?;
-        let out = (inv.z, inv.similarity[0]);
+        let inv = invert(&self.gan, encoder, c_id, face, &init, &self.config.inversion)?;
+        let out = Inversion {
+            z: inv.z,
+            reached: inv.similarity[0],
+            from_face: face.is_some(),
+        };
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() > 4096 {
             cache.clear();
         }
         cache.insert(key, out.clone());
-        Ok(out)
+        Ok((out.z, out.reached))
     }
 }
 

@@ -190,6 +190,10 @@ pub fn extract(img: &RgbImage, crop_to_img: &Similarity, size: usize) -> RgbImag
     })
 }
 
+/// The detector score above which an aligned crop counts as a face (`finds_face`): face-api's
+/// default for scenes.
+pub const FACE_SCORE: f32 = 0.5;
+
 /// Detector + landmark net.
 pub struct FaceAligner {
     detector: TinyFaceDetector,
@@ -223,20 +227,27 @@ impl FaceAligner {
         })
     }
 
-    /// Whether the detector finds a face in an aligned crop (a generated 64×64 face, say). The detector
-    /// is made for faces inside a scene, not for crops that fill the frame, so the crop is placed on a
-    /// 320-px grey canvas at three sizes (96, 160 and 224 px); a face found at any size counts.
+    /// Whether the detector finds a face in an aligned crop (a generated 64×64 face, say): its best
+    /// score (`face_score`) is above `FACE_SCORE`.
     pub fn finds_face(&self, crop: &RgbImage) -> Result<bool> {
+        Ok(self.face_score(crop)? > FACE_SCORE)
+    }
+
+    /// The detector's best score for a face in an aligned crop. The detector is made for faces
+    /// inside a scene, not for crops that fill the frame, so the crop is placed on a 320-px grey
+    /// canvas at three sizes (96, 160 and 224 px); the best box of any size counts.
+    pub fn face_score(&self, crop: &RgbImage) -> Result<f32> {
+        let mut best = 0f32;
         for side in [160u32, 224, 96] {
             let big = image::imageops::resize(crop, side, side, image::imageops::FilterType::Triangle);
             let mut canvas = RgbImage::from_pixel(320, 320, image::Rgb([128, 128, 128]));
             let at = ((320 - side) / 2) as i64;
             image::imageops::replace(&mut canvas, &big, at, at);
-            if !self.detector.detect(&canvas, 416, 0.5)?.is_empty() {
-                return Ok(true);
+            for face in self.detector.detect(&canvas, 416, 0.0)? {
+                best = best.max(face.score);
             }
         }
-        Ok(false)
+        Ok(best)
     }
 
     /// Finds the largest face of `img` and aligns it. `name` names the photo in errors.

@@ -27,6 +27,10 @@ pub struct JudgeReport {
     pub std_by_m: BTreeMap<String, f64>,
     /// Whether the means increase strictly with m.
     pub monotonic: bool,
+    /// Latent models: mean similarity of G(z_a), the inversion of the inquiry, to the inquiry: what
+    /// m = 1 can reach at best.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inversion: Option<f64>,
 }
 
 /// The whole report.
@@ -46,7 +50,10 @@ pub struct ControlReport {
     /// Achieved similarity [judge][inquiry][m index].
     #[serde(skip)]
     pub samples: BTreeMap<String, Vec<Vec<f32>>>,
-    /// Contact sheet: per inquiry, the inquiry face then one image per m.
+    /// Similarity of G(z_a) to the inquiry [judge][inquiry] (latent models).
+    #[serde(skip)]
+    pub inversions: BTreeMap<String, Vec<f32>>,
+    /// Contact sheet: per inquiry, the inquiry face, G(z_a) for latent models, then one image per m.
     #[serde(skip)]
     pub sheet_rows: Vec<Vec<RgbImage>>,
 }
@@ -100,6 +107,7 @@ pub fn measure(
     let mut faces_found = vec![0usize; m.len()];
     let mut samples: BTreeMap<String, Vec<Vec<f32>>> =
         judges.iter().map(|j| (j.name(), Vec::new())).collect();
+    let mut inversions: BTreeMap<String, Vec<f32>> = BTreeMap::new();
     let mut names = Vec::new();
     let mut rows = Vec::new();
     for (i, (name, face)) in inquiries.iter().enumerate() {
@@ -109,8 +117,16 @@ pub fn measure(
             .map(|j| j.descriptors(face))
             .collect::<Result<Vec<_>>>()?;
         let c_id = crate::identity::encoder::l2_normalize(&references[0])?;
+        gen.fit_inquiry(&c_id, face)?;
         let seeds = vec![crate::noise::NoiseRng::derive(&[seed, i as u64]); m.len()];
         let out = gen.sample(&c_id, m, &seeds, steps, 1.0, |_| ControlFlow::Continue(()))?;
+        let reconstruction = gen.inquiry_reconstruction(&c_id)?;
+        if let Some(g_za) = &reconstruction {
+            for (judge, reference) in judges.iter().zip(&references) {
+                let s = cosine_rows(&judge.descriptors(g_za)?, reference)?.to_vec1::<f32>()?[0];
+                inversions.entry(judge.name()).or_default().push(s);
+            }
+        }
         for (judge, reference) in judges.iter().zip(&references) {
             let target = reference
                 .broadcast_as((m.len(), reference.dim(1)?))?
@@ -128,6 +144,9 @@ pub fn measure(
         }
         if rows.len() < sheet_rows {
             let mut row = vec![tensor_image(&face.squeeze(0)?)?];
+            if let Some(g_za) = &reconstruction {
+                row.push(tensor_image(&g_za.squeeze(0)?)?);
+            }
             for k in 0..m.len() {
                 row.push(tensor_image(&out.get(k)?)?);
             }
@@ -165,6 +184,9 @@ pub fn measure(
                     mean_by_m,
                     std_by_m,
                     monotonic,
+                    inversion: inversions
+                        .get(judge)
+                        .map(|v| v.iter().map(|&s| s as f64).sum::<f64>() / v.len().max(1) as f64),
                 },
             )
         })
@@ -186,6 +208,7 @@ pub fn measure(
         seed,
         judges,
         samples,
+        inversions,
         sheet_rows: rows,
     })
 }
@@ -238,8 +261,13 @@ impl ControlReport {
         let ink = [40, 40, 40];
         let col_x = |c: u32| left + gap + c * (s + gap);
         caption(&mut sheet, col_x(0) as i32, 4, "inquiry", 13, ink);
-        for (c, m) in self.m.iter().enumerate().take(cols.saturating_sub(1) as usize) {
-            caption(&mut sheet, col_x(c as u32 + 1) as i32, 4, &format!("m = {}", label(*m as f64)), 13, ink);
+        // Latent models add G(z_a), the inquiry as the decoder draws it, before the m columns.
+        let lead = if self.inversions.is_empty() { 1 } else { 2 };
+        if lead == 2 {
+            caption(&mut sheet, col_x(1) as i32, 4, "G(z_a)", 13, ink);
+        }
+        for (c, m) in self.m.iter().enumerate().take(cols.saturating_sub(lead) as usize) {
+            caption(&mut sheet, col_x(c as u32 + lead) as i32, 4, &format!("m = {}", label(*m as f64)), 13, ink);
         }
         for (r, row) in self.sheet_rows.iter().enumerate() {
             let y = head + gap + r as u32 * (s + gap);

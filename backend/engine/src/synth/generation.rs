@@ -195,6 +195,9 @@ pub fn generate_identity(
     mut on_batch: impl FnMut(usize),
 ) -> Result<Option<Vec<ManifestEntry>>> {
     let c_id = Tensor::new(inquiry.embedding.as_slice(), device)?.unsqueeze(0)?;
+    if let Some(face) = &inquiry.image {
+        gen.fit_inquiry(&c_id, &image_tensor(face, gen.image_size(), device)?)?;
+    }
     let n = settings.images_per_identity;
     let mut entries = Vec::with_capacity(n + settings.inquiry_copies);
     let mut stopped = false;

@@ -11,7 +11,7 @@ use cemiface_engine::face::align::FaceAligner;
 use cemiface_engine::data::sources::tensor_image;
 use cemiface_engine::diffusion::ddim::Ddim;
 use cemiface_engine::device::{ComputeDevice, DeviceRequest};
-use cemiface_engine::identity::encoder::{cosine_rows, l2_normalize};
+use cemiface_engine::identity::encoder::cosine_rows;
 use cemiface_engine::diffusion::generator::Generator;
 use cemiface_engine::data::image_io::{self, ImageLimits};
 use cemiface_engine::diffusion::latent::config::LatentConfig;
@@ -318,7 +318,7 @@ pub fn run_sample(args: SampleArgs, ctx: &crate::commands::ctx::JobCtx) -> anyho
     let gen = Generator::load(&args.checkpoint, args.raw, &args.assets.assets_dir, &dev)?;
     let encoder = gen.encoder();
     let x = inquiry_tensor(&args.inquiry, gen.image_size(), &args.assets.assets_dir, &dev)?;
-    let c_id = l2_normalize(&encoder.descriptors(&x)?)?;
+    let c_id = gen.inquiry(&x)?;
     let ms: Vec<f32> = if args.m_sweep {
         vec![-1.0, -0.5, 0.0, 0.5, 1.0]
     } else {

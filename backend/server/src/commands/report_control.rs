@@ -222,5 +222,8 @@ fn print_table(r: &ControlReport, ctx: &crate::commands::ctx::JobCtx) {
                 "do NOT increase strictly"
             }
         );
+        if let Some(inv) = j.inversion {
+            crate::out!(ctx, "{name}: G(z_a), the inquiry's inversion, scores {inv:+.3} (the ceiling of m = 1)");
+        }
     }
 }

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use candle_core::{Device, Tensor};
 use cemiface_engine::data::sources::{image_tensor, tensor_image};
-use cemiface_engine::identity::encoder::l2_normalize;
 use cemiface_engine::synth::generation::{encode, write_atomic, ImageFormat, ManifestEntry};
 use cemiface_engine::identity::encoder::IdentityEncoder;
 use cemiface_engine::diffusion::generator::Generator;
@@ -45,14 +44,13 @@ impl SampleGrid {
     /// `run_dir/samples/step_NNNNNNN.png` (rows: identities; columns: inquiry, then each m).
     pub fn render(&self, checkpoint: &Path, run_dir: &Path, step: u64) -> anyhow::Result<PathBuf> {
         let gen = Generator::load(checkpoint, false, &self.assets_dir, &self.device)?;
-        let encoder = gen.encoder();
         let s = gen.image_size() as u32;
         let cols = GRID_M.len() as u32 + 1;
         let mut sheet = RgbImage::new(s * cols, s * self.inquiries.len() as u32);
         for (r, q) in self.inquiries.iter().enumerate() {
             // C_id under the checkpoint's own (centred) E_id.
             let c_id = match &q.image {
-                Some(face) => l2_normalize(&encoder.descriptors(&image_tensor(face, s as usize, &self.device)?)?)?,
+                Some(face) => gen.inquiry(&image_tensor(face, s as usize, &self.device)?)?,
                 None => Tensor::new(q.embedding.as_slice(), &self.device)?.unsqueeze(0)?,
             };
             let seeds = vec![GRID_SEED + r as u64; GRID_M.len()];

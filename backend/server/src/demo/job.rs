@@ -5,9 +5,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use candle_core::Tensor;
 use cemiface_app::demo_protocol::{encode_frame, FrameMeta, JobRequest, ServerEvent};
 use tokio::sync::watch;
+
+use crate::demo::model::Inquiry;
 
 /// Something a subscriber sends: a JSON text event or a binary frame.
 #[derive(Debug, Clone)]
@@ -26,7 +27,7 @@ pub struct Job {
     pub addr: String,
     pub request: JobRequest,
     /// The identity to sample from (C_id of the uploaded face).
-    pub c_id: Tensor,
+    pub inquiry: Inquiry,
     pub submitted: Instant,
     cancel: AtomicBool,
     log: Mutex<Log>,
@@ -44,13 +45,13 @@ pub struct Log {
 }
 
 impl Job {
-    pub fn new(id: u64, owner: String, addr: String, request: JobRequest, c_id: Tensor) -> Self {
+    pub fn new(id: u64, owner: String, addr: String, request: JobRequest, inquiry: Inquiry) -> Self {
         Self {
             id,
             owner,
             addr,
             request,
-            c_id,
+            inquiry,
             submitted: Instant::now(),
             cancel: AtomicBool::new(false),
             log: Mutex::new(Log::default()),

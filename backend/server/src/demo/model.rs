@@ -21,12 +21,21 @@ use image::RgbImage;
 pub struct PreparedFace {
     /// The ArcFace-aligned 112×112 crop, as PNG (re-encoded from pixels: no EXIF survives).
     pub crop_png: Vec<u8>,
-    /// C_id = E_id(crop), L2-normalised, (1, D).
-    pub c_id: Tensor,
+    /// What a run is conditioned on.
+    pub inquiry: Inquiry,
     /// Faces the detector found; the largest was used.
     pub faces_found: usize,
     /// Share of the face's landmarks outside the photo (`AlignedFace::cut_off`).
     pub cut_off: f64,
+}
+
+/// An uploaded identity: C_id = E_id(crop), L2-normalised, (1, D), and the crop at the generator's
+/// size (1, 3, S, S), from which a latent model fits the inquiry's latent on the first run (not at
+/// upload: the crop is shown at once).
+#[derive(Clone)]
+pub struct Inquiry {
+    pub c_id: Tensor,
+    pub face: Tensor,
 }
 
 /// One DDIM step as the demo shows it.
@@ -100,21 +109,23 @@ impl DemoModel {
         let c_id = l2_normalize(&self.encoder.descriptors(&x)?)?;
         Ok(PreparedFace {
             crop_png: encode(&aligned.arcface, ImageFormat::Png)?,
-            c_id,
+            inquiry: Inquiry { c_id, face: x },
             faces_found: aligned.faces_found,
             cut_off: aligned.cut_off(img.width(), img.height()),
         })
     }
 
-    /// Runs DDIM for one request. `on_step` gets every step's preview (x̂0 images, similarity)
-    /// and may stop the run.
+    /// Runs DDIM for one request (a latent model first fits the inquiry's latent to the face, once
+    /// per upload). `on_step` gets every step's preview (x̂0 images, similarity) and may stop the run.
     pub fn run(
         &self,
-        c_id: &Tensor,
+        inquiry: &Inquiry,
         request: &JobRequest,
         with_similarity: bool,
         mut on_step: impl FnMut(&StepPreview) -> ControlFlow<()>,
     ) -> cemiface_engine::Result<Outcome> {
+        let c_id = &inquiry.c_id;
+        self.generator.fit_inquiry(c_id, &inquiry.face)?;
         let ms = request.targets();
         let seeds = vec![request.seed; ms.len()];
         let started = Instant::now();

@@ -7,9 +7,9 @@ use std::ops::ControlFlow;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use candle_core::Tensor;
 use cemiface_app::demo_protocol::{FrameMeta, JobRequest, ServerEvent, Timings, FRAME_FINAL, FRAME_PREVIEW};
 
+use crate::demo::model::Inquiry;
 use crate::web::rate_limit::RateLimiter;
 use super::DemoError;
 use super::job::Job;
@@ -90,7 +90,7 @@ impl SamplingQueue {
     }
 
     /// Queues a job for client `owner` at address `addr`, or says which limit it hit.
-    pub fn submit(&self, owner: &str, addr: &str, request: JobRequest, c_id: Tensor) -> Result<Arc<Job>, DemoError> {
+    pub fn submit(&self, owner: &str, addr: &str, request: JobRequest, inquiry: Inquiry) -> Result<Arc<Job>, DemoError> {
         let limits = &self.shared.limits;
         let mut st = self.state();
         let now = Instant::now();
@@ -126,7 +126,7 @@ impl SamplingQueue {
             return Err(DemoError::too_many(format!("rate limit: {limit} {whose}; try again in {wait} s")));
         }
         st.next_id += 1;
-        let job = Arc::new(Job::new(st.next_id, owner.to_owned(), addr.to_owned(), request, c_id));
+        let job = Arc::new(Job::new(st.next_id, owner.to_owned(), addr.to_owned(), request, inquiry));
         st.jobs.insert(job.id, job.clone());
         st.waiting.push_back(job.clone());
         let (position, queue_size) = (st.waiting.len(), st.waiting.len());
@@ -255,7 +255,7 @@ fn run_job(shared: &Shared, job: &Job) {
     };
     let result = shared
         .model
-        .run(&job.c_id, &job.request, shared.limits.step_similarity, |p| {
+        .run(&job.inquiry, &job.request, shared.limits.step_similarity, |p| {
             job.push_frame(FRAME_PREVIEW, |seq| meta(p, seq), &p.png);
             if job.cancel_requested() {
                 ControlFlow::Break(())

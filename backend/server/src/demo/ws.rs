@@ -207,7 +207,7 @@ fn handle(
                 .get(&client.0, &request.upload_id)
                 .map_err(|e| e.event(None))?;
             let job = queue
-                .submit(&client.0, &addr.0, request, face.c_id.clone())
+                .submit(&client.0, &addr.0, request, face.inquiry.clone())
                 .map_err(|e| e.event(None))?;
             forwarders.spawn(forward(job, tx.clone(), false));
         }

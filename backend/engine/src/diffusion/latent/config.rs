@@ -89,13 +89,18 @@ pub struct BankConfig {
     pub min_flip_cos: f32,
 }
 
-/// Inversion: z_a = argmin 1 − cos_c(C_id, E_id(G(z))) + prior·(‖z‖²/d − 1)², by Adam.
+/// Inversion: z_a = argmin 1 − cos_c(C_id, E_id(G(z))) + pixel·‖G(z) − face‖²/n + prior·(‖z‖²/d − 1)²,
+/// by Adam (the pixel term when the inquiry's face is known; a sampling setting, not trained).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InversionConfig {
     pub steps: usize,
     pub lr: f64,
     pub prior: f64,
+    /// Weight of the mean squared pixel difference to the inquiry's face (in [−1, 1], at 64 px):
+    /// it makes G(z_a) look like the face, not only score like it under E_id (0: identity only).
+    #[serde(default)]
+    pub pixel: f64,
 }
 
 /// The decoder G (the gan-face-generate DCGAN).

@@ -16,7 +16,7 @@ use cemiface_engine::diffusion::generator::Generator;
 use cemiface_engine::data::image_io::{self, ImageLimits};
 
 use crate::commands::diffusion::load_config;
-use crate::demo::model::DemoModel;
+use crate::demo::model::{DemoModel, Inquiry};
 use crate::demo::queue::{QueueLimits, SamplingQueue};
 
 /// Runs one job through a queue and drains its messages as a socket writer would; returns the
@@ -24,12 +24,12 @@ use crate::demo::queue::{QueueLimits, SamplingQueue};
 fn streamed(
     rt: &tokio::runtime::Runtime,
     queue: &SamplingQueue,
-    c_id: &candle_core::Tensor,
+    inquiry: &Inquiry,
     req: &JobRequest,
 ) -> anyhow::Result<(f64, usize)> {
     let start = Instant::now();
     let job = queue
-        .submit("bench", "local", req.clone(), c_id.clone())
+        .submit("bench", "local", req.clone(), inquiry.clone())
         .map_err(|e| anyhow::anyhow!(e.message))?;
     let bytes = rt.block_on(async move {
         let (tx, mut rx) = tokio::sync::mpsc::channel(8);
@@ -60,7 +60,7 @@ pub fn run(config: &str, steps: u32, iters: usize, assets_dir: &Path, ctx: &crat
     let photo = assets_dir.join("face_recognition/obama.jpg");
     let img = image_io::read(&photo, ImageLimits::default())
         .with_context(|| format!("{}: run scripts/setup.sh", photo.display()))?;
-    let c_id = model.prepare(&img, "obama.jpg")?.c_id;
+    let inquiry = model.prepare(&img, "obama.jpg")?.inquiry;
     let req = JobRequest {
         upload_id: "bench".into(),
         m: 0.0,
@@ -93,7 +93,9 @@ pub fn run(config: &str, steps: u32, iters: usize, assets_dir: &Path, ctx: &crat
     // main thread's allocator state, after loading the models, makes it measurably slower).
     let (go, runs) = std::sync::mpsc::channel::<()>();
     let (done, results) = std::sync::mpsc::channel::<anyhow::Result<f64>>();
-    let (m2, c2) = (model.clone(), c_id.clone());
+    // The inquiry's latent is fitted once, before any timing (the queue's runs then hit the cache).
+    model.generator().fit_inquiry(&inquiry.c_id, &inquiry.face)?;
+    let (m2, c2) = (model.clone(), inquiry.c_id.clone());
     std::thread::spawn(move || {
         for () in runs {
             let s = Instant::now();
@@ -114,8 +116,8 @@ pub fn run(config: &str, steps: u32, iters: usize, assets_dir: &Path, ctx: &crat
     for round in 0..=iters.max(1) {
         go.send(())?;
         let bare = results.recv()??;
-        let (a, bytes_a) = streamed(&rt, &plain, &c_id, &req)?;
-        let (b, bytes_b) = streamed(&rt, &with_sim, &c_id, &req)?;
+        let (a, bytes_a) = streamed(&rt, &plain, &inquiry, &req)?;
+        let (b, bytes_b) = streamed(&rt, &with_sim, &inquiry, &req)?;
         if round > 0 {
             times[0].push(bare);
             times[1].push(a);
