@@ -284,4 +284,23 @@ fn latent_preset_trains_resumes_and_samples_centred() {
     assert!(stdout.contains("inquiry latent: G(z_a) reaches similarity"), "{stdout}");
     let img = image::open(dir.join("sweep.png")).unwrap();
     assert_eq!((img.width(), img.height()), (64 * 6, 64));
+    // report-control on a latent model measures G(z_a), the ceiling of m = 1, and shows it on the sheet.
+    let out = cemiface()
+        .args(["report-control", "--no-photos", "--inquiries", "1", "--steps", "2", "--m", "0,1", "--json"])
+        .arg("--checkpoint")
+        .arg(dir.join("run"))
+        .arg("--out")
+        .arg(dir.join("report"))
+        .arg("--assets-dir")
+        .arg(&assets)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for (name, j) in v["judges"].as_object().unwrap() {
+        let inv = j["inversion"].as_f64().unwrap_or_else(|| panic!("{name} lacks the inversion: {j}"));
+        assert!((-1.0..=1.0).contains(&inv), "{name}: {inv}");
+    }
+    let sheet = image::open(dir.join("report/contact_sheet.png")).unwrap();
+    assert_eq!(sheet.width(), 104 + 4 + 4 * 68, "a name column, then inquiry, G(z_a), m = 0, m = 1");
 }

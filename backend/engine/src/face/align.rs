@@ -190,6 +190,18 @@ pub fn extract(img: &RgbImage, crop_to_img: &Similarity, size: usize) -> RgbImag
     })
 }
 
+/// An aligned crop as the detector can judge it: the detector is made for faces inside a scene, not
+/// for crops that fill the frame, so the crop is placed on a 320-px grey canvas at 160, 224 and 96 px.
+fn on_canvases(crop: &RgbImage) -> impl Iterator<Item = RgbImage> + '_ {
+    [160u32, 224, 96].into_iter().map(move |side| {
+        let big = image::imageops::resize(crop, side, side, image::imageops::FilterType::Triangle);
+        let mut canvas = RgbImage::from_pixel(320, 320, image::Rgb([128, 128, 128]));
+        let at = ((320 - side) / 2) as i64;
+        image::imageops::replace(&mut canvas, &big, at, at);
+        canvas
+    })
+}
+
 /// The detector score above which an aligned crop counts as a face (`finds_face`): face-api's
 /// default for scenes.
 pub const FACE_SCORE: f32 = 0.5;
@@ -227,23 +239,23 @@ impl FaceAligner {
         })
     }
 
-    /// Whether the detector finds a face in an aligned crop (a generated 64×64 face, say): its best
-    /// score (`face_score`) is above `FACE_SCORE`.
+    /// Whether the detector finds a face in an aligned crop (a generated 64×64 face, say): a box
+    /// scoring above `FACE_SCORE` on any of the canvases of `on_canvases` (stops at the first).
     pub fn finds_face(&self, crop: &RgbImage) -> Result<bool> {
-        Ok(self.face_score(crop)? > FACE_SCORE)
+        for canvas in on_canvases(crop) {
+            if !self.detector.detect(&canvas, 416, FACE_SCORE)?.is_empty() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
-    /// The detector's best score for a face in an aligned crop. The detector is made for faces
-    /// inside a scene, not for crops that fill the frame, so the crop is placed on a 320-px grey
-    /// canvas at three sizes (96, 160 and 224 px); the best box of any size counts.
+    /// The detector's best score for a face in an aligned crop, over the canvases of `on_canvases`.
     pub fn face_score(&self, crop: &RgbImage) -> Result<f32> {
         let mut best = 0f32;
-        for side in [160u32, 224, 96] {
-            let big = image::imageops::resize(crop, side, side, image::imageops::FilterType::Triangle);
-            let mut canvas = RgbImage::from_pixel(320, 320, image::Rgb([128, 128, 128]));
-            let at = ((320 - side) / 2) as i64;
-            image::imageops::replace(&mut canvas, &big, at, at);
-            for face in self.detector.detect(&canvas, 416, 0.0)? {
+        for canvas in on_canvases(crop) {
+            // Boxes come best first.
+            if let Some(face) = self.detector.detect(&canvas, 416, 0.0)?.first() {
                 best = best.max(face.score);
             }
         }
