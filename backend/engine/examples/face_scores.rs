@@ -21,7 +21,12 @@ fn shuffled(img: &RgbImage, rng: &mut NoiseRng) -> RgbImage {
     order.sort_by(|a, b| a.0.total_cmp(&b.0));
     let mut out = img.clone();
     for (k, &(_, src)) in order.iter().enumerate() {
-        let (sx, sy, dx, dy) = ((src % n) * p, (src / n) * p, (k as u32 % n) * p, (k as u32 / n) * p);
+        let (sx, sy, dx, dy) = (
+            (src % n) * p,
+            (src / n) * p,
+            (k as u32 % n) * p,
+            (k as u32 / n) * p,
+        );
         for y in 0..p {
             for x in 0..p {
                 out.put_pixel(dx + x, dy + y, *img.get_pixel(sx + x, sy + y));
@@ -52,7 +57,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("| images | n | p10 | p50 | p90 | > 0.5 | > 0.3 | > 0.2 | > 0.1 |");
     println!("|---|---|---|---|---|---|---|---|---|");
-    for (name, v) in [("DCGAN samples", &faces), ("patch-shuffled", &tiles), ("upside down", &upside), ("noise", &noise)] {
+    for (name, v) in [
+        ("DCGAN samples", &faces),
+        ("patch-shuffled", &tiles),
+        ("upside down", &upside),
+        ("noise", &noise),
+    ] {
         let mut s = v.clone();
         s.sort_by(f32::total_cmp);
         let q = |tenths: usize| s[s.len() * tenths / 10];

@@ -125,7 +125,10 @@ impl CpuInfo {
                     .map(|(_, v)| v.trim().to_owned())
             })
             .unwrap_or_else(|| std::env::consts::ARCH.to_owned());
-        Self { model, simd: simd_level() }
+        Self {
+            model,
+            simd: simd_level(),
+        }
     }
 }
 

@@ -34,7 +34,12 @@ pub fn load_state(path: &Path, device: &Device) -> Result<HashMap<String, Tensor
 
 /// The tensor `key` of a state file, checked to have the shape `dims` of its variable, in its own
 /// storage (state is updated in place); None when the file lacks it.
-pub fn state_tensor(state: &HashMap<String, Tensor>, key: &str, dims: &[usize], path: &Path) -> Result<Option<Tensor>> {
+pub fn state_tensor(
+    state: &HashMap<String, Tensor>,
+    key: &str,
+    dims: &[usize],
+    path: &Path,
+) -> Result<Option<Tensor>> {
     let Some(x) = state.get(key) else { return Ok(None) };
     if x.dims() != dims {
         return Err(Error::Format {
@@ -46,7 +51,12 @@ pub fn state_tensor(state: &HashMap<String, Tensor>, key: &str, dims: &[usize], 
 }
 
 /// [`state_tensor`] for state every variable must have.
-pub fn required_state_tensor(state: &HashMap<String, Tensor>, key: &str, dims: &[usize], path: &Path) -> Result<Tensor> {
+pub fn required_state_tensor(
+    state: &HashMap<String, Tensor>,
+    key: &str,
+    dims: &[usize],
+    path: &Path,
+) -> Result<Tensor> {
     state_tensor(state, key, dims, path)?.ok_or_else(|| Error::Format {
         path: path.into(),
         message: format!("the state lacks `{key}`"),

@@ -137,15 +137,24 @@ pub fn write_state<T: Serialize>(dir: &Path, state: &T) -> Result<()> {
 pub fn read_state<T: DeserializeOwned>(ckpt: &Path) -> Result<T> {
     let path = ckpt.join("state.json");
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::Format { path, message: e.to_string() })
+    serde_json::from_str(&text).map_err(|e| Error::Format {
+        path,
+        message: e.to_string(),
+    })
 }
 
 /// Saves a model's variables (safetensors, their own names).
 pub fn save_vars(vars: &VarMap, path: &Path) -> Result<()> {
-    vars.save(path).map_err(|e| Error::Format { path: path.into(), message: e.to_string() })
+    vars.save(path).map_err(|e| Error::Format {
+        path: path.into(),
+        message: e.to_string(),
+    })
 }
 
 /// Loads into a model's variables what [`save_vars`] wrote.
 pub fn load_vars(vars: &mut VarMap, path: &Path) -> Result<()> {
-    vars.load(path).map_err(|e| Error::Format { path: path.into(), message: e.to_string() })
+    vars.load(path).map_err(|e| Error::Format {
+        path: path.into(),
+        message: e.to_string(),
+    })
 }

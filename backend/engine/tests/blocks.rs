@@ -2,8 +2,8 @@
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use cemiface_engine::diffusion::unet::attention::AttentionBlock;
 use cemiface_engine::diffusion::condition::{Condition, ConditionConfig};
+use cemiface_engine::diffusion::unet::attention::AttentionBlock;
 use cemiface_engine::diffusion::unet::res_block::{ResBlock, Resample};
 
 fn vb(vm: &VarMap) -> VarBuilder<'static> {

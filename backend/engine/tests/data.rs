@@ -3,9 +3,9 @@
 use std::io::Cursor;
 
 use candle_core::Device;
+use cemiface_engine::data::recordio::RecordWriter;
 use cemiface_engine::data::sources::{FaceSource, ImageFolderSource, RecordioSource};
 use cemiface_engine::noise::NoiseRng;
-use cemiface_engine::data::recordio::RecordWriter;
 
 fn png(shade: u8) -> Vec<u8> {
     let img = image::RgbImage::from_pixel(40, 40, image::Rgb([shade, 0, 255 - shade]));

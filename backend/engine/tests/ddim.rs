@@ -5,8 +5,8 @@ use std::ops::ControlFlow;
 
 use candle_core::{Device, Tensor};
 use cemiface_engine::diffusion::ddim::Ddim;
-use cemiface_engine::noise::NoiseRng;
 use cemiface_engine::diffusion::schedule::{NoiseSchedule, ScheduleConfig};
+use cemiface_engine::noise::NoiseRng;
 
 fn golden() -> serde_json::Value {
     serde_json::from_str(include_str!("golden/schedule.json")).unwrap()

@@ -2,12 +2,12 @@
 //! the batch accuracy rises within a few SGD steps.
 
 use candle_core::Device;
-use cemiface_engine::recognition::augment::AugmentConfig;
-use cemiface_engine::recognition::trainer::{FrConfig, FrSettings, FrTrainer};
-use cemiface_engine::recognition::iresnet::IResNetConfig;
 use cemiface_engine::data::labelled::FolderSet;
-use cemiface_engine::recognition::margin::MarginConfig;
 use cemiface_engine::optim::sgd::SgdConfig;
+use cemiface_engine::recognition::augment::AugmentConfig;
+use cemiface_engine::recognition::iresnet::IResNetConfig;
+use cemiface_engine::recognition::margin::MarginConfig;
+use cemiface_engine::recognition::trainer::{FrConfig, FrSettings, FrTrainer};
 
 #[test]
 fn the_margin_loss_falls_on_a_separable_set() {

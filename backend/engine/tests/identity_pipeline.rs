@@ -6,9 +6,9 @@ mod common;
 use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
+use cemiface_engine::data::image_io;
 use cemiface_engine::face::align::FaceAligner;
 use cemiface_engine::identity::encoder::DlibEncoder;
-use cemiface_engine::data::image_io;
 
 fn assets() -> Option<PathBuf> {
     common::assets_with(&["face_recognition/obama.jpg", "face-api"])

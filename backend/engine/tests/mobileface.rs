@@ -7,10 +7,10 @@ mod common;
 use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
-use cemiface_engine::face::align::FaceAligner;
-use cemiface_engine::data::sources::image_tensor;
-use cemiface_engine::identity::encoder::{cosine_matrix, IdentityEncoder};
 use cemiface_engine::data::image_io;
+use cemiface_engine::data::sources::image_tensor;
+use cemiface_engine::face::align::FaceAligner;
+use cemiface_engine::identity::encoder::{cosine_matrix, IdentityEncoder};
 use cemiface_engine::identity::mobileface::MobileFace;
 
 fn assets() -> Option<PathBuf> {

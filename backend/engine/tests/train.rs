@@ -5,16 +5,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use candle_core::Device;
-use cemiface_engine::optim::adamw::AdamWConfig;
-use cemiface_engine::diffusion::condition::ConditionConfig;
-use cemiface_engine::data::sources::DcganSource;
 use cemiface_engine::data::dcgan::Dcgan;
-use cemiface_engine::identity::encoder::{DlibEncoder, IdentityEncoder};
+use cemiface_engine::data::sources::DcganSource;
+use cemiface_engine::diffusion::condition::ConditionConfig;
 use cemiface_engine::diffusion::generator::Generator;
 use cemiface_engine::diffusion::schedule::ScheduleConfig;
 use cemiface_engine::diffusion::sim_mat::SimMatForm;
 use cemiface_engine::diffusion::trainer::{DataConfig, EncoderConfig, TrainConfig, TrainSettings, Trainer};
 use cemiface_engine::diffusion::unet::UNetConfig;
+use cemiface_engine::identity::encoder::{DlibEncoder, IdentityEncoder};
+use cemiface_engine::optim::adamw::AdamWConfig;
 
 fn assets() -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets");
@@ -115,7 +115,14 @@ fn the_loss_goes_down_and_resume_is_exact() {
     assert!(ckpt.ends_with("step_00000004"));
     // μ of the reference faces travels with the checkpoint, and the generator loaded from it
     // measures centred similarities with exactly that μ.
-    let mu = a.identity_mean().expect("centre_reference > 0").mean.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let mu = a
+        .identity_mean()
+        .expect("centre_reference > 0")
+        .mean
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
     assert_eq!(mu.len(), 128);
     let g = Generator::load(&ckpt, false, &dir, &Device::Cpu).unwrap();
     assert!(g.encoder().centred());

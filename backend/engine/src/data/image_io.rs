@@ -42,7 +42,8 @@ pub fn decode(bytes: &[u8], name: &str, limits: ImageLimits) -> Result<RgbImage>
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| bad(name, format!("cannot read: {e}")))?;
-    let Some(format @ (image::ImageFormat::Jpeg | image::ImageFormat::Png | image::ImageFormat::WebP)) = reader.format()
+    let Some(format @ (image::ImageFormat::Jpeg | image::ImageFormat::Png | image::ImageFormat::WebP)) =
+        reader.format()
     else {
         return Err(bad(name, "not an image (expected JPEG, PNG or WebP)"));
     };
@@ -74,7 +75,10 @@ pub fn decode(bytes: &[u8], name: &str, limits: ImageLimits) -> Result<RgbImage>
         ));
     }
     if format == image::ImageFormat::Jpeg && !jpeg_scan_ends(bytes) {
-        return Err(bad(name, "truncated JPEG: the image data ends before its end marker"));
+        return Err(bad(
+            name,
+            "truncated JPEG: the image data ends before its end marker",
+        ));
     }
     let orientation = decoder
         .orientation()
@@ -175,15 +179,25 @@ mod tests {
             .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
             .unwrap();
         assert!(png.len() < 200_000);
-        let limits = ImageLimits { max_decoded_bytes: 16 << 20, ..ImageLimits::default() };
+        let limits = ImageLimits {
+            max_decoded_bytes: 16 << 20,
+            ..ImageLimits::default()
+        };
         let err = decode(&png, "bomb.png", limits).unwrap_err().to_string();
-        assert!(err.contains("would take 30 MB") && err.contains("Rgba16"), "{err}");
+        assert!(
+            err.contains("would take 30 MB") && err.contains("Rgba16"),
+            "{err}"
+        );
         // A JPEG cut in its scan data is refused; the whole file decodes.
         let mut jpeg = Vec::new();
         let img = RgbImage::from_fn(64, 64, |x, y| image::Rgb([(x * 4) as u8, (y * 4) as u8, 90]));
-        image::DynamicImage::ImageRgb8(img).write_to(&mut Cursor::new(&mut jpeg), image::ImageFormat::Jpeg).unwrap();
+        image::DynamicImage::ImageRgb8(img)
+            .write_to(&mut Cursor::new(&mut jpeg), image::ImageFormat::Jpeg)
+            .unwrap();
         assert!(decode(&jpeg, "whole.jpg", ImageLimits::default()).is_ok());
-        let err = decode(&jpeg[..jpeg.len() - 40], "cut.jpg", ImageLimits::default()).unwrap_err().to_string();
+        let err = decode(&jpeg[..jpeg.len() - 40], "cut.jpg", ImageLimits::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("cut.jpg") && err.contains("truncated JPEG"), "{err}");
         let mut appended = jpeg.clone();
         appended.extend_from_slice(b"trailing data of a motion photo");

@@ -100,7 +100,8 @@ impl Ddim {
     /// One update: returns (x_prev, x̂0). `z` is the fresh noise (ignored when σ = 0).
     pub fn step(&self, i: usize, x_t: &Tensor, eps: &Tensor, z: &Tensor) -> Result<(Tensor, Tensor)> {
         let c = self.coefficients(i);
-        let x0 = ((x_t - (eps * (1.0 - c.alpha_bar).sqrt())?)? / c.alpha_bar.sqrt())?.clamp(-self.clip, self.clip)?;
+        let x0 = ((x_t - (eps * (1.0 - c.alpha_bar).sqrt())?)? / c.alpha_bar.sqrt())?
+            .clamp(-self.clip, self.clip)?;
         let dir = (1.0 - c.alpha_bar_prev - c.sigma * c.sigma).max(0.0).sqrt();
         let mut x = ((&x0 * c.alpha_bar_prev.sqrt())? + (eps * dir)?)?;
         if c.sigma > 0.0 {

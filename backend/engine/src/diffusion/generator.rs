@@ -98,7 +98,11 @@ impl Generator {
         let dir = resolve(path)?;
         let state_path = dir.join("state.json");
         let v = read_json(&state_path)?;
-        let weights = dir.join(if raw { "model.safetensors" } else { "ema.safetensors" });
+        let weights = dir.join(if raw {
+            "model.safetensors"
+        } else {
+            "ema.safetensors"
+        });
         let bad = |m: String| Error::Format {
             path: state_path.clone(),
             message: m,
@@ -169,7 +173,10 @@ impl Generator {
     /// do not depend on the weights' values.
     pub fn untrained(config: TrainConfig, assets_dir: &Path, device: &Device) -> Result<Self> {
         let vm = candle_nn::VarMap::new();
-        UNet::new(config.model.clone(), VarBuilder::from_varmap(&vm, DType::F32, device))?;
+        UNet::new(
+            config.model.clone(),
+            VarBuilder::from_varmap(&vm, DType::F32, device),
+        )?;
         // Plain tensors, not variables: sampling must not record an autograd graph across steps.
         let weights = vm
             .data()
@@ -178,7 +185,10 @@ impl Generator {
             .iter()
             .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
             .collect();
-        let unet = UNet::new(config.model.clone(), VarBuilder::from_tensors(weights, DType::F32, device))?;
+        let unet = UNet::new(
+            config.model.clone(),
+            VarBuilder::from_tensors(weights, DType::F32, device),
+        )?;
         Ok(Self {
             schedule: NoiseSchedule::new(&config.schedule)?,
             encoder: build_encoder(&config.encoder, assets_dir, device)?,
@@ -228,7 +238,10 @@ impl Generator {
         if let Denoiser::Latent(lm) = &self.denoiser {
             let s = self.image_size();
             if face.dims() != [1, 3, s, s] {
-                return Err(Error::Config(format!("an inquiry face is (1, 3, {s}, {s}), not {:?}", face.dims())));
+                return Err(Error::Config(format!(
+                    "an inquiry face is (1, 3, {s}, {s}), not {:?}",
+                    face.dims()
+                )));
             }
             lm.inquiry_latent(c_id, Some(face), self.encoder.as_ref())?;
         }
@@ -282,10 +295,17 @@ impl Generator {
                     dev,
                     |z, t| {
                         let ts = vec![t as u32; b];
-                        let (eps, _) = lm.net.predict(&self.schedule, &z.reshape((b, NZ))?, &ts, &z_a, &c, &m_t)?;
+                        let (eps, _) =
+                            lm.net
+                                .predict(&self.schedule, &z.reshape((b, NZ))?, &ts, &z_a, &c, &m_t)?;
                         Ok(eps.reshape((b, NZ, 1, 1))?)
                     },
-                    |s| match s.x0.reshape((b, NZ)).map_err(Error::from).and_then(|z| lm.gan.generate(&z)) {
+                    |s| match s
+                        .x0
+                        .reshape((b, NZ))
+                        .map_err(Error::from)
+                        .and_then(|z| lm.gan.generate(&z))
+                    {
                         Ok(img) => callback(StepInfo { x0: &img, ..s }),
                         Err(e) => {
                             failed = Some(e);
@@ -310,7 +330,10 @@ impl Generator {
                 let n = n.min(lm.anchor_z.dim(0)?);
                 let mut out = Vec::new();
                 for start in (0..n).step_by(64) {
-                    out.push(lm.gan.generate(&lm.anchor_z.narrow(0, start, 64.min(n - start))?)?);
+                    out.push(
+                        lm.gan
+                            .generate(&lm.anchor_z.narrow(0, start, 64.min(n - start))?)?,
+                    );
                 }
                 Ok(Some(Tensor::cat(&out, 0)?))
             }
@@ -356,14 +379,21 @@ impl LatentModel {
         face: Option<&Tensor>,
         encoder: &dyn IdentityEncoder,
     ) -> Result<(Tensor, f32)> {
-        let key: Vec<u32> = c_id.flatten_all()?.to_vec1::<f32>()?.iter().map(|v| v.to_bits()).collect();
+        let key: Vec<u32> = c_id
+            .flatten_all()?
+            .to_vec1::<f32>()?
+            .iter()
+            .map(|v| v.to_bits())
+            .collect();
         if let Some(hit) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             if hit.from_face || face.is_none() {
                 return Ok((hit.z.clone(), hit.reached));
             }
         }
         let idx = nearest_anchor(c_id, &self.anchor_c)?;
-        let init = self.anchor_z.index_select(&Tensor::new(idx.as_slice(), c_id.device())?, 0)?;
+        let init = self
+            .anchor_z
+            .index_select(&Tensor::new(idx.as_slice(), c_id.device())?, 0)?;
         let inv = invert(&self.gan, encoder, c_id, face, &init, &self.config.inversion)?;
         let out = Inversion {
             z: inv.z,

@@ -113,15 +113,32 @@ mod tests {
     fn predict_eps_inverts_q_sample_and_predict_x0() {
         let s = NoiseSchedule::new(&ScheduleConfig::default()).unwrap();
         let dev = Device::Cpu;
-        let x0 = Tensor::new(&[0.5f32, -1.2, 2.0, 0.1, -0.3, 0.9], &dev).unwrap().reshape((2, 3, 1, 1)).unwrap();
-        let eps = Tensor::new(&[0.3f32, 0.7, -1.1, -0.4, 1.5, 0.2], &dev).unwrap().reshape((2, 3, 1, 1)).unwrap();
+        let x0 = Tensor::new(&[0.5f32, -1.2, 2.0, 0.1, -0.3, 0.9], &dev)
+            .unwrap()
+            .reshape((2, 3, 1, 1))
+            .unwrap();
+        let eps = Tensor::new(&[0.3f32, 0.7, -1.1, -0.4, 1.5, 0.2], &dev)
+            .unwrap()
+            .reshape((2, 3, 1, 1))
+            .unwrap();
         let t = [0u32, 999];
         let x_t = s.q_sample(&x0, &t, &eps).unwrap();
-        let diff = |a: &Tensor, b: &Tensor| (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let diff = |a: &Tensor, b: &Tensor| {
+            (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
         // The ε implied by the true x0 is the noise that made x_t, at both ends of the schedule…
         assert!(diff(&s.predict_eps(&x_t, &t, &x0).unwrap(), &eps) < 2e-3);
         // …and predict_x0 of that ε gives x0 back.
-        let back = s.predict_x0(&x_t, &t, &s.predict_eps(&x_t, &t, &x0).unwrap(), false).unwrap();
+        let back = s
+            .predict_x0(&x_t, &t, &s.predict_eps(&x_t, &t, &x0).unwrap(), false)
+            .unwrap();
         assert!(diff(&back, &x0) < 1e-3);
     }
 }

@@ -31,7 +31,13 @@ pub fn sim_mat(s: &Tensor, m: &Tensor, gamma: &Tensor, form: SimMatForm) -> Resu
 /// The same loss when the training sample x0 is not the identity itself but a teacher whose own
 /// similarity to the identity is `s_data` (the latent preset's teacher pairs):
 /// (1 − t/T)·‖s_data − s‖ + (t/T)·‖m − s‖. With s_data = 1 (x0 is the identity) it is the paper's.
-pub fn sim_mat_toward(s: &Tensor, s_data: &Tensor, m: &Tensor, gamma: &Tensor, form: SimMatForm) -> Result<SimMat> {
+pub fn sim_mat_toward(
+    s: &Tensor,
+    s_data: &Tensor,
+    m: &Tensor,
+    gamma: &Tensor,
+    form: SimMatForm,
+) -> Result<SimMat> {
     let dist = |d: Tensor| -> candle_core::Result<Tensor> {
         match form {
             SimMatForm::Absolute => d.abs(),

@@ -172,7 +172,10 @@ fn reference_mean(
         &Tensor::cat(&parts, 0)?,
         MeanProvenance {
             encoder: encoder.name(),
-            reference: format!("{} (seed {seed}, drawn apart from the training stream)", source.describe()),
+            reference: format!(
+                "{} (seed {seed}, drawn apart from the training stream)",
+                source.describe()
+            ),
             count,
         },
     )
@@ -208,7 +211,12 @@ impl Trainer {
         let mut source = source;
         let mean = match cfg.train.centre_reference {
             0 => None,
-            n => Some(reference_mean(encoder.as_ref(), source.as_mut(), n, cfg.train.seed)?),
+            n => Some(reference_mean(
+                encoder.as_ref(),
+                source.as_mut(),
+                n,
+                cfg.train.seed,
+            )?),
         };
         let encoder = crate::identity::centring::centred(encoder, mean.as_ref())?;
         Ok(Self {
@@ -359,7 +367,11 @@ pub fn build_source(
                 Some(encoder),
             ))
         }
-        DataConfig::Folder { path } => Box::new(crate::data::sources::ImageFolderSource::new(path, size, device)?),
-        DataConfig::Recordio { path } => Box::new(crate::data::sources::RecordioSource::new(path, size, device)?),
+        DataConfig::Folder { path } => {
+            Box::new(crate::data::sources::ImageFolderSource::new(path, size, device)?)
+        }
+        DataConfig::Recordio { path } => {
+            Box::new(crate::data::sources::RecordioSource::new(path, size, device)?)
+        }
     })
 }

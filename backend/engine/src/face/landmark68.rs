@@ -7,9 +7,9 @@ use candle_core::{Device, Module, Tensor};
 use candle_nn::VarBuilder;
 use image::RgbImage;
 
-use crate::Result;
 use crate::face::tiny_face_detector::FaceBox;
 use crate::tfjs::layers::{net_input, Conv, SeparableConv};
+use crate::Result;
 
 const MEAN_RGB: [f32; 3] = [122.782, 117.001, 104.298];
 const INPUT: usize = 112;

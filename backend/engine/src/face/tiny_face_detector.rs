@@ -6,8 +6,8 @@ use candle_core::{Device, Module, Tensor};
 use candle_nn::VarBuilder;
 use image::RgbImage;
 
-use crate::Result;
 use crate::tfjs::layers::{max_pool_same, net_input, Conv, SeparableConv};
+use crate::Result;
 
 const MEAN_RGB: [f32; 3] = [117.001, 114.697, 97.404];
 const ANCHORS: [(f32, f32); 5] = [

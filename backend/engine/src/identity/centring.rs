@@ -119,7 +119,10 @@ impl IdentityEncoder for CentredEncoder {
 }
 
 /// The encoder a generator's similarities are measured with: centred when it has a μ.
-pub fn centred(inner: Arc<dyn IdentityEncoder>, mean: Option<&IdentityMean>) -> Result<Arc<dyn IdentityEncoder>> {
+pub fn centred(
+    inner: Arc<dyn IdentityEncoder>,
+    mean: Option<&IdentityMean>,
+) -> Result<Arc<dyn IdentityEncoder>> {
     Ok(match mean {
         Some(m) => Arc::new(CentredEncoder::new(inner, m)?),
         None => inner,
@@ -149,7 +152,10 @@ mod tests {
     fn centring_subtracts_the_mean_and_round_trips_through_a_file() {
         let dev = Device::Cpu;
         // Two "faces" near (1, 1): raw cosine ≈ 0.99; centred they point in opposite directions.
-        let x = Tensor::new(&[[1.1f32, 0.9], [0.9, 1.1]], &dev).unwrap().reshape((2, 1, 1, 2)).unwrap();
+        let x = Tensor::new(&[[1.1f32, 0.9], [0.9, 1.1]], &dev)
+            .unwrap()
+            .reshape((2, 1, 1, 2))
+            .unwrap();
         let inner: Arc<dyn IdentityEncoder> = Arc::new(Fixed);
         let d = inner.descriptors(&x).unwrap();
         let raw = cosine_rows(&d.narrow(0, 0, 1).unwrap(), &d.narrow(0, 1, 1).unwrap()).unwrap();
@@ -169,7 +175,11 @@ mod tests {
         let c = enc.descriptors(&x).unwrap();
         let s = cosine_rows(&c.narrow(0, 0, 1).unwrap(), &c.narrow(0, 1, 1).unwrap()).unwrap();
         assert!((s.to_vec1::<f32>().unwrap()[0] + 1.0).abs() < 1e-5);
-        assert!(IdentityMean::load(&dir.join("none"), back.provenance.clone(), &dev).unwrap().is_none());
+        assert!(
+            IdentityMean::load(&dir.join("none"), back.provenance.clone(), &dev)
+                .unwrap()
+                .is_none()
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -8,9 +8,9 @@
 use candle_core::{Module, Tensor, D};
 use candle_nn::VarBuilder;
 
-use crate::Result;
 use crate::nn::ops::max_pool_s2;
 use crate::tfjs::hwio_to_oihw;
+use crate::Result;
 
 /// dlib's chip size.
 pub const CHIP_SIZE: usize = 150;
@@ -64,16 +64,7 @@ impl Module for ConvLayer {
             .filters
             .broadcast_mul(&self.scale.reshape((cout, 1, 1, 1))?)?;
         let b = ((&self.bias * &self.scale)? + &self.shift)?.flatten_all()?;
-        let y = if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
-            let op = crate::nn::conv::Conv2dBiasOp(crate::nn::conv::Conv2dOp {
-                stride: self.stride,
-                padding: self.padding,
-            });
-            x.contiguous()?.apply_op3(&w.contiguous()?, &b, op)?
-        } else {
-            x.conv2d(&w, self.padding, self.stride, 1, 1)?
-                .broadcast_add(&b.reshape((1, cout, 1, 1))?)?
-        };
+        let y = crate::nn::conv::conv2d_bias(x, &w, Some(&b), self.stride, self.padding)?;
         if self.relu {
             y.relu()
         } else {

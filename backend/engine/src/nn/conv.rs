@@ -403,14 +403,35 @@ impl candle_core::CustomOp3 for Conv2dBiasOp {
     }
 }
 
-/// `x` (B, Cin, H, W) convolved with `w` (Cout, Cin, kh, kw): the GEMM op on the CPU for f32,
-/// Candle's kernel elsewhere.
+/// `x` (B, Cin, H, W) convolved with `w` (Cout, Cin, kh, kw): the GEMM op for f32 CPU tensors,
+/// Candle's kernel on other devices (see [`crate::nn::kernels`]).
 pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 && w.dtype() == candle_core::DType::F32 {
-        x.contiguous()?
-            .apply_op2(&w.contiguous()?, Conv2dOp { stride, padding })
-    } else {
-        x.conv2d(w, padding, stride, 1, 1)
+    conv2d_bias(x, w, None, stride, padding)
+}
+
+/// [`conv2d`] plus a per-channel bias (Cout,): added inside the GEMM on the fast path, broadcast
+/// after Candle's convolution on the generic one.
+pub fn conv2d_bias(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    stride: usize,
+    padding: usize,
+) -> Result<Tensor> {
+    let op = Conv2dOp { stride, padding };
+    let mut operands = vec![x, w];
+    operands.extend(bias);
+    if crate::nn::kernels::fast_cpu(&operands) {
+        let (x, w) = (x.contiguous()?, w.contiguous()?);
+        return match bias {
+            Some(b) => x.apply_op3(&w, &b.contiguous()?, Conv2dBiasOp(op)),
+            None => x.apply_op2(&w, op),
+        };
+    }
+    let y = x.conv2d(w, padding, stride, 1, 1)?;
+    match bias {
+        Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),
+        None => Ok(y),
     }
 }
 
@@ -447,22 +468,6 @@ impl Conv2d {
 
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let f32s = [x, &self.weight]
-            .iter()
-            .all(|t| t.dtype() == candle_core::DType::F32);
-        if let (Some(b), true, true) = (&self.bias, x.device().is_cpu(), f32s) {
-            let op = Conv2dBiasOp(Conv2dOp {
-                stride: self.stride,
-                padding: self.padding,
-            });
-            return x
-                .contiguous()?
-                .apply_op3(&self.weight.contiguous()?, &b.contiguous()?, op);
-        }
-        let y = conv2d(x, &self.weight, self.stride, self.padding)?;
-        match &self.bias {
-            Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),
-            None => Ok(y),
-        }
+        conv2d_bias(x, &self.weight, self.bias.as_ref(), self.stride, self.padding)
     }
 }

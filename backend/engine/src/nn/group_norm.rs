@@ -207,7 +207,7 @@ impl GroupNorm {
             a = (a * &s1)?;
             b = ((b * &s1)? + shift)?;
         }
-        if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
+        if crate::nn::kernels::fast_cpu(&[x, &a, &b]) {
             let op = GroupNormOp {
                 groups: self.groups,
                 eps: self.eps,
@@ -215,7 +215,7 @@ impl GroupNorm {
             };
             return x.contiguous()?.apply_op3(&a.contiguous()?, &b.contiguous()?, op);
         }
-        // Composed reference (other devices).
+        // The generic path (every device; see `crate::nn::kernels`).
         let dims = x.dims().to_vec();
         let g = x.reshape((bsz, self.groups, ()))?;
         let mean = g.mean_keepdim(2)?;

@@ -51,8 +51,6 @@ pub struct AdamW {
     m: HashMap<String, Tensor>,
     v: HashMap<String, Tensor>,
     step: u64,
-    /// In-place single-pass updates on the CPU (see `fused_update`); off only to test equality.
-    pub fused: bool,
 }
 
 impl AdamW {
@@ -69,7 +67,6 @@ impl AdamW {
             m,
             v,
             step: 0,
-            fused: true,
         })
     }
 
@@ -100,7 +97,7 @@ impl AdamW {
         for (name, var) in &self.vars {
             let Some(g) = grads.get(var) else { continue };
             let (m, v) = (&self.m[name], &self.v[name]);
-            if self.fused && crate::optim::fused_update::applies(&[var.as_tensor(), g, m, v]) {
+            if crate::optim::fused_update::applies(&[var.as_tensor(), g, m, v]) {
                 crate::optim::fused_update::adamw(
                     var.as_tensor(),
                     g,
@@ -159,7 +156,10 @@ impl AdamW {
                 (format!("m.{name}"), &mut self.m),
                 (format!("v.{name}"), &mut self.v),
             ] {
-                map.insert(name.clone(), super::required_state_tensor(&t, &key, var.dims(), path)?);
+                map.insert(
+                    name.clone(),
+                    super::required_state_tensor(&t, &key, var.dims(), path)?,
+                );
             }
         }
         let step = t.get("step").ok_or_else(|| Error::Format {

@@ -1,4 +1,4 @@
-//! In-place optimiser arithmetic for the CPU (Candle in-place custom ops): AdamW's moment and
+//! In-place optimiser arithmetic for the CPU (Candle in-place custom ops; composed ops on other devices): AdamW's moment and
 //! parameter updates and the EMA, one pass each over the data without temporaries, with the same
 //! f32 operations in the same order as the composed tensor expressions they replace (tested equal).
 
@@ -90,15 +90,14 @@ impl InplaceOp2 for EmaStep {
     }
 }
 
-/// Whether the in-place path applies (CPU, f32, contiguous, same shapes).
+/// Whether the in-place path applies: the fast CPU path of [`crate::nn::kernels`] (f32 on the CPU,
+/// not forced generic), contiguous, same shapes. Otherwise the optimisers use composed tensor ops.
 pub fn applies(tensors: &[&Tensor]) -> bool {
     let first = tensors[0];
-    tensors.iter().all(|t| {
-        t.device().is_cpu()
-            && t.dtype() == candle_core::DType::F32
-            && t.is_contiguous()
-            && t.shape() == first.shape()
-    })
+    crate::nn::kernels::fast_cpu(tensors)
+        && tensors
+            .iter()
+            .all(|t| t.is_contiguous() && t.shape() == first.shape())
 }
 
 /// One AdamW step for one parameter, in place (`m`, `v` and `p` must not share storage with

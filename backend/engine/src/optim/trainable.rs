@@ -9,10 +9,10 @@ use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Var};
 use candle_nn::{VarBuilder, VarMap};
 
-use crate::Result;
-use crate::run_dir::{load_vars, save_vars, seeded_init};
 use super::adamw::{AdamW, AdamWConfig};
 use super::ema::Ema;
+use crate::run_dir::{load_vars, save_vars, seeded_init};
+use crate::Result;
 
 /// Variables, optimiser and EMA of one network.
 pub struct Trainable {
@@ -46,7 +46,15 @@ impl Trainable {
         seeded_init(&vars, seed)?;
         let opt = AdamW::new(vars.clone(), opt)?;
         let ema = Ema::new(&vars, ema_max_decay)?;
-        Ok((net, Self { varmap, vars, opt, ema }))
+        Ok((
+            net,
+            Self {
+                varmap,
+                vars,
+                opt,
+                ema,
+            },
+        ))
     }
 
     pub fn parameter_count(&self) -> usize {

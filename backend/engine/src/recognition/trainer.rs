@@ -251,7 +251,6 @@ impl FrTrainer {
     }
 }
 
-
 /// A trained backbone from a train-fr checkpoint folder or run folder (its newest checkpoint).
 pub fn load_backbone(path: &Path, device: &Device) -> Result<(IResNet, PathBuf)> {
     let ckpt = if path.join("state.json").exists() {

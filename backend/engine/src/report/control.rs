@@ -10,11 +10,11 @@ use candle_core::Tensor;
 use image::RgbImage;
 use serde::Serialize;
 
-use crate::Result;
 use crate::data::sources::tensor_image;
 use crate::diffusion::generator::Generator;
 use crate::identity::encoder::{cosine_rows, IdentityEncoder};
 use crate::report::plot::{caption, label, Chart, Series};
+use crate::Result;
 
 /// One judge's results.
 #[derive(Debug, Clone, Serialize)]
@@ -267,11 +267,22 @@ impl ControlReport {
             caption(&mut sheet, col_x(1) as i32, 4, "G(z_a)", 13, ink);
         }
         for (c, m) in self.m.iter().enumerate().take(cols.saturating_sub(lead) as usize) {
-            caption(&mut sheet, col_x(c as u32 + lead) as i32, 4, &format!("m = {}", label(*m as f64)), 13, ink);
+            caption(
+                &mut sheet,
+                col_x(c as u32 + lead) as i32,
+                4,
+                &format!("m = {}", label(*m as f64)),
+                13,
+                ink,
+            );
         }
         for (r, row) in self.sheet_rows.iter().enumerate() {
             let y = head + gap + r as u32 * (s + gap);
-            let name = self.inquiries.get(r).map(|n| short_name(n, 15)).unwrap_or_default();
+            let name = self
+                .inquiries
+                .get(r)
+                .map(|n| short_name(n, 15))
+                .unwrap_or_default();
             caption(&mut sheet, 4, (y + s / 2) as i32 - 7, &name, 12, ink);
             for (c, img) in row.iter().enumerate() {
                 image::imageops::replace(&mut sheet, img, col_x(c as u32) as i64, y as i64);

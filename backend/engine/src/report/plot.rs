@@ -76,11 +76,23 @@ pub fn label(v: f64) -> String {
 
 impl Chart {
     fn ranges(&self) -> ((f64, f64), (f64, f64)) {
-        let all: Vec<(f64, f64)> = self.series.iter().flat_map(|s| s.points.iter().copied()).collect();
+        let all: Vec<(f64, f64)> = self
+            .series
+            .iter()
+            .flat_map(|s| s.points.iter().copied())
+            .collect();
         let range = |pick: fn(&(f64, f64)) -> f64, fixed: Option<(f64, f64)>| {
             fixed.unwrap_or_else(|| {
-                let lo = all.iter().map(pick).filter(|v| v.is_finite()).fold(f64::INFINITY, f64::min);
-                let hi = all.iter().map(pick).filter(|v| v.is_finite()).fold(f64::NEG_INFINITY, f64::max);
+                let lo = all
+                    .iter()
+                    .map(pick)
+                    .filter(|v| v.is_finite())
+                    .fold(f64::INFINITY, f64::min);
+                let hi = all
+                    .iter()
+                    .map(pick)
+                    .filter(|v| v.is_finite())
+                    .fold(f64::NEG_INFINITY, f64::max);
                 match (lo.is_finite(), hi > lo) {
                     (true, true) => (lo, hi),
                     (true, false) => (lo - 0.5, lo + 0.5),
@@ -91,7 +103,10 @@ impl Chart {
         (range(|p| p.0, self.x_range), range(|p| p.1, self.y_range))
     }
 
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+    ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
         ensure_font();
         root.fill(&WHITE)?;
         let ((x0, x1), (y0, y1)) = self.ranges();
@@ -122,9 +137,16 @@ impl Chart {
         let mut labelled = false;
         for (i, s) in self.series.iter().enumerate() {
             let c = colour(i);
-            let pts: Vec<(f64, f64)> = s.points.iter().copied().filter(|p| p.0.is_finite() && p.1.is_finite()).collect();
+            let pts: Vec<(f64, f64)> = s
+                .points
+                .iter()
+                .copied()
+                .filter(|p| p.0.is_finite() && p.1.is_finite())
+                .collect();
             let drawn = if pts.len() == 1 {
-                chart.draw_series(PointSeries::of_element(pts, 4, c.filled(), &|p, s, st| Circle::new(p, s, st)))?
+                chart.draw_series(PointSeries::of_element(pts, 4, c.filled(), &|p, s, st| {
+                    Circle::new(p, s, st)
+                }))?
             } else {
                 chart.draw_series(LineSeries::new(pts, c.stroke_width(2)))?
             };
@@ -173,9 +195,16 @@ impl Chart {
     }
 
     /// Writes `<stem>.png` and `<stem>.svg` side by side; returns the PNG's path.
-    pub fn save(&self, stem: &std::path::Path, width: u32, height: u32) -> std::io::Result<std::path::PathBuf> {
+    pub fn save(
+        &self,
+        stem: &std::path::Path,
+        width: u32,
+        height: u32,
+    ) -> std::io::Result<std::path::PathBuf> {
         let png = stem.with_extension("png");
-        self.render(width, height).save(&png).map_err(std::io::Error::other)?;
+        self.render(width, height)
+            .save(&png)
+            .map_err(std::io::Error::other)?;
         std::fs::write(stem.with_extension("svg"), self.render_svg(width, height))?;
         Ok(png)
     }
@@ -211,8 +240,14 @@ mod tests {
             x_label: "step".into(),
             y_label: "value".into(),
             series: vec![
-                Series { label: "MSE".into(), points: vec![(0.0, 0.0), (100.0, 1.0)] },
-                Series { label: "SimMat".into(), points: vec![(0.0, 1.0), (100.0, 0.0)] },
+                Series {
+                    label: "MSE".into(),
+                    points: vec![(0.0, 0.0), (100.0, 1.0)],
+                },
+                Series {
+                    label: "SimMat".into(),
+                    points: vec![(0.0, 1.0), (100.0, 0.0)],
+                },
             ],
             x_markers: vec![50.0],
             ..Default::default()
@@ -234,10 +269,17 @@ mod tests {
         let img = two_lines().render(640, 400);
         assert_eq!(img.dimensions(), (640, 400));
         let count = |c: [u8; 3]| img.pixels().filter(|p| p.0 == c).count();
-        assert!(count(PALETTE[0]) > 300 && count(PALETTE[1]) > 300, "{} {}", count(PALETTE[0]), count(PALETTE[1]));
+        assert!(
+            count(PALETTE[0]) > 300 && count(PALETTE[1]) > 300,
+            "{} {}",
+            count(PALETTE[0]),
+            count(PALETTE[1])
+        );
         // Tick labels left of the plot and below it, a title on top: dark anti-aliased text.
         let dark = |x: std::ops::Range<u32>, y: std::ops::Range<u32>| {
-            y.flat_map(|j| x.clone().map(move |i| (i, j))).filter(|&(i, j)| img.get_pixel(i, j).0.iter().all(|&v| v < 110)).count()
+            y.flat_map(|j| x.clone().map(move |i| (i, j)))
+                .filter(|&(i, j)| img.get_pixel(i, j).0.iter().all(|&v| v < 110))
+                .count()
         };
         assert!(dark(0..60, 40..340) > 50, "y tick labels and axis title");
         assert!(dark(70..620, 350..400) > 50, "x tick labels and axis title");
@@ -251,10 +293,17 @@ mod tests {
         let texts: Vec<&str> = svg
             .split("<text")
             .skip(1)
-            .filter_map(|t| t.split_once('>').and_then(|(_, rest)| rest.split_once("</text>")).map(|(v, _)| v.trim()))
+            .filter_map(|t| {
+                t.split_once('>')
+                    .and_then(|(_, rest)| rest.split_once("</text>"))
+                    .map(|(v, _)| v.trim())
+            })
             .collect();
         // Title, axis titles, every tick value of both axes, the legend.
-        let want = ["loss", "value", "step", "0", "0.2", "0.4", "0.6", "0.8", "1", "20", "40", "60", "80", "100", "MSE", "SimMat"];
+        let want = [
+            "loss", "value", "step", "0", "0.2", "0.4", "0.6", "0.8", "1", "20", "40", "60", "80", "100",
+            "MSE", "SimMat",
+        ];
         for w in want {
             assert!(texts.contains(&w), "{w} missing from {texts:?}");
         }

@@ -369,10 +369,15 @@ mod tests {
             asked.set(asked.get() + 1);
             asked.get() > 3
         };
-        let (list, stats) = select_until(&InquirySource::Random, 100_000, 0.5, &Dim64, 32, 1, &dev, &stop).unwrap();
+        let (list, stats) =
+            select_until(&InquirySource::Random, 100_000, 0.5, &Dim64, 32, 1, &dev, &stop).unwrap();
         assert!(stats.stopped);
         assert_eq!(asked.get(), 4, "asked once per chunk");
-        assert!(list.len() <= 3 * 16 && !list.is_empty(), "{} kept before the stop", list.len());
+        assert!(
+            list.len() <= 3 * 16 && !list.is_empty(),
+            "{} kept before the stop",
+            list.len()
+        );
         // Without a stop the same call selects what was asked, from the same stream.
         let (full, stats) = select(&InquirySource::Random, 40, 0.5, &Dim64, 32, 1, &dev).unwrap();
         assert!(!stats.stopped && full.len() == 40);

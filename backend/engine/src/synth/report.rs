@@ -116,9 +116,15 @@ pub fn write_summary(dir: &DatasetDir, entries: &[ManifestEntry], encoder: &str)
     let chart = histogram_chart(&r, encoder);
     write_atomic(
         &dir.root.join("similarity_histogram.png"),
-        &crate::synth::generation::encode(&chart.render(800, 480), crate::synth::generation::ImageFormat::Png)?,
+        &crate::synth::generation::encode(
+            &chart.render(800, 480),
+            crate::synth::generation::ImageFormat::Png,
+        )?,
     )?;
-    write_atomic(&dir.root.join("similarity_histogram.svg"), chart.render_svg(800, 480).as_bytes())?;
+    write_atomic(
+        &dir.root.join("similarity_histogram.svg"),
+        chart.render_svg(800, 480).as_bytes(),
+    )?;
     Ok(r)
 }
 

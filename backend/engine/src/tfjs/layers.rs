@@ -4,8 +4,8 @@
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::Result;
 use crate::tfjs::hwio_to_oihw;
+use crate::Result;
 
 /// Pads (B, C, H, W) the way TF 'SAME' does for a k×k window with stride s, with `value`.
 pub fn pad_same(x: &Tensor, k: usize, s: usize, value: f32) -> candle_core::Result<Tensor> {

@@ -13,12 +13,12 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 
+use super::config::LatentConfig;
 use crate::data::dcgan::{mean_luma, Dcgan, NZ};
 use crate::identity::centring::{IdentityMean, MeanProvenance};
 use crate::identity::encoder::{cosine_rows, l2_normalize, IdentityEncoder};
 use crate::noise::NoiseRng;
 use crate::{Error, Result};
-use super::config::LatentConfig;
 
 /// File name of the cache inside the run folder.
 pub const FILE: &str = "bank.safetensors";
@@ -137,7 +137,9 @@ impl Bank {
     ) -> Result<Self> {
         let b = &cfg.bank;
         if b.anchors < 2 || b.mixes < 2 {
-            return Err(Error::Config("bank.anchors and bank.mixes must be at least 2".into()));
+            return Err(Error::Config(
+                "bank.anchors and bank.mixes must be at least 2".into(),
+            ));
         }
         let mut rng = NoiseRng::new(NoiseRng::derive(&[cfg.train.seed, 0xBA4C]));
         let total = b.anchors * 2 + b.anchors * (b.mixes - 1);
@@ -148,7 +150,9 @@ impl Bank {
         let mut drawn = 0;
         while kept < b.anchors {
             if drawn > 20 * b.anchors + 1000 {
-                return Err(Error::Config("the DCGAN filter keeps almost nothing: loosen bank.min_*".into()));
+                return Err(Error::Config(
+                    "the DCGAN filter keeps almost nothing: loosen bank.min_*".into(),
+                ));
             }
             let z = rng.randn(&[CHUNK, NZ], device)?;
             let x = gan.generate(&z)?;
@@ -190,9 +194,20 @@ impl Bank {
                 cos_sin.push((theta.cos(), theta.sin()));
             }
         }
-        let cos = Tensor::from_vec(cos_sin.iter().map(|c| c.0).collect::<Vec<_>>(), (n * k, 1), device)?;
-        let sin = Tensor::from_vec(cos_sin.iter().map(|c| c.1).collect::<Vec<_>>(), (n * k, 1), device)?;
-        let rep = anchor_z.unsqueeze(1)?.broadcast_as((n, k, NZ))?.reshape((n * k, NZ))?;
+        let cos = Tensor::from_vec(
+            cos_sin.iter().map(|c| c.0).collect::<Vec<_>>(),
+            (n * k, 1),
+            device,
+        )?;
+        let sin = Tensor::from_vec(
+            cos_sin.iter().map(|c| c.1).collect::<Vec<_>>(),
+            (n * k, 1),
+            device,
+        )?;
+        let rep = anchor_z
+            .unsqueeze(1)?
+            .broadcast_as((n, k, NZ))?
+            .reshape((n * k, NZ))?;
         let mix_z = (rep.broadcast_mul(&cos)? + z1.broadcast_mul(&sin)?)?;
         let c_rep = anchor_c
             .unsqueeze(1)?

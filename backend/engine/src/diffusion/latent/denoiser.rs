@@ -13,10 +13,10 @@
 use candle_core::{Tensor, D};
 use candle_nn::{linear, Linear, Module, VarBuilder};
 
-use crate::Result;
+use super::config::{DenoiserConfig, Prediction};
 use crate::diffusion::schedule::NoiseSchedule;
 use crate::diffusion::unet::timestep_embedding;
-use super::config::{DenoiserConfig, Prediction};
+use crate::Result;
 
 struct Block {
     film: Linear,
@@ -81,19 +81,30 @@ impl LatentDenoiser {
     }
 
     /// ε̂(z_t, t, z_a, C_id, m).
-    pub fn forward(&self, z_t: &Tensor, t: &Tensor, z_a: &Tensor, c_id: &Tensor, m: &Tensor) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        z_t: &Tensor,
+        t: &Tensor,
+        z_a: &Tensor,
+        c_id: &Tensor,
+        m: &Tensor,
+    ) -> Result<Tensor> {
         let temb = timestep_embedding(t, self.cfg.emb_dim)?;
         let temb = self.time[1].forward(&self.time[0].forward(&temb)?.silu()?)?;
         let c_sim = self.sim.forward(&m.unsqueeze(1)?)?;
         let c_id = self.id.forward(c_id)?;
         let cond = Tensor::cat(&[temb, c_sim, c_id], 1)?;
-        let cond = self.cond[1].forward(&self.cond[0].forward(&cond)?.silu()?)?.silu()?;
+        let cond = self.cond[1]
+            .forward(&self.cond[0].forward(&cond)?.silu()?)?
+            .silu()?;
         let mut h = self.input.forward(&Tensor::cat(&[z_t, z_a], 1)?)?;
         let hd = self.cfg.hidden;
         for b in &self.blocks {
             let film = b.film.forward(&cond)?;
             let (scale, shift) = (film.narrow(1, 0, hd)?, film.narrow(1, hd, hd)?);
-            let y = normalise(&h)?.broadcast_mul(&(scale + 1.0)?)?.broadcast_add(&shift)?;
+            let y = normalise(&h)?
+                .broadcast_mul(&(scale + 1.0)?)?
+                .broadcast_add(&shift)?;
             let y = b.fc2.forward(&b.fc1.forward(&y.silu()?)?.silu()?)?;
             h = (h + y)?;
         }
@@ -117,7 +128,9 @@ impl LatentDenoiser {
         let as4 = |x: &Tensor| x.reshape((b, d, 1, 1));
         Ok(match self.cfg.prediction {
             Prediction::Eps => {
-                let x0 = schedule.predict_x0(&as4(z_t)?, t, &as4(&out)?, false)?.reshape((b, d))?;
+                let x0 = schedule
+                    .predict_x0(&as4(z_t)?, t, &as4(&out)?, false)?
+                    .reshape((b, d))?;
                 (out, x0)
             }
             Prediction::X0Residual => {
@@ -160,7 +173,11 @@ mod tests {
             prediction: Default::default(),
         };
         let vm = VarMap::new();
-        let net = LatentDenoiser::new(cfg.clone(), VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+        let net = LatentDenoiser::new(
+            cfg.clone(),
+            VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+        )
+        .unwrap();
         let n: usize = vm.all_vars().iter().map(|v| v.elem_count()).sum();
         assert_eq!(n, LatentDenoiser::parameter_count(&cfg));
         let dev = Device::Cpu;
@@ -171,6 +188,9 @@ mod tests {
         let eps = net.forward(&z, &t, &z, &c, &m).unwrap();
         assert_eq!(eps.dims(), &[3, 10]);
         // The output layer starts at zero, so an untrained network predicts ε̂ = 0.
-        assert_eq!(eps.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap(), 0.0);
+        assert_eq!(
+            eps.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap(),
+            0.0
+        );
     }
 }

@@ -7,10 +7,10 @@
 
 use candle_core::{Tensor, Var};
 
-use crate::Result;
+use super::config::InversionConfig;
 use crate::data::dcgan::Dcgan;
 use crate::identity::encoder::{cosine_rows, l2_normalize, IdentityEncoder};
-use super::config::InversionConfig;
+use crate::Result;
 
 /// The latents found and their centred similarity to the targets.
 pub struct Inverted {

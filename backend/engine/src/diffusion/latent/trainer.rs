@@ -18,6 +18,9 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::bank::Bank;
+use super::config::{LatentConfig, Prediction};
+use super::denoiser::LatentDenoiser;
 use crate::data::dcgan::{Dcgan, NZ};
 use crate::diffusion::schedule::NoiseSchedule;
 use crate::diffusion::sim_mat::{m_grid, sim_mat_toward, SimMatForm};
@@ -27,9 +30,6 @@ use crate::noise::NoiseRng;
 use crate::optim::trainable::Trainable;
 use crate::run_dir::{read_state, save_checkpoint_dir, write_state, StepMetrics};
 use crate::{Error, Result};
-use super::bank::Bank;
-use super::config::{LatentConfig, Prediction};
-use super::denoiser::LatentDenoiser;
 
 /// File of the shipped anchors (inversion starts) inside a checkpoint.
 pub const ANCHORS_FILE: &str = "anchors.safetensors";
@@ -72,7 +72,13 @@ fn to_grid(v: f32, step: f64) -> f32 {
 
 impl LatentTrainer {
     /// `encoder` is the raw E_id (the trainer centres with the bank's μ).
-    pub fn new(cfg: LatentConfig, gan: Dcgan, encoder: Arc<dyn IdentityEncoder>, bank: Bank, device: &Device) -> Result<Self> {
+    pub fn new(
+        cfg: LatentConfig,
+        gan: Dcgan,
+        encoder: Arc<dyn IdentityEncoder>,
+        bank: Bank,
+        device: &Device,
+    ) -> Result<Self> {
         let t = &cfg.train;
         if t.batch_size == 0 || t.checkpoint_every == 0 || cfg.denoiser.latent_dim != NZ {
             return Err(Error::Config(format!(
@@ -154,7 +160,9 @@ impl LatentTrainer {
             s_data.push(s);
         }
         let b = bm + bs;
-        let t: Vec<u32> = (0..b).map(|_| self.rng.next_u32() % self.schedule.len() as u32).collect();
+        let t: Vec<u32> = (0..b)
+            .map(|_| self.rng.next_u32() % self.schedule.len() as u32)
+            .collect();
         let dev = &self.device;
         let rows_t = Tensor::new(rows.as_slice(), dev)?;
         let anchors_t = Tensor::new(anchors.as_slice(), dev)?;
@@ -167,7 +175,9 @@ impl LatentTrainer {
             .q_sample(&z0.reshape((b, NZ, 1, 1))?, &t, &noise.reshape((b, NZ, 1, 1))?)?
             .reshape((b, NZ))?;
         let m_tensor = Tensor::new(m.as_slice(), dev)?;
-        let (eps, x0_hat) = self.net.predict(&self.schedule, &z_t, &t, &z_a, &c_id, &m_tensor)?;
+        let (eps, x0_hat) = self
+            .net
+            .predict(&self.schedule, &z_t, &t, &z_a, &c_id, &m_tensor)?;
         let mse = match self.cfg.denoiser.prediction {
             Prediction::Eps => (&eps - &noise)?.sqr()?.mean_all()?,
             Prediction::X0Residual => (&x0_hat - &z0)?.sqr()?.mean_all()?,
@@ -182,7 +192,12 @@ impl LatentTrainer {
             let gamma = self.schedule.fraction(ts, dev)?;
             let sd = Tensor::new(s_data.as_slice(), dev)?;
             let sm = sim_mat_toward(&s, &sd, &tail(&m_tensor)?, &gamma, SimMatForm::Absolute)?;
-            ((&mse + (&sm.loss * self.cfg.train.lambda)?)?, sm.loss, sm.rec, sm.sim)
+            (
+                (&mse + (&sm.loss * self.cfg.train.lambda)?)?,
+                sm.loss,
+                sm.rec,
+                sm.sim,
+            )
         } else {
             let z = mse.zeros_like()?;
             (mse.clone(), z.clone(), z.clone(), z)

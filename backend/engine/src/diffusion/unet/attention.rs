@@ -8,8 +8,8 @@ use candle_nn::{conv1d, Conv1d, Init, VarBuilder};
 
 use crate::nn::group_norm::GroupNorm;
 
-use crate::Result;
 use crate::diffusion::unet::res_block::norm32;
+use crate::Result;
 
 /// The block.
 #[derive(Debug, Clone)]
