@@ -136,7 +136,12 @@ pub struct JobArgs {
     #[arg(long, env = "CEMIFACE_SLURM_SHARDS", default_value_t = 4)]
     pub slurm_shards: usize,
     /// Further sbatch options, space-separated, e.g. "--gres=gpu:1 --time=08:00:00".
-    #[arg(long, env = "CEMIFACE_SLURM_EXTRA", allow_hyphen_values = true, default_value = "")]
+    #[arg(
+        long,
+        env = "CEMIFACE_SLURM_EXTRA",
+        allow_hyphen_values = true,
+        default_value = ""
+    )]
     pub slurm_extra: String,
     /// Resubmissions of a failed shard before its job fails.
     #[arg(long, env = "CEMIFACE_SLURM_RETRIES", default_value_t = 2)]
@@ -213,7 +218,10 @@ impl DemoArgs {
         s.queue.max_queue = self.demo_queue;
         s.queue.jobs_per_minute = self.demo_jobs_per_minute;
         s.queue.step_similarity = !self.no_step_similarity;
-        if self.demo_jobs_per_address == 0 || self.demo_sockets_per_address == 0 || self.uploads_per_minute == 0 {
+        if self.demo_jobs_per_address == 0
+            || self.demo_sockets_per_address == 0
+            || self.uploads_per_minute == 0
+        {
             anyhow::bail!(
                 "--demo-jobs-per-address, --demo-sockets-per-address and --uploads-per-minute must be at least 1"
             );
@@ -226,7 +234,6 @@ impl DemoArgs {
         Ok(s)
     }
 }
-
 
 /// Options of `cemiface assets`.
 #[derive(Debug, Args)]
@@ -258,7 +265,9 @@ pub fn main() -> ExitCode {
         eprintln!("error: {e:#}");
         return ExitCode::from(2);
     }
-    use crate::commands::{bench, diffusion, eval, fuzz, generate, identity, loadtest, report_control, train_fr};
+    use crate::commands::{
+        bench, diffusion, eval, fuzz, generate, identity, loadtest, report_control, train_fr,
+    };
     let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
     let result = match cli.command.expect("set above") {
         Command::Serve(a) => run_serve(a),
@@ -329,9 +338,15 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             default_generator: args.demo.generator.clone(),
             executor: args.jobs.executor()?,
         },
-        args.jobs.admin_password_hash.clone().filter(|h| !h.trim().is_empty()),
+        args.jobs
+            .admin_password_hash
+            .clone()
+            .filter(|h| !h.trim().is_empty()),
         args.jobs.secure_cookies,
-        crate::jobs::webhook::WebhookPolicy::new(args.jobs.webhook_allow_private, args.jobs.webhook_ca_file.as_deref())?,
+        crate::jobs::webhook::WebhookPolicy::new(
+            args.jobs.webhook_allow_private,
+            args.jobs.webhook_ca_file.as_deref(),
+        )?,
     )?;
     if jobs.admin_hash.is_none() {
         tracing::warn!("no admin password hash configured: /admin is locked (see `cemiface hash-password`)");

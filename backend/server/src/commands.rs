@@ -17,11 +17,10 @@ pub mod identity;
 pub mod latent;
 pub mod loadtest;
 pub mod report_control;
-pub mod train_fr;
 pub mod sample_grid;
+pub mod train_fr;
 
 use std::path::PathBuf;
-
 
 use clap::{Args, FromArgMatches};
 
@@ -58,7 +57,10 @@ pub struct Argv {
 
 impl Argv {
     pub fn new(name: &'static str) -> Self {
-        Self { name, flags: Vec::new() }
+        Self {
+            name,
+            flags: Vec::new(),
+        }
     }
 
     /// `--flag value`.
@@ -84,7 +86,9 @@ impl Argv {
 
     /// The whole command line after the binary's name.
     pub fn argv(&self) -> Vec<String> {
-        std::iter::once(self.name.to_owned()).chain(self.flags.iter().cloned()).collect()
+        std::iter::once(self.name.to_owned())
+            .chain(self.flags.iter().cloned())
+            .collect()
     }
 
     /// The command's options, parsed exactly as `cemiface <name> <flags>` would parse them.
@@ -93,8 +97,16 @@ impl Argv {
         let invalid = |e: clap::Error| {
             // clap's first line says what is wrong; the rest is terminal advice (`--help`).
             let text = e.to_string();
-            let what = text.lines().next().unwrap_or_default().trim_start_matches("error: ").to_owned();
-            anyhow::anyhow!("the job's command line `{}` is invalid: {what}", self.argv().join(" "))
+            let what = text
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("error: ")
+                .to_owned();
+            anyhow::anyhow!(
+                "the job's command line `{}` is invalid: {what}",
+                self.argv().join(" ")
+            )
         };
         let matches = cmd.try_get_matches_from(&self.flags).map_err(invalid)?;
         T::from_arg_matches(&matches).map_err(invalid)
@@ -108,15 +120,25 @@ mod tests {
     #[test]
     fn a_job_command_line_parses_as_the_cli_would() {
         let mut a = Argv::new("eval");
-        a.opt("batch", 8).arg("lfw.bin").switch("json", true).switch("raw", false);
+        a.opt("batch", 8)
+            .arg("lfw.bin")
+            .switch("json", true)
+            .switch("raw", false);
         assert_eq!(a.argv(), ["eval", "--batch", "8", "lfw.bin", "--json"]);
         let args: eval::EvalArgs = a.parse().unwrap();
         assert_eq!((args.batch, args.json, args.sets.len()), (8, true, 1));
         // Defaults come from the same definition as the terminal's.
         assert!(matches!(args.arch, identity::Arch::IrSe50));
-        let bad = Argv::new("eval").arg("lfw.bin").opt("batch", "many").parse::<eval::EvalArgs>().unwrap_err();
+        let bad = Argv::new("eval")
+            .arg("lfw.bin")
+            .opt("batch", "many")
+            .parse::<eval::EvalArgs>()
+            .unwrap_err();
         let bad = format!("{bad:#}");
-        assert!(bad.contains("`eval lfw.bin --batch many` is invalid: invalid value 'many' for '--batch"), "{bad}");
+        assert!(
+            bad.contains("`eval lfw.bin --batch many` is invalid: invalid value 'many' for '--batch"),
+            "{bad}"
+        );
         assert!(!bad.contains("--help"), "{bad}");
     }
 }

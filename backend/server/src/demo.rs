@@ -106,7 +106,10 @@ impl Demo {
     /// A demo without a model (tests of other pages, or before `start`).
     pub fn without_model(reason: &str, settings: DemoSettings) -> Self {
         Self {
-            live: std::sync::RwLock::new(Live { model: Err(reason.into()), queue: None }),
+            live: std::sync::RwLock::new(Live {
+                model: Err(reason.into()),
+                queue: None,
+            }),
             uploads: Uploads::new(settings.upload_ttl),
             settings,
             sockets: Default::default(),
@@ -133,7 +136,10 @@ impl Demo {
         let queue = SamplingQueue::start(model.clone(), self.settings.queue.clone());
         let old = std::mem::replace(
             &mut *self.live.write().unwrap_or_else(|p| p.into_inner()),
-            Live { model: Ok(model), queue: Some(queue) },
+            Live {
+                model: Ok(model),
+                queue: Some(queue),
+            },
         );
         if let Some(q) = old.queue {
             q.stop();

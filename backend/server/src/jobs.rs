@@ -30,8 +30,8 @@ use crate::web::auth::{self, token_hash};
 use crate::web::error::AppError;
 use crate::web::rate_limit::RateLimiter;
 use crate::web::state::AppState;
-use runner::{Runner, RunnerSettings};
 use cemiface_app::admin_protocol::FieldError;
+use runner::{Runner, RunnerSettings};
 use spec::JobState;
 use store::{JobRow, KeyRow, Store};
 use webhook::WebhookPolicy;
@@ -70,7 +70,11 @@ impl Jobs {
         let store = Arc::new(Store::open(&db_path)?);
         data_id::check(&settings.data_dir, &db_path, &store)?;
         let (s, policy) = (store.clone(), webhooks.clone());
-        let runner = Runner::start(store.clone(), settings, Box::new(move |row| send_webhook(&s, &policy, row)))?;
+        let runner = Runner::start(
+            store.clone(),
+            settings,
+            Box::new(move |row| send_webhook(&s, &policy, row)),
+        )?;
         Ok(Self {
             store,
             runner,
@@ -88,7 +92,11 @@ impl Jobs {
 
     /// The public view of a job (API and admin list).
     pub fn view(&self, row: &JobRow) -> JobView {
-        let queue = if row.state == JobState::Queued { self.queue_ids() } else { vec![] };
+        let queue = if row.state == JobState::Queued {
+            self.queue_ids()
+        } else {
+            vec![]
+        };
         self.view_in(row, &queue)
     }
 
@@ -99,7 +107,10 @@ impl Jobs {
     }
 
     fn queue_ids(&self) -> Vec<i64> {
-        self.store.queued().map(|q| q.iter().map(|j| j.id).collect()).unwrap_or_default()
+        self.store
+            .queued()
+            .map(|q| q.iter().map(|j| j.id).collect())
+            .unwrap_or_default()
     }
 
     /// The view, given the ids of the queued jobs in run order.
@@ -130,7 +141,12 @@ impl Jobs {
                 .slurm_tasks(row.id)
                 .unwrap_or_default()
                 .into_iter()
-                .map(|s| SlurmTaskView { shard: s.shard, slurm_id: s.slurm_id, attempt: s.attempt, state: s.state })
+                .map(|s| SlurmTaskView {
+                    shard: s.shard,
+                    slurm_id: s.slurm_id,
+                    attempt: s.attempt,
+                    state: s.state,
+                })
                 .collect(),
         }
     }
@@ -147,7 +163,9 @@ impl Jobs {
             })
         };
         let errors: Vec<FieldError> = match spec {
-            JobSpec::Generate(g) => check("generator", &g.generator, JobKind::TrainDiffusion).into_iter().collect(),
+            JobSpec::Generate(g) => check("generator", &g.generator, JobKind::TrainDiffusion)
+                .into_iter()
+                .collect(),
             JobSpec::TrainFr(t) => check("data", &t.data, JobKind::Generate).into_iter().collect(),
             JobSpec::Eval(v) => v
                 .checkpoint
@@ -173,13 +191,23 @@ impl Jobs {
     }
 
     /// Validates and queues a job.
-    pub fn submit(&self, spec: &spec::JobSpec, owner: &str, paths_allowed: bool, webhook_url: Option<&str>) -> Result<i64, AppError> {
+    pub fn submit(
+        &self,
+        spec: &spec::JobSpec,
+        owner: &str,
+        paths_allowed: bool,
+        webhook_url: Option<&str>,
+    ) -> Result<i64, AppError> {
         spec.validate(paths_allowed, &spec::presets()).map_err(invalid)?;
         self.check_refs(spec)?;
         let id = self
             .store
             .insert_job(spec, owner, &self.runner.settings.device_label, webhook_url)?;
-        self.runner.publish(runner::JobEvent::State { id, state: JobState::Queued, error: None });
+        self.runner.publish(runner::JobEvent::State {
+            id,
+            state: JobState::Queued,
+            error: None,
+        });
         self.runner.poke();
         Ok(id)
     }
@@ -191,7 +219,11 @@ impl Jobs {
         }
         if !self.runner.request(row.id, ctx::Stop::Cancelled) {
             self.store.set_state(row.id, JobState::Cancelled, None)?;
-            self.runner.publish(runner::JobEvent::State { id: row.id, state: JobState::Cancelled, error: None });
+            self.runner.publish(runner::JobEvent::State {
+                id: row.id,
+                state: JobState::Cancelled,
+                error: None,
+            });
         }
         Ok(())
     }
@@ -199,7 +231,9 @@ impl Jobs {
     /// Pauses a running job (it checkpoints first) or holds a queued one.
     pub fn pause(&self, row: &JobRow) -> Result<(), AppError> {
         if !row.kind.pausable() {
-            return Err(conflict("evaluation jobs cannot pause; cancel and run them again"));
+            return Err(conflict(
+                "evaluation jobs cannot pause; cancel and run them again",
+            ));
         }
         if matches!(self.runner.settings.executor, runner::Executor::Slurm(_)) {
             return Err(conflict(
@@ -211,7 +245,11 @@ impl Jobs {
             JobState::Running if self.runner.request(row.id, ctx::Stop::Paused) => Ok(()),
             JobState::Queued => {
                 self.store.set_state(row.id, JobState::Paused, None)?;
-                self.runner.publish(runner::JobEvent::State { id: row.id, state: JobState::Paused, error: None });
+                self.runner.publish(runner::JobEvent::State {
+                    id: row.id,
+                    state: JobState::Paused,
+                    error: None,
+                });
                 Ok(())
             }
             s => Err(conflict(format!("job {} is {s}, not running or queued", row.id))),
@@ -222,7 +260,10 @@ impl Jobs {
     /// checkpoint (generation: from its last finished identity).
     pub fn resume(&self, row: &JobRow) -> Result<(), AppError> {
         if !row.state.resumable() {
-            return Err(conflict(format!("job {} is {}; only paused, interrupted, failed or cancelled jobs resume", row.id, row.state)));
+            return Err(conflict(format!(
+                "job {} is {}; only paused, interrupted, failed or cancelled jobs resume",
+                row.id, row.state
+            )));
         }
         self.store.requeue(row.id)?;
         // Training restarts from its newest checkpoint: curves and progress go back to it now,
@@ -230,9 +271,14 @@ impl Jobs {
         let run = runner::job_dir(self.data_dir(), row.id).join("run");
         if let Some(step) = exec::resume_point(&run) {
             self.store.truncate_metrics(row.id, step)?;
-            self.store.set_progress(row.id, step, row.total, &row.unit, None)?;
+            self.store
+                .set_progress(row.id, step, row.total, &row.unit, None)?;
         }
-        self.runner.publish(runner::JobEvent::State { id: row.id, state: JobState::Queued, error: None });
+        self.runner.publish(runner::JobEvent::State {
+            id: row.id,
+            state: JobState::Queued,
+            error: None,
+        });
         self.runner.poke();
         Ok(())
     }
@@ -300,10 +346,13 @@ fn send_webhook(store: &Store, policy: &WebhookPolicy, row: &JobRow) {
 /// The job system of a request's server, or 503 when it runs without one.
 pub fn jobs_of(state: &AppState) -> Result<Arc<Jobs>, AppError> {
     state.jobs.clone().ok_or_else(|| {
-        AppError::new(StatusCode::SERVICE_UNAVAILABLE, "jobs_disabled", "this server runs without the job system")
+        AppError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "jobs_disabled",
+            "this server runs without the job system",
+        )
     })
 }
-
 
 /// A logged-in admin. State-changing requests must carry the session's CSRF token.
 pub struct Admin {
@@ -326,14 +375,23 @@ impl FromRequestParts<AppState> for Admin {
                  `cemiface hash-password` and restart the server with CEMIFACE_ADMIN_PASSWORD_HASH set to it.",
             ));
         }
-        let unauthorized = || AppError::new(StatusCode::UNAUTHORIZED, "unauthorized", "log in at /admin first");
+        let unauthorized =
+            || AppError::new(StatusCode::UNAUTHORIZED, "unauthorized", "log in at /admin first");
         let token = auth::cookie(&parts.headers, ADMIN_COOKIE).ok_or_else(unauthorized)?;
         let session = token_hash(&token);
         let csrf = jobs.store.session(&session)?.ok_or_else(unauthorized)?;
         if !matches!(parts.method, Method::GET | Method::HEAD) {
-            let sent = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or("");
+            let sent = parts
+                .headers
+                .get("x-csrf-token")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
             if !auth::constant_time_eq(sent.as_bytes(), csrf.as_bytes()) {
-                return Err(AppError::new(StatusCode::FORBIDDEN, "csrf", "missing or wrong X-CSRF-Token header"));
+                return Err(AppError::new(
+                    StatusCode::FORBIDDEN,
+                    "csrf",
+                    "missing or wrong X-CSRF-Token header",
+                ));
             }
         }
         Ok(Self { jobs, csrf, session })
@@ -385,17 +443,33 @@ impl FromRequestParts<AppState> for ApiCaller {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(|| {
-                AppError::new(StatusCode::UNAUTHORIZED, "unauthorized", "send an API key as `Authorization: Bearer <key>`")
+                AppError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "send an API key as `Authorization: Bearer <key>`",
+                )
             })?;
         let key = jobs
             .store
             .key_by_hash(&token_hash(token.trim()))?
-            .ok_or_else(|| AppError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown or revoked API key"))?;
-        if let Err(wait) = jobs.key_limits.hit(&format!("key:{}", key.id), key.rate_per_minute) {
+            .ok_or_else(|| {
+                AppError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "unknown or revoked API key",
+                )
+            })?;
+        if let Err(wait) = jobs
+            .key_limits
+            .hit(&format!("key:{}", key.id), key.rate_per_minute)
+        {
             return Err(AppError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
-                format!("this key may make {} requests a minute; retry in {wait} s", key.rate_per_minute),
+                format!(
+                    "this key may make {} requests a minute; retry in {wait} s",
+                    key.rate_per_minute
+                ),
             ));
         }
         Ok(Self { jobs, key })

@@ -364,8 +364,14 @@ fn hash_password_prints_a_hash_the_server_accepts() {
     assert!(out.status.success());
     let hash = String::from_utf8(out.stdout).unwrap();
     assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
-    assert!(cemiface_server::web::auth::verify_password(hash.trim(), "a long passphrase"));
-    assert!(!cemiface_server::web::auth::verify_password(hash.trim(), "a long passphrasE"));
+    assert!(cemiface_server::web::auth::verify_password(
+        hash.trim(),
+        "a long passphrase"
+    ));
+    assert!(!cemiface_server::web::auth::verify_password(
+        hash.trim(),
+        "a long passphrasE"
+    ));
     let out = run("short\n");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 8 characters"));

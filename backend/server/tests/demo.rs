@@ -39,7 +39,10 @@ struct Server {
 }
 
 async fn server(assets: &Path, tweak: impl FnOnce(&mut DemoSettings)) -> Server {
-    let mut settings = DemoSettings { heartbeat: Duration::from_millis(300), ..Default::default() };
+    let mut settings = DemoSettings {
+        heartbeat: Duration::from_millis(300),
+        ..Default::default()
+    };
     tweak(&mut settings);
     let gen = generator(assets);
     let dev = ComputeDevice::cpu();
@@ -62,7 +65,9 @@ async fn server(assets: &Path, tweak: impl FnOnce(&mut DemoSettings)) -> Server 
     let st = state.clone();
     tokio::spawn(async move {
         let forever = std::future::pending::<()>();
-        cemiface_server::web::router::run(listener, st, forever, Default::default()).await.unwrap();
+        cemiface_server::web::router::run(listener, st, forever, Default::default())
+            .await
+            .unwrap();
     });
     Server { state, addr }
 }
@@ -244,15 +249,25 @@ async fn uploads_are_checked_aligned_and_private() {
     // with a warning that part of it is outside.
     let (code, v) = upload(&s, A, photo(&assets, "obama.jpg")).await;
     assert_eq!((code, &v["note"]), (StatusCode::OK, &Value::Null), "{v}");
-    let whole = image::load_from_memory(&photo(&assets, "obama.jpg")).unwrap().to_rgb8();
-    let aligner = cemiface_engine::face::align::FaceAligner::load(&assets, &candle_core::Device::Cpu).unwrap();
+    let whole = image::load_from_memory(&photo(&assets, "obama.jpg"))
+        .unwrap()
+        .to_rgb8();
+    let aligner =
+        cemiface_engine::face::align::FaceAligner::load(&assets, &candle_core::Device::Cpu).unwrap();
     let b = aligner.align(&whole, "obama.jpg").unwrap().face;
-    let cut = image::imageops::crop_imm(&whole, 0, 0, (b.x + 0.55 * b.width) as u32, whole.height()).to_image();
+    let cut =
+        image::imageops::crop_imm(&whole, 0, 0, (b.x + 0.55 * b.width) as u32, whole.height()).to_image();
     let mut half = Vec::new();
-    cut.write_to(&mut std::io::Cursor::new(&mut half), image::ImageFormat::Jpeg).unwrap();
+    cut.write_to(&mut std::io::Cursor::new(&mut half), image::ImageFormat::Jpeg)
+        .unwrap();
     let (code, v) = upload(&s, A, half).await;
     assert_eq!(code, StatusCode::OK, "{v}");
-    assert!(v["note"].as_str().is_some_and(|n| n.contains("outside the photo")), "{v}");
+    assert!(
+        v["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("outside the photo")),
+        "{v}"
+    );
 
     let id = uploaded(&s, &assets, A).await;
     let url = format!("/api/demo/upload/{id}/crop.png");
@@ -554,8 +569,14 @@ async fn hostile_sockets_are_bounded_in_size_echo_and_count() {
     // Over-long values are not echoed whole: an upload id, an unknown message type.
     let mut ws = Ws::connect(&s, B).await;
     for (msg, want) in [
-        (json!({"type": "submit", "upload_id": "u".repeat(50_000), "m": 0, "steps": 5, "seed": 1, "eta": 1.0}), "invalid_request"),
-        (json!({"type": "submit", "upload_id": "u".repeat(60), "m": 0, "steps": 5, "seed": 1, "eta": 1.0}), "not_found"),
+        (
+            json!({"type": "submit", "upload_id": "u".repeat(50_000), "m": 0, "steps": 5, "seed": 1, "eta": 1.0}),
+            "invalid_request",
+        ),
+        (
+            json!({"type": "submit", "upload_id": "u".repeat(60), "m": 0, "steps": 5, "seed": 1, "eta": 1.0}),
+            "not_found",
+        ),
         (json!({"type": "x".repeat(50_000)}), "bad_message"),
     ] {
         ws.send(msg).await;
@@ -571,7 +592,9 @@ async fn hostile_sockets_are_bounded_in_size_echo_and_count() {
     // Sockets per client are capped (429); closing one frees its slot.
     const C: &str = "cccccccccccccccccccccccccccccccc";
     let req = || {
-        let mut r = format!("ws://{}/api/demo/ws", s.addr).into_client_request().unwrap();
+        let mut r = format!("ws://{}/api/demo/ws", s.addr)
+            .into_client_request()
+            .unwrap();
         r.headers_mut().insert("cookie", cookie(&s, C).parse().unwrap());
         r
     };
@@ -588,7 +611,10 @@ async fn hostile_sockets_are_bounded_in_size_echo_and_count() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(tokio_tungstenite::connect_async(req()).await.is_ok(), "a freed slot is reusable");
+    assert!(
+        tokio_tungstenite::connect_async(req()).await.is_ok(),
+        "a freed slot is reusable"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -648,7 +674,10 @@ async fn fresh_client_ids_from_one_address_share_its_limits() {
     }
     // The first two queue or run; the third is refused: the network's share of the queue is used.
     for ws in &mut socks[..2] {
-        assert!(matches!(ws.next().await, Got::Event(ServerEvent::Queued { .. } | ServerEvent::Started { .. })));
+        assert!(matches!(
+            ws.next().await,
+            Got::Event(ServerEvent::Queued { .. } | ServerEvent::Started { .. })
+        ));
     }
     match socks[2].next().await {
         Got::Event(ServerEvent::Error { code, message, .. }) => {
@@ -658,8 +687,11 @@ async fn fresh_client_ids_from_one_address_share_its_limits() {
         other => panic!("{other:?}"),
     }
     // A fourth socket from the address is refused (429), whatever its id.
-    let mut req = format!("ws://{}/api/demo/ws", s.addr).into_client_request().unwrap();
-    req.headers_mut().insert("cookie", cookie(&s, &format!("{:0>32}", 9)).parse().unwrap());
+    let mut req = format!("ws://{}/api/demo/ws", s.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("cookie", cookie(&s, &format!("{:0>32}", 9)).parse().unwrap());
     let err = tokio_tungstenite::connect_async(req).await.unwrap_err();
     assert!(err.to_string().contains("429"), "{err}");
     // Uploads: three made above, one more is accepted, then the address waits, whatever its id.
@@ -667,13 +699,22 @@ async fn fresh_client_ids_from_one_address_share_its_limits() {
     assert_eq!(code, StatusCode::OK, "{v}");
     let (code, v) = upload(&s, &format!("{:0>32}", 8), photo(&assets, "obama.jpg")).await;
     assert_eq!(code, StatusCode::TOO_MANY_REQUESTS, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("per minute"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("per minute"),
+        "{v}"
+    );
     // An unsigned cookie is not taken as the id it names: that client gets a fresh one.
     let req = Request::get("/healthz")
         .header(header::COOKIE, format!("cemiface_client={}", ids[0]))
         .body(Body::empty())
         .unwrap();
     let res = router(s.state.clone()).oneshot(req).await.unwrap();
-    let set = res.headers().get(header::SET_COOKIE).map(|v| v.to_str().unwrap().to_owned());
-    assert!(set.is_some_and(|c| !c.contains(&ids[0])), "a forged id must be replaced");
+    let set = res
+        .headers()
+        .get(header::SET_COOKIE)
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert!(
+        set.is_some_and(|c| !c.contains(&ids[0])),
+        "a forged id must be replaced"
+    );
 }

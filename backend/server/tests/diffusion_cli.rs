@@ -53,7 +53,8 @@ fn config_files_are_strict() {
         .args(["model-info", "no-such-preset"])
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not a preset (latent-dcgan, demo-64, paper-112, tiny-32)"));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("not a preset (latent-dcgan, demo-64, paper-112, tiny-32)"));
 }
 
 #[test]
@@ -142,6 +143,74 @@ fn train_then_refuse_to_overwrite_then_resume_then_sample() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("outside [-1, 1]"));
 }
 
+/// `--init`: a run starts from a guided-diffusion checkpoint (the engine's golden file, written in
+/// torch's layout by scripts/reference/guided_diffusion_ckpt.py) and says what it loaded; another
+/// architecture or the latent preset is refused before any step.
+#[test]
+fn train_from_a_guided_diffusion_checkpoint() {
+    let Some(assets) = common::assets() else { return };
+    let dir = common::temp_dir("train-init");
+    let ckpt = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../engine/tests/golden/guided_diffusion_small.pt");
+    // tiny-32 with the checkpoint's channel multipliers.
+    std::fs::write(
+        dir.join("gd.toml"),
+        common::tiny_config().replace("channel_mult = [1, 2]", "channel_mult = [1, 1]"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("tiny.toml"), common::tiny_config()).unwrap();
+    let train = |config: &str, run: &str| {
+        cemiface()
+            .args(["train-diffusion", "--max-steps", "1", "--config"])
+            .arg(if config.ends_with(".toml") {
+                dir.join(config)
+            } else {
+                config.into()
+            })
+            .arg("--run-dir")
+            .arg(dir.join(run))
+            .arg("--init")
+            .arg(&ckpt)
+            .arg("--assets-dir")
+            .arg(&assets)
+            .output()
+            .unwrap()
+    };
+    let out = train("gd.toml", "run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("initialised 142 UNet tensors") && err.contains("ε half"),
+        "{err}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run/init.json")).unwrap()).unwrap();
+    assert_eq!(report["loaded"], 142);
+    assert_eq!(report["eps_half_of_learned_sigma"], true);
+    assert!(report["fresh"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|k| k.as_str().unwrap().starts_with("cond.")));
+    assert!(dir.join("run/checkpoints/step_00000001/ema.safetensors").exists());
+
+    let out = train("tiny.toml", "run-other");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("guided_diffusion_small.pt") && err.contains("shapes differ"),
+        "{err}"
+    );
+    assert!(!dir.join("run-other/checkpoints").exists(), "no step was taken");
+
+    let out = train("latent-dcgan", "run-latent");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("the latent preset has no UNet"),
+        "{err}"
+    );
+}
+
 /// demo-64 itself (batch and learning rate scaled for a test): the loss goes down on the DCGAN stream,
 /// and a run killed with SIGKILL after its step-4 checkpoint resumes with the losses an uninterrupted
 /// run has.
@@ -155,7 +224,10 @@ fn demo_64_lowers_the_loss_and_resumes_exactly_after_a_kill() {
         .replace("checkpoint_every = 250", "checkpoint_every = 2")
         // μ from 8 reference faces, not 4,096 (each start draws them again).
         .replace("centre_reference = 4096", "centre_reference = 8");
-    assert!(cfg.contains("centre_reference = 8 "), "the preset's centre_reference line changed");
+    assert!(
+        cfg.contains("centre_reference = 8 "),
+        "the preset's centre_reference line changed"
+    );
     std::fs::write(dir.join("demo.toml"), cfg).unwrap();
     let train = |run: &str, extra: &[&str]| {
         let mut c = cemiface();
@@ -251,7 +323,12 @@ fn latent_preset_trains_resumes_and_samples_centred() {
     let out = train(&["--max-steps", "2"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let ckpt = dir.join("run/checkpoints/step_00000002");
-    for f in ["ema.safetensors", "identity_mean.safetensors", "anchors.safetensors", "state.json"] {
+    for f in [
+        "ema.safetensors",
+        "identity_mean.safetensors",
+        "anchors.safetensors",
+        "state.json",
+    ] {
         assert!(ckpt.join(f).exists(), "{f} missing");
     }
     assert!(dir.join("run/bank.safetensors").exists());
@@ -259,7 +336,10 @@ fn latent_preset_trains_resumes_and_samples_centred() {
     let chart = image::open(dir.join("run/loss.png")).unwrap();
     assert_eq!((chart.width(), chart.height()), (800, 400));
     let svg = std::fs::read_to_string(dir.join("run/loss.svg")).unwrap();
-    assert!(svg.contains("SimMat") && svg.contains("MSE"), "the legend names the curves");
+    assert!(
+        svg.contains("SimMat") && svg.contains("MSE"),
+        "the legend names the curves"
+    );
     let out = train(&["--max-steps", "3", "--resume"]);
     let log = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(out.status.success(), "{log}");
@@ -279,14 +359,29 @@ fn latent_preset_trains_resumes_and_samples_centred() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let achieved = stdout.lines().filter(|l| l.contains("achieved similarity") && l.ends_with("(centred))"));
+    let achieved = stdout
+        .lines()
+        .filter(|l| l.contains("achieved similarity") && l.ends_with("(centred))"));
     assert_eq!(achieved.count(), 5, "{stdout}");
-    assert!(stdout.contains("inquiry latent: G(z_a) reaches similarity"), "{stdout}");
+    assert!(
+        stdout.contains("inquiry latent: G(z_a) reaches similarity"),
+        "{stdout}"
+    );
     let img = image::open(dir.join("sweep.png")).unwrap();
     assert_eq!((img.width(), img.height()), (64 * 6, 64));
     // report-control on a latent model measures G(z_a), the ceiling of m = 1, and shows it on the sheet.
     let out = cemiface()
-        .args(["report-control", "--no-photos", "--inquiries", "1", "--steps", "2", "--m", "0,1", "--json"])
+        .args([
+            "report-control",
+            "--no-photos",
+            "--inquiries",
+            "1",
+            "--steps",
+            "2",
+            "--m",
+            "0,1",
+            "--json",
+        ])
         .arg("--checkpoint")
         .arg(dir.join("run"))
         .arg("--out")
@@ -298,9 +393,15 @@ fn latent_preset_trains_resumes_and_samples_centred() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for (name, j) in v["judges"].as_object().unwrap() {
-        let inv = j["inversion"].as_f64().unwrap_or_else(|| panic!("{name} lacks the inversion: {j}"));
+        let inv = j["inversion"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{name} lacks the inversion: {j}"));
         assert!((-1.0..=1.0).contains(&inv), "{name}: {inv}");
     }
     let sheet = image::open(dir.join("report/contact_sheet.png")).unwrap();
-    assert_eq!(sheet.width(), 104 + 4 + 4 * 68, "a name column, then inquiry, G(z_a), m = 0, m = 1");
+    assert_eq!(
+        sheet.width(),
+        104 + 4 + 4 * 68,
+        "a name column, then inquiry, G(z_a), m = 0, m = 1"
+    );
 }

@@ -16,7 +16,12 @@ fn no_parser_panics_on_mutated_inputs() {
         let o = fuzz(t, &seeds, 1, 3_000, Duration::from_secs(600), &scratch);
         assert_eq!(o.execs, 3_000, "{t:?}");
         if !o.crashes.is_empty() {
-            report.push(format!("{}: {} panicking inputs, first {:?}", t.name(), o.crashes.len(), &o.crashes[0][..o.crashes[0].len().min(200)]));
+            report.push(format!(
+                "{}: {} panicking inputs, first {:?}",
+                t.name(),
+                o.crashes.len(),
+                &o.crashes[0][..o.crashes[0].len().min(200)]
+            ));
         }
     }
     std::fs::remove_dir_all(&scratch).ok();

@@ -95,7 +95,9 @@ fn interrupted_and_sharded_runs_equal_an_uninterrupted_one() {
     assert_eq!(report["by_m"]["0.00"]["count"], 6);
     assert_eq!(report["by_m"]["inquiry"]["count"], 3);
     assert!(image::open(whole.join("similarity_histogram.png")).is_ok());
-    assert!(std::fs::read_to_string(whole.join("similarity_histogram.svg")).unwrap().contains("</svg>"));
+    assert!(std::fs::read_to_string(whole.join("similarity_histogram.svg"))
+        .unwrap()
+        .contains("</svg>"));
     // The RecordIO export reads back: 15 images labelled with their identity.
     let mut rec = cemiface_engine::data::recordio::RecordReader::open(&whole.join("train.rec")).unwrap();
     let keys = rec.image_keys().unwrap();

@@ -33,7 +33,13 @@ fn with_jobs(name: &str, hash: Option<String>, secure_cookies: bool) -> AppState
         default_generator: dir.join("none"),
         executor: Default::default(),
     };
-    let jobs = Jobs::start(settings, hash, secure_cookies, WebhookPolicy::new(false, None).unwrap()).unwrap();
+    let jobs = Jobs::start(
+        settings,
+        hash,
+        secure_cookies,
+        WebhookPolicy::new(false, None).unwrap(),
+    )
+    .unwrap();
     state(dir).with_jobs(jobs)
 }
 
@@ -61,7 +67,10 @@ async fn healthz_reports_version_device_and_each_asset_state() {
     assert!(v["cpu_threads"].as_u64().unwrap() >= 1);
     // No generator and no job store here: the status says so instead of looking all green.
     assert_eq!(v["generator"], Value::Null);
-    assert!(v["generator_problem"].as_str().is_some_and(|p| !p.is_empty()), "{v}");
+    assert!(
+        v["generator_problem"].as_str().is_some_and(|p| !p.is_empty()),
+        "{v}"
+    );
     assert_eq!(v["admin_enabled"], false);
     for group in [
         "dlib-resnet",
@@ -133,9 +142,16 @@ async fn status_page_renders_the_asset_table_on_the_server() {
 async fn every_response_carries_the_security_headers() {
     let st = state(common::temp_dir("headers"));
     for uri in ["/", "/healthz", "/status", "/no-such-page", "/api/admin/jobs"] {
-        let res = router(st.clone()).oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
+        let res = router(st.clone())
+            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
         for (name, value) in cemiface_server::web::router::SECURITY_HEADERS {
-            assert_eq!(res.headers().get(name).and_then(|v| v.to_str().ok()), Some(value), "{uri}: {name}");
+            assert_eq!(
+                res.headers().get(name).and_then(|v| v.to_str().ok()),
+                Some(value),
+                "{uri}: {name}"
+            );
         }
     }
 }
@@ -165,7 +181,11 @@ async fn the_status_server_function_answers_with_the_healthz_data() {
 /// `serve::run` on 127.0.0.1 with one-second limits; returns its address and a shutdown trigger.
 async fn serve_on_loopback(
     st: AppState,
-) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -174,7 +194,9 @@ async fn serve_on_loopback(
         body_idle: std::time::Duration::from_secs(1),
     };
     let task = tokio::spawn(async move {
-        cemiface_server::web::router::run(listener, st, async { drop(rx.await) }, limits).await.unwrap();
+        cemiface_server::web::router::run(listener, st, async { drop(rx.await) }, limits)
+            .await
+            .unwrap();
     });
     (addr, tx, task)
 }
@@ -197,16 +219,28 @@ async fn slow_headers_and_stalled_bodies_are_cut_off() {
 
     // A complete request is served.
     let mut ok = tokio::net::TcpStream::connect(addr).await.unwrap();
-    ok.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
-    let answer = read_until_closed(&mut ok).await.expect("a complete request is answered");
+    ok.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_until_closed(&mut ok)
+        .await
+        .expect("a complete request is answered");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 
     // Half a request line and never the rest: closed after the header timeout (1 s here).
     let t = std::time::Instant::now();
     let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
-    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
-    let got = read_until_closed(&mut slow).await.expect("a slow-header connection is closed");
-    assert!(t.elapsed() < std::time::Duration::from_secs(5), "closed after {:?}", t.elapsed());
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let got = read_until_closed(&mut slow)
+        .await
+        .expect("a slow-header connection is closed");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(5),
+        "closed after {:?}",
+        t.elapsed()
+    );
     assert!(!got.contains(" 200 "), "{got}");
 
     // A body that promises 1000 bytes and stops after 10: the request fails, the socket closes.
@@ -216,13 +250,22 @@ async fn slow_headers_and_stalled_bodies_are_cut_off() {
         .write_all(b"POST /api/admin/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"password\"")
         .await
         .unwrap();
-    let got = read_until_closed(&mut stall).await.expect("a stalled body ends the request");
-    assert!(t.elapsed() < std::time::Duration::from_secs(5), "ended after {:?}", t.elapsed());
+    let got = read_until_closed(&mut stall)
+        .await
+        .expect("a stalled body ends the request");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(5),
+        "ended after {:?}",
+        t.elapsed()
+    );
     assert!(!got.contains(" 200 "), "{got}");
 
     // Shutdown waits for nothing that is idle and returns.
     stop.send(()).unwrap();
-    tokio::time::timeout(std::time::Duration::from_secs(10), task).await.unwrap().unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,12 +273,22 @@ async fn with_secure_cookies_every_cookie_is_secure() {
     let (hash, password) = common::admin_hash();
     let st = with_jobs("secure-cookies", Some(hash), true);
     let cookies = |res: &axum::response::Response| -> Vec<String> {
-        res.headers().get_all(header::SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_owned()).collect()
+        res.headers()
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
     };
     // The demo's client cookie, set on a first visit.
-    let res = router(st.clone()).oneshot(Request::get("/healthz").body(Body::empty()).unwrap()).await.unwrap();
+    let res = router(st.clone())
+        .oneshot(Request::get("/healthz").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
     let demo = cookies(&res);
-    assert!(demo.len() == 1 && demo[0].starts_with("cemiface_client="), "{demo:?}");
+    assert!(
+        demo.len() == 1 && demo[0].starts_with("cemiface_client="),
+        "{demo:?}"
+    );
     // The admin session cookie, set at login.
     let login = Request::post("/api/admin/login")
         .header(header::CONTENT_TYPE, "application/json")
@@ -246,7 +299,10 @@ async fn with_secure_cookies_every_cookie_is_secure() {
     let all: Vec<String> = demo.into_iter().chain(cookies(&res)).collect();
     assert!(all.len() >= 2, "{all:?}");
     for c in &all {
-        assert!(c.contains("; Secure") && c.contains("HttpOnly") && c.contains("SameSite=Strict"), "{c}");
+        assert!(
+            c.contains("; Secure") && c.contains("HttpOnly") && c.contains("SameSite=Strict"),
+            "{c}"
+        );
     }
 }
 
@@ -257,5 +313,11 @@ async fn without_an_admin_password_the_admin_api_says_it_is_off_and_how_to_turn_
     assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["error"]["code"], "admin_disabled");
-    assert!(v["error"]["message"].as_str().unwrap().contains("cemiface hash-password"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cemiface hash-password"),
+        "{v}"
+    );
 }

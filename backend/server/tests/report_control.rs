@@ -59,11 +59,20 @@ fn report_control_measures_each_m_under_both_judges_and_writes_plot_and_sheet() 
         "a name column, a caption row, 2 rows of inquiry + 3 m"
     );
     let sheet = sheet.to_rgb8();
-    assert!(cemiface_engine::report::plot::ink(&sheet, 108..256, 0..20) > 100, "column captions");
-    assert!(cemiface_engine::report::plot::ink(&sheet, 0..100, 26..98) > 50, "row names");
+    assert!(
+        cemiface_engine::report::plot::ink(&sheet, 108..256, 0..20) > 100,
+        "column captions"
+    );
+    assert!(
+        cemiface_engine::report::plot::ink(&sheet, 0..100, 26..98) > 50,
+        "row names"
+    );
     assert!(image::open(out.join("control.png")).unwrap().width() > 100);
     let svg = std::fs::read_to_string(out.join("control.svg")).unwrap();
-    assert!(svg.contains("mobileface (spearman") && svg.contains("target (y = m)"), "legend in the SVG");
+    assert!(
+        svg.contains("mobileface (spearman") && svg.contains("target (y = m)"),
+        "legend in the SVG"
+    );
 
     let bad = Command::new(env!("CARGO_BIN_EXE_cemiface"))
         .args(["report-control", "--m", "0,1.5", "--checkpoint"])

@@ -242,6 +242,23 @@ impl Trainer {
         self.weights.parameter_count()
     }
 
+    /// Starts the UNet from a guided-diffusion checkpoint (see [`crate::diffusion::unet::init`]);
+    /// only before the first step. The EMA restarts from the loaded weights.
+    pub fn init_from_checkpoint(
+        &mut self,
+        path: &std::path::Path,
+    ) -> Result<crate::diffusion::unet::init::InitReport> {
+        if self.step > 0 {
+            return Err(Error::Config(format!(
+                "--init applies to a new run; this one is at step {}",
+                self.step
+            )));
+        }
+        let report = crate::diffusion::unet::init::load_guided_diffusion(path, &self.weights.vars)?;
+        self.weights.ema = crate::optim::ema::Ema::new(&self.weights.vars, self.cfg.train.ema_max_decay)?;
+        Ok(report)
+    }
+
     /// μ of the reference faces (None when `train.centre_reference` is 0).
     pub fn identity_mean(&self) -> Option<&IdentityMean> {
         self.mean.as_ref()

@@ -4,6 +4,7 @@
 //! UNet checkpoints load as they are; the condition path lives under `cond.*` (see `condition.rs`).
 
 pub mod attention;
+pub mod init;
 pub mod res_block;
 
 use candle_core::{Module, Tensor};

@@ -42,7 +42,11 @@ impl Screen {
 
 /// The context of a command run from the terminal; `label` names its progress bar.
 pub fn console(label: &'static str) -> JobCtx {
-    let screen = Mutex::new(Screen { label, bar: None, detail: None });
+    let screen = Mutex::new(Screen {
+        label,
+        bar: None,
+        detail: None,
+    });
     JobCtx::new(StopSwitch::default(), move |e| {
         screen.lock().unwrap_or_else(|p| p.into_inner()).show(e);
     })

@@ -36,13 +36,25 @@ impl Progress {
         let label = label.into();
         let out = if tty {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-            let bar = multi.add(ProgressBar::new(total).with_style(style(unit)).with_prefix(label.clone()));
+            let bar = multi.add(
+                ProgressBar::new(total)
+                    .with_style(style(unit))
+                    .with_prefix(label.clone()),
+            );
             bar.enable_steady_tick(Duration::from_millis(250));
             Output::Bars { multi, bar }
         } else {
             Output::Lines { last: None }
         };
-        Self { out, label, unit, total, done: 0, resumed_at: 0, started: Instant::now() }
+        Self {
+            out,
+            label,
+            unit,
+            total,
+            done: 0,
+            resumed_at: 0,
+            started: Instant::now(),
+        }
     }
 
     /// The same display for a resumed run that had `done` units finished already.
@@ -95,7 +107,11 @@ impl Progress {
     pub fn sub(&self, label: impl Into<String>, unit: &'static str, total: u64) -> Option<ProgressBar> {
         match &self.out {
             Output::Bars { multi, .. } => {
-                let b = multi.add(ProgressBar::new(total).with_style(style(unit)).with_prefix(label.into()));
+                let b = multi.add(
+                    ProgressBar::new(total)
+                        .with_style(style(unit))
+                        .with_prefix(label.into()),
+                );
                 Some(b)
             }
             Output::Lines { .. } => None,
@@ -147,13 +163,23 @@ mod tests {
     #[test]
     fn plain_lines_report_counts_and_eta() {
         let mut p = Progress::with_terminal("generating", "img", 4, false);
-        assert!(p.sub("identity 0", "step", 20).is_none(), "no second bar in a log");
+        assert!(
+            p.sub("identity 0", "step", 20).is_none(),
+            "no second bar in a log"
+        );
         p.advance(1);
         let l = p.line();
-        assert!(l.starts_with("generating [######------------------] 1/4 img | "), "{l}");
+        assert!(
+            l.starts_with("generating [######------------------] 1/4 img | "),
+            "{l}"
+        );
         assert!(l.contains(" img/s | ETA "), "{l}");
         p.advance(3);
-        assert!(p.line().contains("[########################] 4/4 img"), "{}", p.line());
+        assert!(
+            p.line().contains("[########################] 4/4 img"),
+            "{}",
+            p.line()
+        );
         // A resumed run counts what was done before it, but not into its rate.
         let p = Progress::with_terminal("generating", "img", 80, false).resumed(32);
         let l = p.line();

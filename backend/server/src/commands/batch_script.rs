@@ -24,7 +24,10 @@ pub struct SbatchOptions {
 
 /// `s` quoted for a POSIX shell.
 pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./:=,@%+".contains(&b)) {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=,@%+".contains(&b))
+    {
         s.to_owned()
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
@@ -50,7 +53,12 @@ pub fn sbatch(argv: &[String], shards: usize, opts: &SbatchOptions) -> anyhow::R
     check_shards(shards)?;
     let prog = shell_quote(&program(opts));
     let args: Vec<String> = argv.iter().map(|a| shell_quote(a)).collect();
-    let mut s = header(opts, "cemiface-generate", "cemiface-%A_%a.log", Some(&format!("0-{}", shards - 1)));
+    let mut s = header(
+        opts,
+        "cemiface-generate",
+        "cemiface-%A_%a.log",
+        Some(&format!("0-{}", shards - 1)),
+    );
     s += &format!(
         "# Select the identities once, before submitting:\n#   {prog} generate {} --prepare-only\n\
          # and merge once after every task is done (writes manifest, report and .rec):\n#   {prog} generate {}\n",
@@ -68,7 +76,10 @@ pub fn sbatch(argv: &[String], shards: usize, opts: &SbatchOptions) -> anyhow::R
 /// `#!/bin/bash` and the `#SBATCH` lines of `opts` (with these defaults, and an array if given).
 fn header(opts: &SbatchOptions, name: &str, output: &str, array: Option<&str>) -> String {
     let mut s = String::from("#!/bin/bash\n");
-    s += &format!("#SBATCH --job-name={}\n", opts.job_name.as_deref().unwrap_or(name));
+    s += &format!(
+        "#SBATCH --job-name={}\n",
+        opts.job_name.as_deref().unwrap_or(name)
+    );
     if let Some(a) = array {
         s += &format!("#SBATCH --array={a}\n");
     }
@@ -132,7 +143,11 @@ mod tests {
     #[test]
     fn quoting_survives_a_shell() {
         for s in ["plain", "with space", "it's", "$HOME", "a\"b", "", "--m=-1,0.5"] {
-            let out = std::process::Command::new("sh").arg("-c").arg(format!("printf %s {}", shell_quote(s))).output().unwrap();
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf %s {}", shell_quote(s)))
+                .output()
+                .unwrap();
             assert_eq!(String::from_utf8(out.stdout).unwrap(), s);
         }
     }
@@ -140,18 +155,44 @@ mod tests {
     #[test]
     fn sbatch_arrays_shard_by_task_id_and_k8s_by_completion_index() {
         let argv = vec!["--out".to_owned(), "/data/my set".to_owned()];
-        let opts = SbatchOptions { partition: Some("gpu".into()), extra: vec!["--gres=gpu:1".into()], program: Some("/opt/cemiface".into()), ..Default::default() };
+        let opts = SbatchOptions {
+            partition: Some("gpu".into()),
+            extra: vec!["--gres=gpu:1".into()],
+            program: Some("/opt/cemiface".into()),
+            ..Default::default()
+        };
         let s = sbatch(&argv, 4, &opts).unwrap();
-        assert!(s.starts_with("#!/bin/bash\n#SBATCH --job-name=cemiface-generate\n#SBATCH --array=0-3\n"), "{s}");
-        assert!(s.contains("#SBATCH --partition=gpu\n#SBATCH --gres=gpu:1\n"), "{s}");
+        assert!(
+            s.starts_with("#!/bin/bash\n#SBATCH --job-name=cemiface-generate\n#SBATCH --array=0-3\n"),
+            "{s}"
+        );
+        assert!(
+            s.contains("#SBATCH --partition=gpu\n#SBATCH --gres=gpu:1\n"),
+            "{s}"
+        );
         assert!(s.ends_with("exec /opt/cemiface generate --out '/data/my set' --shard \"${SLURM_ARRAY_TASK_ID}/4\" --no-merge\n"), "{s}");
         assert!(sbatch(&argv, 0, &opts).is_err());
         let one = sbatch_single(&["train-fr".to_owned(), "--resume".to_owned()], &opts);
-        assert!(!one.contains("--array") && one.ends_with("exec /opt/cemiface train-fr --resume\n"), "{one}");
+        assert!(
+            !one.contains("--array") && one.ends_with("exec /opt/cemiface train-fr --resume\n"),
+            "{one}"
+        );
         // The manifest is JSON (valid YAML): it reads back with the fields Kubernetes needs.
         let v: serde_json::Value = serde_json::from_str(&k8s_indexed_job(&argv, 8, "gen").unwrap()).unwrap();
-        assert_eq!((v["kind"].as_str(), v["spec"]["completionMode"].as_str(), v["spec"]["completions"].as_u64()), (Some("Job"), Some("Indexed"), Some(8)));
-        let cmd = v["spec"]["template"]["spec"]["containers"][0]["command"][2].as_str().unwrap();
-        assert!(cmd.contains("--shard \"${JOB_COMPLETION_INDEX}/8\" --no-merge"), "{cmd}");
+        assert_eq!(
+            (
+                v["kind"].as_str(),
+                v["spec"]["completionMode"].as_str(),
+                v["spec"]["completions"].as_u64()
+            ),
+            (Some("Job"), Some("Indexed"), Some(8))
+        );
+        let cmd = v["spec"]["template"]["spec"]["containers"][0]["command"][2]
+            .as_str()
+            .unwrap();
+        assert!(
+            cmd.contains("--shard \"${JOB_COMPLETION_INDEX}/8\" --no-merge"),
+            "{cmd}"
+        );
     }
 }

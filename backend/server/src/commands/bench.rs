@@ -13,9 +13,9 @@ use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use cemiface_engine::diffusion::ddim::Ddim;
-use cemiface_engine::identity::dlib_resnet::DlibResNet;
 use cemiface_engine::diffusion::schedule::NoiseSchedule;
 use cemiface_engine::diffusion::unet::UNet;
+use cemiface_engine::identity::dlib_resnet::DlibResNet;
 use clap::Args;
 
 use crate::commands::diffusion::load_config;
@@ -165,7 +165,13 @@ fn torch_rows(args: &BenchArgs, python: &PathBuf) -> anyhow::Result<Vec<Row>> {
 /// `cemiface bench`.
 pub fn run_bench(args: BenchArgs, ctx: &crate::commands::ctx::JobCtx) -> anyhow::Result<()> {
     if args.demo_stream {
-        return crate::commands::bench::demo_stream::run(&args.config, args.steps, args.iters, &args.assets.assets_dir, ctx);
+        return crate::commands::bench::demo_stream::run(
+            &args.config,
+            args.steps,
+            args.iters,
+            &args.assets.assets_dir,
+            ctx,
+        );
     }
     crate::out!(
         ctx,
@@ -179,7 +185,8 @@ pub fn run_bench(args: BenchArgs, ctx: &crate::commands::ctx::JobCtx) -> anyhow:
     let Some(python) = &args.torch else {
         crate::out!(ctx, "| what | batch | seconds | images/s |\n|---|---|---|---|");
         for r in &ours {
-            crate::out!(ctx,
+            crate::out!(
+                ctx,
                 "| {} | {} | {:.3} | {:.2} |",
                 r.what,
                 r.batch,
@@ -190,14 +197,18 @@ pub fn run_bench(args: BenchArgs, ctx: &crate::commands::ctx::JobCtx) -> anyhow:
         return Ok(());
     };
     let theirs = torch_rows(&args, python)?;
-    crate::out!(ctx, "| what | batch | Candle (s) | PyTorch (s) | Candle / PyTorch | Candle images/s |");
+    crate::out!(
+        ctx,
+        "| what | batch | Candle (s) | PyTorch (s) | Candle / PyTorch | Candle images/s |"
+    );
     crate::out!(ctx, "|---|---|---|---|---|---|");
     for r in &ours {
         let t = theirs
             .iter()
             .find(|t| t.what == r.what && t.batch == r.batch)
             .map_or(f64::NAN, |t| t.seconds);
-        crate::out!(ctx,
+        crate::out!(
+            ctx,
             "| {} | {} | {:.3} | {:.3} | {:.2}× | {:.2} |",
             r.what,
             r.batch,

@@ -11,18 +11,33 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub enum Event {
     /// `done` of `total` units (steps, images, pairs) are finished.
-    Progress { done: u64, total: u64, unit: &'static str },
+    Progress {
+        done: u64,
+        total: u64,
+        unit: &'static str,
+    },
     /// Scalars of one training step (loss terms, learning rate, throughput, similarity).
-    Metrics { step: u64, values: Vec<(&'static str, f64)> },
+    Metrics {
+        step: u64,
+        values: Vec<(&'static str, f64)>,
+    },
     /// A file or folder the command produced (checkpoint, sample grid, data set, report).
-    Artifact { kind: &'static str, path: PathBuf, step: Option<u64> },
+    Artifact {
+        kind: &'static str,
+        path: PathBuf,
+        step: Option<u64>,
+    },
     /// A human-readable log line (the terminal's stderr, the job's log).
     Log(String),
     /// The command's result as text (a table, JSON, a script): the terminal's stdout, the job's log.
     Output(String),
     /// Progress of the unit in flight below the main progress (the DDIM steps of the batch being
     /// generated); a terminal draws it as a second bar, the job runner ignores it.
-    Detail { done: u64, total: u64, unit: &'static str },
+    Detail {
+        done: u64,
+        total: u64,
+        unit: &'static str,
+    },
     /// What the command is doing between progress reports (writing a checkpoint, drawing the
     /// sample grid, merging shards); the next progress report ends it.
     Phase(&'static str),
@@ -87,7 +102,10 @@ pub struct JobCtx {
 impl JobCtx {
     /// A context reporting to `sink`, stopped through `stop`.
     pub fn new(stop: StopSwitch, sink: impl Fn(Event) + Send + Sync + 'static) -> Self {
-        Self { stop, sink: Arc::new(sink) }
+        Self {
+            stop,
+            sink: Arc::new(sink),
+        }
     }
 
     pub fn emit(&self, e: Event) {
@@ -122,7 +140,11 @@ impl JobCtx {
     }
 
     pub fn artifact(&self, kind: &'static str, path: &Path, step: Option<u64>) {
-        self.emit(Event::Artifact { kind, path: path.to_owned(), step });
+        self.emit(Event::Artifact {
+            kind,
+            path: path.to_owned(),
+            step,
+        });
     }
 
     /// The stop requested, if any (checked once per step).
@@ -133,7 +155,12 @@ impl JobCtx {
     /// A training loop's step boundary: Ok(()) to go on, or the stop as an error. A pause first
     /// writes a checkpoint with `save` (unless no step ran since `first`, the resumed step, which
     /// has one already).
-    pub fn stop_point(&self, step: u64, first: u64, save: impl FnOnce() -> anyhow::Result<PathBuf>) -> anyhow::Result<()> {
+    pub fn stop_point(
+        &self,
+        step: u64,
+        first: u64,
+        save: impl FnOnce() -> anyhow::Result<PathBuf>,
+    ) -> anyhow::Result<()> {
         let Some(stop) = self.requested() else {
             return Ok(());
         };

@@ -7,29 +7,32 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use cemiface_engine::face::align::FaceAligner;
-use cemiface_engine::data::sources::tensor_image;
-use cemiface_engine::diffusion::ddim::Ddim;
-use cemiface_engine::device::{ComputeDevice, DeviceRequest};
-use cemiface_engine::identity::encoder::cosine_rows;
-use cemiface_engine::diffusion::generator::Generator;
 use cemiface_engine::data::image_io::{self, ImageLimits};
+use cemiface_engine::data::sources::tensor_image;
+use cemiface_engine::device::{ComputeDevice, DeviceRequest};
+use cemiface_engine::diffusion::ddim::Ddim;
+use cemiface_engine::diffusion::generator::Generator;
 use cemiface_engine::diffusion::latent::config::LatentConfig;
-use cemiface_engine::report::plot::{Chart, Series};
 use cemiface_engine::diffusion::schedule::NoiseSchedule;
 use cemiface_engine::diffusion::trainer::{build_encoder, build_source, TrainConfig, Trainer};
-use cemiface_engine::run_dir::{append_metrics, truncate_metrics, StepMetrics};
 use cemiface_engine::diffusion::unet::{UNet, UNetConfig};
+use cemiface_engine::face::align::FaceAligner;
+use cemiface_engine::identity::encoder::cosine_rows;
+use cemiface_engine::report::plot::{Chart, Series};
+use cemiface_engine::run_dir::{append_metrics, truncate_metrics, StepMetrics};
 use clap::Args;
 
-use crate::commands::AssetsDirArg;
 use crate::commands::ctx::JobCtx;
 use crate::commands::sample_grid::SampleGrid;
+use crate::commands::AssetsDirArg;
 use cemiface_app::units::eta;
 
 /// Named presets (files in `configs/`, compiled in).
 pub const PRESETS: [(&str, &str); 4] = [
-    ("latent-dcgan", include_str!("../../../../configs/latent-dcgan.toml")),
+    (
+        "latent-dcgan",
+        include_str!("../../../../configs/latent-dcgan.toml"),
+    ),
     ("demo-64", include_str!("../../../../configs/demo-64.toml")),
     ("paper-112", include_str!("../../../../configs/paper-112.toml")),
     ("tiny-32", include_str!("../../../../configs/tiny-32.toml")),
@@ -95,6 +98,11 @@ pub struct TrainArgs {
     /// weights into `samples/step_NNNNNNN.png`.
     #[arg(long)]
     pub sample_grid: bool,
+    /// Start the UNet from an unconditional guided-diffusion checkpoint (torch `.pt`, e.g. DCFace's
+    /// FFHQ model `ffhq_10m.pt` for paper-112); the condition path starts fresh. Pixel presets
+    /// only; a resumed run keeps its own weights.
+    #[arg(long, value_name = "CHECKPOINT.pt")]
+    pub init: Option<PathBuf>,
     /// Compute device: auto, cpu, cuda or cuda:N.
     #[arg(long, env = "CEMIFACE_DEVICE", default_value = "auto")]
     pub device: DeviceRequest,
@@ -130,9 +138,48 @@ pub fn run_train(args: TrainArgs, ctx: &JobCtx) -> anyhow::Result<()> {
     if let (true, Some(ckpt)) = (args.run.resume, &latest) {
         trainer.load(ckpt)?;
         truncate_metrics(&args.run.run_dir, trainer.step())?;
-        ctx.log(format!("resumed from {} (step {})", ckpt.display(), trainer.step()));
+        ctx.log(format!(
+            "resumed from {} (step {})",
+            ckpt.display(),
+            trainer.step()
+        ));
     }
-    std::fs::write(args.run.run_dir.join("config.toml"), toml::to_string_pretty(&cfg)?)?;
+    if let Some(init) = &args.init {
+        if trainer.step() > 0 {
+            ctx.log(format!(
+                "--init {} not applied: the run resumes at step {} with its own weights",
+                init.display(),
+                trainer.step()
+            ));
+        } else {
+            let r = trainer.init_from_checkpoint(init)?;
+            std::fs::write(
+                args.run.run_dir.join("init.json"),
+                serde_json::to_string_pretty(&r)?,
+            )?;
+            ctx.log(format!(
+                "initialised {} UNet tensors ({} values) from {}{}; condition path fresh ({} tensors){}",
+                r.loaded,
+                r.loaded_values,
+                init.display(),
+                if r.eps_half_of_learned_sigma {
+                    " (ε half of a learn_sigma output)"
+                } else {
+                    ""
+                },
+                r.fresh.len(),
+                if r.unused.is_empty() {
+                    String::new()
+                } else {
+                    format!("; unused in the file: {}", r.unused.join(", "))
+                }
+            ));
+        }
+    }
+    std::fs::write(
+        args.run.run_dir.join("config.toml"),
+        toml::to_string_pretty(&cfg)?,
+    )?;
     let total = args.run.max_steps.unwrap_or(cfg.train.steps).min(cfg.train.steps);
     ctx.log(format!(
         "training {} parameters on {} ({}), batch {}, to step {total}",
@@ -143,9 +190,23 @@ pub fn run_train(args: TrainArgs, ctx: &JobCtx) -> anyhow::Result<()> {
     ));
     let grid = args
         .sample_grid
-        .then(|| SampleGrid::new(encoder.as_ref(), &args.assets.assets_dir, cfg.model.image_size, &device.device))
+        .then(|| {
+            SampleGrid::new(
+                encoder.as_ref(),
+                &args.assets.assets_dir,
+                cfg.model.image_size,
+                &device.device,
+            )
+        })
         .transpose()?;
-    train_loop(&mut trainer, total, cfg.train.checkpoint_every, &args.run.run_dir, grid.as_ref(), ctx)
+    train_loop(
+        &mut trainer,
+        total,
+        cfg.train.checkpoint_every,
+        &args.run.run_dir,
+        grid.as_ref(),
+        ctx,
+    )
 }
 
 /// What the shared training loop drives: the pixel trainer or the latent one.
@@ -202,14 +263,14 @@ pub fn train_loop(
         let rate = done / started.elapsed().as_secs_f64();
         if m.step % 10 == 0 || m.step == total {
             let line = format!(
-            "step {}/{total} | loss {:.4} (mse {:.4}, simmat {:.4}, |m-s| {:.3}) | {:.2} it/s | ETA {}",
-            m.step,
-            m.loss,
-            m.mse,
-            m.sim_mat,
-            m.sim,
-            rate,
-            eta((total - m.step) as f64 / rate)
+                "step {}/{total} | loss {:.4} (mse {:.4}, simmat {:.4}, |m-s| {:.3}) | {:.2} it/s | ETA {}",
+                m.step,
+                m.loss,
+                m.mse,
+                m.sim_mat,
+                m.sim,
+                rate,
+                eta((total - m.step) as f64 / rate)
             );
             ctx.log(line);
         }
@@ -234,7 +295,10 @@ pub fn train_loop(
 pub fn write_loss_chart(run_dir: &Path) -> anyhow::Result<()> {
     let path = run_dir.join("metrics.jsonl");
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let rows: Vec<StepMetrics> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let rows: Vec<StepMetrics> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
     let smooth = |pick: fn(&StepMetrics) -> f32| -> Vec<(f64, f64)> {
         let mut out = Vec::with_capacity(rows.len());
         let mut sum = 0.0f64;
@@ -252,9 +316,18 @@ pub fn write_loss_chart(run_dir: &Path) -> anyhow::Result<()> {
         x_label: "step".into(),
         y_label: "loss".into(),
         series: vec![
-            Series { label: "MSE".into(), points: smooth(|m| m.mse) },
-            Series { label: "SimMat".into(), points: smooth(|m| m.sim_mat) },
-            Series { label: "|m - s|".into(), points: smooth(|m| m.sim) },
+            Series {
+                label: "MSE".into(),
+                points: smooth(|m| m.mse),
+            },
+            Series {
+                label: "SimMat".into(),
+                points: smooth(|m| m.sim_mat),
+            },
+            Series {
+                label: "|m - s|".into(),
+                points: smooth(|m| m.sim),
+            },
         ],
         ..Default::default()
     };
@@ -330,7 +403,8 @@ pub fn run_sample(args: SampleArgs, ctx: &crate::commands::ctx::JobCtx) -> anyho
         ctx.detail(s.step as u64 + 1, s.steps as u64, "DDIM step");
         ControlFlow::Continue(())
     })?;
-    crate::say!(ctx,
+    crate::say!(
+        ctx,
         "sampled {} image(s) in {:.1} s",
         ms.len(),
         started.elapsed().as_secs_f64()
@@ -342,10 +416,18 @@ pub fn run_sample(args: SampleArgs, ctx: &crate::commands::ctx::JobCtx) -> anyho
     .to_vec1()?;
     if let Some((_, reached)) = gen.inquiry_latent(&c_id)? {
         // Cached by the sampling above: the inversion's similarity bounds what m = 1 can reach.
-        crate::out!(ctx, "inquiry latent: G(z_a) reaches similarity {reached:.3} (inversion, {})", encoder.name());
+        crate::out!(
+            ctx,
+            "inquiry latent: G(z_a) reaches similarity {reached:.3} (inversion, {})",
+            encoder.name()
+        );
     }
     for (m, s) in ms.iter().zip(&sims) {
-        crate::out!(ctx, "m = {m:+.2}: achieved similarity {s:.3} ({})", encoder.name());
+        crate::out!(
+            ctx,
+            "m = {m:+.2}: achieved similarity {s:.3} ({})",
+            encoder.name()
+        );
     }
     let img = if args.m_sweep {
         let s = gen.image_size() as u32;
@@ -396,13 +478,18 @@ pub fn run_model_info(args: ModelInfoArgs, ctx: &crate::commands::ctx::JobCtx) -
     let cfg = match load_generator_config(&args.config)? {
         GeneratorConfig::Pixel(cfg) => cfg,
         GeneratorConfig::Latent(cfg) => {
-            let params = cemiface_engine::diffusion::latent::denoiser::LatentDenoiser::parameter_count(&cfg.denoiser);
+            let params =
+                cemiface_engine::diffusion::latent::denoiser::LatentDenoiser::parameter_count(&cfg.denoiser);
             let ddim = Ddim::new(NoiseSchedule::new(&cfg.schedule)?, args.steps, 1.0)?;
             let info = serde_json::json!({ "params": params, "space": "latent", "ddim_timesteps": ddim.timesteps() });
             if args.json {
                 crate::out!(ctx, "{info}");
             } else {
-                crate::out!(ctx, "{}: latent denoiser, {params} parameters (decoder: the DCGAN)", args.config);
+                crate::out!(
+                    ctx,
+                    "{}: latent denoiser, {params} parameters (decoder: the DCGAN)",
+                    args.config
+                );
                 crate::out!(ctx, "DDIM-{} timesteps: {:?}", args.steps, ddim.timesteps());
             }
             return Ok(());
@@ -416,7 +503,8 @@ pub fn run_model_info(args: ModelInfoArgs, ctx: &crate::commands::ctx::JobCtx) -
     if args.json {
         crate::out!(ctx, "{info}");
     } else {
-        crate::out!(ctx,
+        crate::out!(
+            ctx,
             "{}: {params} parameters, {:.2} GFLOPs per image per step",
             args.config,
             flops as f64 / 1e9

@@ -6,19 +6,19 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use candle_core::{Device, Tensor};
+use cemiface_engine::data::image_io::{decode, ImageLimits};
 use cemiface_engine::data::sources::image_tensor;
 use cemiface_engine::device::{ComputeDevice, DeviceRequest};
 use cemiface_engine::identity::encoder::{DlibEncoder, IResNetEncoder, IdentityEncoder};
-use cemiface_engine::data::image_io::{decode, ImageLimits};
 use cemiface_engine::recognition::iresnet::IResNet;
 use cemiface_engine::recognition::verification::verify;
 use cemiface_engine::{checkpoint, data::insightface_bin};
 use clap::Args;
 use serde_json::json;
 
-use crate::commands::AssetsDirArg;
 use crate::commands::ctx::{JobCtx, Stop};
 use crate::commands::identity::Arch;
+use crate::commands::AssetsDirArg;
 
 /// Options of `cemiface eval`.
 #[derive(Debug, Args)]
@@ -127,7 +127,16 @@ pub fn run_eval(args: EvalArgs, ctx: &JobCtx) -> anyhow::Result<()> {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let emb = embed_all(enc.as_ref(), &set.images, &name, args.batch, &dev, ctx, &mut done, total)?;
+        let emb = embed_all(
+            enc.as_ref(),
+            &set.images,
+            &name,
+            args.batch,
+            &dev,
+            ctx,
+            &mut done,
+            total,
+        )?;
         if args.save_embeddings.is_some() {
             saved.insert(name.clone(), json!({"embeddings": emb, "same": set.same}));
         }
@@ -166,7 +175,8 @@ pub fn run_eval(args: EvalArgs, ctx: &JobCtx) -> anyhow::Result<()> {
     } else {
         crate::out!(ctx, "| set | accuracy (%) | std | threshold |\n|---|---|---|---|");
         for (n, r) in &results {
-            crate::out!(ctx,
+            crate::out!(
+                ctx,
                 "| {n} | {:.2} | {:.2} | {:.2} |",
                 100.0 * r.accuracy,
                 100.0 * r.std,
@@ -178,7 +188,8 @@ pub fn run_eval(args: EvalArgs, ctx: &JobCtx) -> anyhow::Result<()> {
         let key = |n: &str| n.to_ascii_lowercase().replace('-', "_");
         if results.len() == 5 && five.iter().all(|f| results.keys().any(|n| key(n) == *f)) {
             // CemiFace's gap to real data: CASIA-WebFace with the same recipe averages 94.26.
-            crate::out!(ctx,
+            crate::out!(
+                ctx,
                 "five-benchmark AVG {:.2}; GtR (CemiFace, vs CASIA-WebFace 94.26) {:.2}",
                 100.0 * average,
                 94.26 - 100.0 * average

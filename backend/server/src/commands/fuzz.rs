@@ -35,7 +35,14 @@ pub enum Target {
 }
 
 impl Target {
-    pub const ALL: [Target; 6] = [Self::Recordio, Self::Bin, Self::Tfjs, Self::Config, Self::Protocol, Self::Image];
+    pub const ALL: [Target; 6] = [
+        Self::Recordio,
+        Self::Bin,
+        Self::Tfjs,
+        Self::Config,
+        Self::Protocol,
+        Self::Image,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -77,7 +84,9 @@ impl Target {
                 // Input: u32 LE length of the manifest, the manifest JSON, then the shard `w.bin`.
                 let (manifest, shard) = split(input);
                 let path = scratch.join("manifest.json");
-                if std::fs::write(&path, manifest).is_ok() && std::fs::write(scratch.join("w.bin"), shard).is_ok() {
+                if std::fs::write(&path, manifest).is_ok()
+                    && std::fs::write(scratch.join("w.bin"), shard).is_ok()
+                {
                     let _ = tfjs::load(&path, &candle_core::Device::Cpu);
                 }
             }
@@ -100,7 +109,11 @@ impl Target {
                 let _ = decode_frame(input);
             }
             Self::Image => {
-                let limits = image_io::ImageLimits { max_pixels: 4_000_000, max_side: 4096, max_decoded_bytes: 64 << 20 };
+                let limits = image_io::ImageLimits {
+                    max_pixels: 4_000_000,
+                    max_side: 4096,
+                    max_decoded_bytes: 64 << 20,
+                };
                 let _ = image_io::decode(input, "fuzz", limits);
             }
         }
@@ -126,7 +139,10 @@ pub fn corpus(dir: &Path, target: Target) -> anyhow::Result<Vec<Vec<u8>>> {
         .collect();
     files.sort();
     anyhow::ensure!(!files.is_empty(), "{}: the corpus is empty", d.display());
-    files.iter().map(|p| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))).collect()
+    files
+        .iter()
+        .map(|p| std::fs::read(p).with_context(|| format!("cannot read {}", p.display())))
+        .collect()
 }
 
 /// What one target's run did.
@@ -142,8 +158,18 @@ pub struct Outcome {
 
 /// Runs `target` until `execs` inputs or `time` have passed (whichever is first): the corpus as
 /// is, then mutants. Panics are caught and their inputs kept.
-pub fn fuzz(target: Target, seeds: &[Vec<u8>], seed: u64, execs: u64, time: Duration, scratch: &Path) -> Outcome {
-    let mut m = Mutator::new(seed ^ (target as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15), target.text());
+pub fn fuzz(
+    target: Target,
+    seeds: &[Vec<u8>],
+    seed: u64,
+    execs: u64,
+    time: Duration,
+    scratch: &Path,
+) -> Outcome {
+    let mut m = Mutator::new(
+        seed ^ (target as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        target.text(),
+    );
     let start = Instant::now();
     let (mut n, mut crashes) = (0u64, Vec::new());
     let previous = std::panic::take_hook();
@@ -159,7 +185,13 @@ pub fn fuzz(target: Target, seeds: &[Vec<u8>], seed: u64, execs: u64, time: Dura
         n += 1;
     }
     std::panic::set_hook(previous);
-    Outcome { target, corpus: seeds.len(), execs: n, seconds: start.elapsed().as_secs_f64(), crashes }
+    Outcome {
+        target,
+        corpus: seeds.len(),
+        execs: n,
+        seconds: start.elapsed().as_secs_f64(),
+        crashes,
+    }
 }
 
 /// Options of `cemiface fuzz`.
@@ -185,8 +217,15 @@ pub struct FuzzArgs {
     pub crashes: PathBuf,
 }
 
-pub fn run_fuzz(args: FuzzArgs, ctx: &crate::commands::ctx::JobCtx) -> anyhow::Result<std::process::ExitCode> {
-    let targets = if args.targets.is_empty() { Target::ALL.to_vec() } else { args.targets.clone() };
+pub fn run_fuzz(
+    args: FuzzArgs,
+    ctx: &crate::commands::ctx::JobCtx,
+) -> anyhow::Result<std::process::ExitCode> {
+    let targets = if args.targets.is_empty() {
+        Target::ALL.to_vec()
+    } else {
+        args.targets.clone()
+    };
     let scratch = std::env::temp_dir().join(format!("cemiface-fuzz-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).with_context(|| format!("cannot create {}", scratch.display()))?;
     crate::out!(ctx, "| target | corpus | inputs | inputs/s | seconds | panics |");
@@ -194,8 +233,16 @@ pub fn run_fuzz(args: FuzzArgs, ctx: &crate::commands::ctx::JobCtx) -> anyhow::R
     let mut failed = false;
     for t in targets {
         let seeds = corpus(&args.corpus, t)?;
-        let o = fuzz(t, &seeds, args.seed, args.execs, Duration::from_secs(args.seconds), &scratch);
-        crate::out!(ctx,
+        let o = fuzz(
+            t,
+            &seeds,
+            args.seed,
+            args.execs,
+            Duration::from_secs(args.seconds),
+            &scratch,
+        );
+        crate::out!(
+            ctx,
             "| {} | {} | {} | {:.0} | {:.1} | {} |",
             t.name(),
             o.corpus,
@@ -214,5 +261,9 @@ pub fn run_fuzz(args: FuzzArgs, ctx: &crate::commands::ctx::JobCtx) -> anyhow::R
         }
     }
     let _ = std::fs::remove_dir_all(&scratch);
-    Ok(if failed { std::process::ExitCode::FAILURE } else { std::process::ExitCode::SUCCESS })
+    Ok(if failed {
+        std::process::ExitCode::FAILURE
+    } else {
+        std::process::ExitCode::SUCCESS
+    })
 }

@@ -6,18 +6,18 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use anyhow::{bail, Context};
+use cemiface_engine::data::image_io::{self, ImageLimits};
+use cemiface_engine::device::{ComputeDevice, DeviceRequest};
+use cemiface_engine::diffusion::generator::Generator;
 use cemiface_engine::synth::generation::{
     generate_identity, read_manifest, write_atomic, DatasetDir, GenerationSettings, ImageFormat, Shard,
 };
-use cemiface_engine::synth::report::{write_recordio, write_summary};
-use cemiface_engine::device::{ComputeDevice, DeviceRequest};
-use cemiface_engine::diffusion::generator::Generator;
-use cemiface_engine::data::image_io::{self, ImageLimits};
 use cemiface_engine::synth::inquiry::{default_threshold, select_until, Inquiry, InquirySource};
+use cemiface_engine::synth::report::{write_recordio, write_summary};
 use clap::Args;
 
-use crate::commands::AssetsDirArg;
 use crate::commands::ctx::{JobCtx, Stop};
+use crate::commands::AssetsDirArg;
 
 /// `i/N`: this process does identities i, i+N, i+2N, …
 #[derive(Debug, Clone, Copy)]
@@ -184,7 +184,10 @@ impl GenerateArgs {
             opt("unique-threshold", t.to_string());
         }
         opt("images-per-identity", self.images_per_identity.to_string());
-        opt("m", self.m.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(","));
+        opt(
+            "m",
+            self.m.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(","),
+        );
         opt("steps", self.steps.to_string());
         opt("eta", self.eta.to_string());
         opt("batch", self.batch.to_string());
@@ -192,10 +195,13 @@ impl GenerateArgs {
         if let Some(c) = self.inquiry_copies {
             opt("inquiry-copies", c.to_string());
         }
-        opt("format", match self.format {
-            FormatArg::Png => "png".into(),
-            FormatArg::Jpeg => "jpeg".into(),
-        });
+        opt(
+            "format",
+            match self.format {
+                FormatArg::Png => "png".into(),
+                FormatArg::Jpeg => "jpeg".into(),
+            },
+        );
         opt("device", self.device.to_string());
         opt("assets-dir", self.assets.assets_dir.display().to_string());
         if self.rec {
@@ -218,11 +224,17 @@ pub fn run_generate(args: GenerateArgs, ctx: &JobCtx) -> anyhow::Result<()> {
         }
     }
     if let Some(n) = args.print_sbatch {
-        ctx.output(crate::commands::batch_script::sbatch(&args.to_argv(), n, &Default::default())?.trim_end());
+        ctx.output(
+            crate::commands::batch_script::sbatch(&args.to_argv(), n, &Default::default())?.trim_end(),
+        );
         return Ok(());
     }
     if let Some(n) = args.print_k8s {
-        crate::out!(ctx, "{}", crate::commands::batch_script::k8s_indexed_job(&args.to_argv(), n, "cemiface-generate")?);
+        crate::out!(
+            ctx,
+            "{}",
+            crate::commands::batch_script::k8s_indexed_job(&args.to_argv(), n, "cemiface-generate")?
+        );
         return Ok(());
     }
     let shard = match args.shard {
@@ -233,9 +245,11 @@ pub fn run_generate(args: GenerateArgs, ctx: &JobCtx) -> anyhow::Result<()> {
     let dev = ComputeDevice::select(args.device)?;
     let gen = Generator::load(&args.checkpoint, args.raw, &args.assets.assets_dir, &dev.device)?;
     let encoder = gen.encoder();
-    let copies = args
-        .inquiry_copies
-        .unwrap_or(if source == InquirySource::Random { 0 } else { cemiface_app::components::launch_form::DEFAULT_INQUIRY_COPIES });
+    let copies = args.inquiry_copies.unwrap_or(if source == InquirySource::Random {
+        0
+    } else {
+        cemiface_app::components::launch_form::DEFAULT_INQUIRY_COPIES
+    });
     let settings = GenerationSettings {
         images_per_identity: args.images_per_identity,
         m: args.m.clone(),
@@ -272,7 +286,16 @@ pub fn run_generate(args: GenerateArgs, ctx: &JobCtx) -> anyhow::Result<()> {
         )?;
     }
     let stop = || ctx.requested().is_some();
-    let Some(inquiries) = load_or_select_inquiries(&args, &dir, &source, encoder.as_ref(), &gen, &dev.device, &stop, ctx)?
+    let Some(inquiries) = load_or_select_inquiries(
+        &args,
+        &dir,
+        &source,
+        encoder.as_ref(),
+        &gen,
+        &dev.device,
+        &stop,
+        ctx,
+    )?
     else {
         // Stopped during the selection: nothing was written, a resume selects again.
         return Err(ctx.requested().unwrap_or(Stop::Cancelled).into());
@@ -281,7 +304,8 @@ pub fn run_generate(args: GenerateArgs, ctx: &JobCtx) -> anyhow::Result<()> {
         bail!("--inquiry-copies {copies}: random identities have no face to copy; pass --inquiry-copies 0");
     }
     if args.prepare_only {
-        crate::say!(ctx,
+        crate::say!(
+            ctx,
             "prepared {}: {} identities in inquiries.json; start the shards with the same options",
             dir.root.display(),
             inquiries.len()
@@ -352,11 +376,19 @@ pub fn run_generate(args: GenerateArgs, ctx: &JobCtx) -> anyhow::Result<()> {
         ctx.artifact("report", &dir.root.join("report.json"), None);
         ctx.artifact("plot", &dir.root.join("similarity_histogram.png"), None);
         ctx.artifact("dataset", &dir.root, None);
-        crate::out!(ctx, "| m | images | mean similarity | std | min | max |\n|---|---|---|---|---|---|");
+        crate::out!(
+            ctx,
+            "| m | images | mean similarity | std | min | max |\n|---|---|---|---|---|---|"
+        );
         for (m, s) in &report.by_m {
-            crate::out!(ctx,
+            crate::out!(
+                ctx,
                 "| {m} | {} | {:.3} | {:.3} | {:.3} | {:.3} |",
-                s.count, s.mean, s.std, s.min, s.max
+                s.count,
+                s.mean,
+                s.std,
+                s.min,
+                s.max
             );
         }
         ctx.log(format!(
@@ -422,7 +454,8 @@ fn load_or_select_inquiries(
         stats.rejected_similar
     );
     if list.len() < args.identities {
-        crate::say!(ctx,
+        crate::say!(
+            ctx,
             "note: the source holds only {} identities unique at {threshold}",
             list.len()
         );

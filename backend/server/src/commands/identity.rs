@@ -4,11 +4,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use candle_core::{Device, Tensor};
-use cemiface_engine::face::align::FaceAligner;
 use cemiface_engine::checkpoint;
-use cemiface_engine::data::sources::image_tensor;
-use cemiface_engine::identity::encoder::{cosine_matrix, l2_normalize, DlibEncoder, IResNetEncoder, IdentityEncoder};
 use cemiface_engine::data::image_io::{self, ImageLimits};
+use cemiface_engine::data::sources::image_tensor;
+use cemiface_engine::face::align::FaceAligner;
+use cemiface_engine::identity::encoder::{
+    cosine_matrix, l2_normalize, DlibEncoder, IResNetEncoder, IdentityEncoder,
+};
 use cemiface_engine::recognition::iresnet::{IResNet, IResNetConfig};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
@@ -87,11 +89,16 @@ fn read_photo(path: &Path) -> anyhow::Result<image::RgbImage> {
     Ok(image_io::read(path, ImageLimits::default())?)
 }
 
-fn align_one(aligner: &FaceAligner, path: &Path, ctx: &crate::commands::ctx::JobCtx) -> anyhow::Result<cemiface_engine::face::align::AlignedFace> {
+fn align_one(
+    aligner: &FaceAligner,
+    path: &Path,
+    ctx: &crate::commands::ctx::JobCtx,
+) -> anyhow::Result<cemiface_engine::face::align::AlignedFace> {
     let name = path.display().to_string();
     let face = aligner.align(&read_photo(path)?, &name)?;
     if face.faces_found > 1 {
-        crate::say!(ctx,
+        crate::say!(
+            ctx,
             "note: {} faces found in {name}; using the largest",
             face.faces_found
         );
@@ -104,7 +111,8 @@ pub fn run_align(args: AlignArgs, ctx: &crate::commands::ctx::JobCtx) -> anyhow:
     let aligner = FaceAligner::load(&args.assets.assets_dir, &Device::Cpu)?;
     let face = align_one(&aligner, &args.photo, ctx)?;
     image_io::write(&face.arcface, &args.output)?;
-    crate::say!(ctx,
+    crate::say!(
+        ctx,
         "{}: face at ({:.0}, {:.0}) {:.0}×{:.0}, score {:.2} → {}",
         args.photo.display(),
         face.face.x,
@@ -216,7 +224,10 @@ pub fn run_embed(args: EmbedArgs, ctx: &crate::commands::ctx::JobCtx) -> anyhow:
         crate::out!(ctx, "{n:width$}{cells}");
     }
     if dlib.is_some() {
-        crate::out!(ctx, "L2 distance of raw descriptors (dlib: same person below 0.6):");
+        crate::out!(
+            ctx,
+            "L2 distance of raw descriptors (dlib: same person below 0.6):"
+        );
         for i in 0..names.len() {
             for j in i + 1..names.len() {
                 let d: f32 = out.raw[i]

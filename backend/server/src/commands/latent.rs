@@ -30,6 +30,13 @@ impl DiffusionTrainer for LatentTrainer {
 
 /// Trains a latent generator (see `cemiface_engine::diffusion::latent`).
 pub fn run_train_latent(args: TrainArgs, cfg: LatentConfig, ctx: &JobCtx) -> anyhow::Result<()> {
+    if let Some(init) = &args.init {
+        anyhow::bail!(
+            "--init {}: guided-diffusion checkpoints start a pixel UNet (demo-64, paper-112, tiny-32); \
+             the latent preset has no UNet",
+            init.display()
+        );
+    }
     let device = ComputeDevice::select(args.device)?;
     let latest = open_run_dir(&args.run.run_dir, args.run.resume)?;
     let assets = &args.assets.assets_dir;
@@ -40,22 +47,35 @@ pub fn run_train_latent(args: TrainArgs, cfg: LatentConfig, ctx: &JobCtx) -> any
         .clone()
         .unwrap_or_else(|| assets.join("gan-face-generate/weights.tar"));
     let gan = Dcgan::load(&gan_path, &device.device)?;
-    std::fs::write(args.run.run_dir.join("config.toml"), toml::to_string_pretty(&cfg)?)?;
+    std::fs::write(
+        args.run.run_dir.join("config.toml"),
+        toml::to_string_pretty(&cfg)?,
+    )?;
     let started = Instant::now();
     ctx.log(format!(
         "reference bank: {} anchors × {} teachers (cached in {})",
         cfg.bank.anchors,
         cfg.bank.mixes,
-        args.run.run_dir.join(cemiface_engine::diffusion::latent::bank::FILE).display()
+        args.run
+            .run_dir
+            .join(cemiface_engine::diffusion::latent::bank::FILE)
+            .display()
     ));
     let mut last_report = Instant::now();
-    let bank = Bank::load_or_build(&cfg, &gan, encoder.as_ref(), &args.run.run_dir, &device.device, |done, total| {
-        ctx.progress(done as u64, total as u64, "descriptor");
-        if last_report.elapsed().as_secs() >= 10 {
-            ctx.log(format!("reference bank: {done}/{total} descriptors"));
-            last_report = Instant::now();
-        }
-    })?;
+    let bank = Bank::load_or_build(
+        &cfg,
+        &gan,
+        encoder.as_ref(),
+        &args.run.run_dir,
+        &device.device,
+        |done, total| {
+            ctx.progress(done as u64, total as u64, "descriptor");
+            if last_report.elapsed().as_secs() >= 10 {
+                ctx.log(format!("reference bank: {done}/{total} descriptors"));
+                last_report = Instant::now();
+            }
+        },
+    )?;
     let hist = similarity_histogram(&bank.mix_s);
     ctx.log(format!(
         "reference bank ready in {:.0} s; teacher similarity histogram (−1…1, 10 bins): {hist:?}",
@@ -67,7 +87,11 @@ pub fn run_train_latent(args: TrainArgs, cfg: LatentConfig, ctx: &JobCtx) -> any
     if let (true, Some(ckpt)) = (args.run.resume, &latest) {
         trainer.load(ckpt)?;
         truncate_metrics(&args.run.run_dir, trainer.step())?;
-        ctx.log(format!("resumed from {} (step {})", ckpt.display(), trainer.step()));
+        ctx.log(format!(
+            "resumed from {} (step {})",
+            ckpt.display(),
+            trainer.step()
+        ));
     }
     ctx.log(format!(
         "training {} parameters on {}, batch {} + {} SimMat, to step {total}",
@@ -80,7 +104,14 @@ pub fn run_train_latent(args: TrainArgs, cfg: LatentConfig, ctx: &JobCtx) -> any
         .sample_grid
         .then(|| SampleGrid::new(trainer.encoder_for_grid().as_ref(), assets, 64, &device.device))
         .transpose()?;
-    train_loop(&mut trainer, total, checkpoint_every, &args.run.run_dir, grid.as_ref(), ctx)
+    train_loop(
+        &mut trainer,
+        total,
+        checkpoint_every,
+        &args.run.run_dir,
+        grid.as_ref(),
+        ctx,
+    )
 }
 
 /// Counts of values in ten equal bins over [−1, 1].

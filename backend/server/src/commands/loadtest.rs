@@ -83,9 +83,17 @@ struct Row {
     health_failures: usize,
 }
 
-pub fn run_loadtest(args: LoadtestArgs, ctx: &crate::commands::ctx::JobCtx) -> anyhow::Result<std::process::ExitCode> {
-    let photo = std::fs::read(args.assets.assets_dir.join("face_recognition/obama.jpg"))
-        .with_context(|| format!("{}: the soak uploads this photo", args.assets.assets_dir.display()))?;
+pub fn run_loadtest(
+    args: LoadtestArgs,
+    ctx: &crate::commands::ctx::JobCtx,
+) -> anyhow::Result<std::process::ExitCode> {
+    let photo =
+        std::fs::read(args.assets.assets_dir.join("face_recognition/obama.jpg")).with_context(|| {
+            format!(
+                "{}: the soak uploads this photo",
+                args.assets.assets_dir.display()
+            )
+        })?;
     let (base, pid, _server) = match &args.url {
         Some(u) => (loopback(u)?, args.pid.expect("clap requires --pid"), None),
         None => {
@@ -95,7 +103,13 @@ pub fn run_loadtest(args: LoadtestArgs, ctx: &crate::commands::ctx::JobCtx) -> a
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let rows = rt.block_on(async {
-        let t = Tester { base, pid, http: reqwest::Client::new(), photo: photo.into(), ctx: ctx.clone() };
+        let t = Tester {
+            base,
+            pid,
+            http: reqwest::Client::new(),
+            photo: photo.into(),
+            ctx: ctx.clone(),
+        };
         t.wait_ready().await?;
         let baseline = rss_mb(pid).unwrap_or(0.0);
         crate::out!(ctx, "server pid {pid}, RSS {baseline:.0} MB before the soak");
@@ -103,7 +117,10 @@ pub fn run_loadtest(args: LoadtestArgs, ctx: &crate::commands::ctx::JobCtx) -> a
         rows.push(t.phase("viewers", t.viewers(args.viewers, args.seconds)).await?);
         rows.push(t.phase("hostile", t.hostile(args.hostile, args.seconds)).await?);
         rows.push(t.phase("bombs", t.bombs(args.bombs)).await?);
-        rows.push(t.phase("uploads", t.uploads(args.uploads, args.concurrency)).await?);
+        rows.push(
+            t.phase("uploads", t.uploads(args.uploads, args.concurrency))
+                .await?,
+        );
         anyhow::Ok(rows)
     })?;
     let mut failed = false;
@@ -112,9 +129,12 @@ pub fn run_loadtest(args: LoadtestArgs, ctx: &crate::commands::ctx::JobCtx) -> a
     );
     crate::out!(ctx, "|---|---|---|---|---|---|---|---|");
     for r in &rows {
-        let ok = r.peak_mb <= args.max_rss_mb as f64 && r.p99_ms <= args.max_p99_ms as f64 && r.health_failures == 0;
+        let ok = r.peak_mb <= args.max_rss_mb as f64
+            && r.p99_ms <= args.max_p99_ms as f64
+            && r.health_failures == 0;
         failed |= !ok;
-        crate::out!(ctx,
+        crate::out!(
+            ctx,
             "| {} | {} | {:.0} | {:.0} | {:.1} | {:.1} | {} | {} |",
             r.phase,
             r.work,
@@ -126,13 +146,18 @@ pub fn run_loadtest(args: LoadtestArgs, ctx: &crate::commands::ctx::JobCtx) -> a
             if ok { "ok" } else { "FAIL" }
         );
     }
-    crate::out!(ctx,
+    crate::out!(
+        ctx,
         "\nbounds: RSS ≤ {} MB, /healthz p99 ≤ {} ms, no failed probe: {}",
         args.max_rss_mb,
         args.max_p99_ms,
         if failed { "NOT met" } else { "met" }
     );
-    Ok(if failed { std::process::ExitCode::FAILURE } else { std::process::ExitCode::SUCCESS })
+    Ok(if failed {
+        std::process::ExitCode::FAILURE
+    } else {
+        std::process::ExitCode::SUCCESS
+    })
 }
 
 /// The base URL, if its host is this machine; an error otherwise.
@@ -145,7 +170,9 @@ fn loopback(url: &str) -> anyhow::Result<String> {
         None => false,
     };
     if u.scheme() != "http" || !local {
-        anyhow::bail!("--url {url:?}: the soak only runs against http:// on this machine (127.0.0.1, ::1, localhost)");
+        anyhow::bail!(
+            "--url {url:?}: the soak only runs against http:// on this machine (127.0.0.1, ::1, localhost)"
+        );
     }
     Ok(url.trim_end_matches('/').to_owned())
 }
@@ -153,7 +180,14 @@ fn loopback(url: &str) -> anyhow::Result<String> {
 /// Resident memory of a process, from /proc.
 fn rss_mb(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
     Some(kb / 1024.0)
 }
 
@@ -189,7 +223,11 @@ impl Tester {
     }
 
     /// Runs `work` while probing health and memory; then lets the server settle for 3 s.
-    async fn phase(&self, name: &'static str, work: impl std::future::Future<Output = anyhow::Result<String>>) -> anyhow::Result<Row> {
+    async fn phase(
+        &self,
+        name: &'static str,
+        work: impl std::future::Future<Output = anyhow::Result<String>>,
+    ) -> anyhow::Result<Row> {
         crate::out!(self.ctx, "phase {name} …");
         let stop = Arc::new(AtomicBool::new(false));
         let latencies = Arc::new(Mutex::new(Vec::new()));
@@ -242,7 +280,14 @@ impl Tester {
             p99_ms: percentile(&l, 0.99),
             health_failures: failures.load(Ordering::Relaxed),
         };
-        crate::out!(self.ctx, "  {}: peak {:.0} MB, settled {:.0} MB, /healthz p99 {:.1} ms", row.work, row.peak_mb, row.settled_mb, row.p99_ms);
+        crate::out!(
+            self.ctx,
+            "  {}: peak {:.0} MB, settled {:.0} MB, /healthz p99 {:.1} ms",
+            row.work,
+            row.peak_mb,
+            row.settled_mb,
+            row.p99_ms
+        );
         Ok(row)
     }
 
@@ -252,7 +297,10 @@ impl Tester {
 
     /// POST /api/demo/upload: (status, the client cookie the server set, upload id).
     async fn upload(&self, body: Shared, cookie: Option<&str>) -> anyhow::Result<Answer> {
-        let mut rq = self.http.post(format!("{}/api/demo/upload", self.base)).body(body.to_vec());
+        let mut rq = self
+            .http
+            .post(format!("{}/api/demo/upload", self.base))
+            .body(body.to_vec());
         if let Some(c) = cookie {
             rq = rq.header("cookie", c);
         }
@@ -291,7 +339,9 @@ impl Tester {
         for _ in 0..n {
             let (url, hello) = (self.ws_url(), hello.clone());
             tasks.spawn(async move {
-                let Ok((mut ws, _)) = tokio_tungstenite::connect_async(url).await else { return };
+                let Ok((mut ws, _)) = tokio_tungstenite::connect_async(url).await else {
+                    return;
+                };
                 let mut greeted = false;
                 while let Ok(Some(Ok(m))) = tokio::time::timeout_at(deadline, ws.next()).await {
                     if !greeted && matches!(m, Message::Text(_)) {
@@ -303,7 +353,10 @@ impl Tester {
         }
         while tasks.join_next().await.is_some() {}
         let frames = frames.await?;
-        Ok(format!("{} of {n} sockets greeted, held {seconds} s; {frames} streamed frames", hello.load(Ordering::Relaxed)))
+        Ok(format!(
+            "{} of {n} sockets greeted, held {seconds} s; {frames} streamed frames",
+            hello.load(Ordering::Relaxed)
+        ))
     }
 
     async fn hostile(&self, n: usize, seconds: u64) -> anyhow::Result<String> {
@@ -343,7 +396,11 @@ impl Tester {
         let bomb: Shared = decode_bomb(5000, 5000)?.into();
         let size = bomb.len();
         let codes = futures_util::future::join_all((0..n).map(|_| self.upload(bomb.clone(), None))).await;
-        Ok(format!("{n} × {} KB PNG bombs: {}", size / 1024, histogram(codes)))
+        Ok(format!(
+            "{n} × {} KB PNG bombs: {}",
+            size / 1024,
+            histogram(codes)
+        ))
     }
 
     async fn uploads(&self, n: usize, concurrency: usize) -> anyhow::Result<String> {
@@ -351,7 +408,10 @@ impl Tester {
             .buffer_unordered(concurrency.max(1))
             .collect()
             .await;
-        Ok(format!("{n} photo uploads, {concurrency} at a time: {}", histogram(codes)))
+        Ok(format!(
+            "{n} photo uploads, {concurrency} at a time: {}",
+            histogram(codes)
+        ))
     }
 }
 
@@ -365,7 +425,11 @@ fn histogram(results: Vec<anyhow::Result<Answer>>) -> String {
         let key = r.map_or_else(|_| "error".to_owned(), |(c, ..)| c.to_string());
         *counts.entry(key).or_default() += 1;
     }
-    counts.iter().map(|(k, v)| format!("{k}×{v}")).collect::<Vec<_>>().join(", ")
+    counts
+        .iter()
+        .map(|(k, v)| format!("{k}×{v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A zero-filled `w`×`h` 16-bit RGBA PNG, written row by row (the raw image is never held).
@@ -392,10 +456,21 @@ mod tests {
 
     #[test]
     fn only_this_machine_is_a_target() {
-        for ok in ["http://127.0.0.1:3000", "http://localhost:8080/", "http://[::1]:3000", "http://127.1.2.3:9"] {
+        for ok in [
+            "http://127.0.0.1:3000",
+            "http://localhost:8080/",
+            "http://[::1]:3000",
+            "http://127.1.2.3:9",
+        ] {
             assert!(loopback(ok).is_ok(), "{ok}");
         }
-        for bad in ["http://192.0.2.1:3000", "http://example.com", "https://127.0.0.1:3000", "ftp://localhost", "nonsense"] {
+        for bad in [
+            "http://192.0.2.1:3000",
+            "http://example.com",
+            "https://127.0.0.1:3000",
+            "ftp://localhost",
+            "nonsense",
+        ] {
             assert!(loopback(bad).is_err(), "{bad}");
         }
     }
@@ -405,7 +480,10 @@ mod tests {
         let b = decode_bomb(640, 480).unwrap();
         assert!(b.len() < 8 << 10, "{} bytes", b.len());
         let img = image::load_from_memory(&b).unwrap();
-        assert_eq!((img.width(), img.height(), img.color()), (640, 480, image::ColorType::Rgba16));
+        assert_eq!(
+            (img.width(), img.height(), img.color()),
+            (640, 480, image::ColorType::Rgba16)
+        );
         assert_eq!(percentile(&[1.0, 2.0, 3.0], 0.5), 2.0);
         assert!(percentile(&[], 0.99).is_nan());
     }

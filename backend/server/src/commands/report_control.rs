@@ -9,16 +9,16 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use candle_core::Tensor;
-use cemiface_engine::face::align::FaceAligner;
-use cemiface_engine::report::control::{measure, ControlReport};
+use cemiface_engine::data::image_io::{self, ImageLimits};
 use cemiface_engine::data::sources::image_tensor;
 use cemiface_engine::device::{ComputeDevice, DeviceRequest};
-use cemiface_engine::identity::encoder::IdentityEncoder;
 use cemiface_engine::diffusion::generator::Generator;
+use cemiface_engine::face::align::FaceAligner;
 use cemiface_engine::identity::centring::{self, IdentityMean, MeanProvenance};
-use cemiface_engine::data::image_io::{self, ImageLimits};
-use cemiface_engine::synth::inquiry::{default_threshold, select, InquirySource};
+use cemiface_engine::identity::encoder::IdentityEncoder;
 use cemiface_engine::identity::mobileface::MobileFace;
+use cemiface_engine::report::control::{measure, ControlReport};
+use cemiface_engine::synth::inquiry::{default_threshold, select, InquirySource};
 use clap::Args;
 
 use crate::commands::AssetsDirArg;
@@ -79,7 +79,8 @@ pub fn run_report_control(args: ReportControlArgs, ctx: &crate::commands::ctx::J
     let gen = Generator::load(&args.checkpoint, false, assets, &dev)?;
     let size = gen.image_size();
     let e_id = gen.encoder();
-    let mobileface: std::sync::Arc<dyn IdentityEncoder> = std::sync::Arc::new(MobileFace::load(assets, &dev)?);
+    let mobileface: std::sync::Arc<dyn IdentityEncoder> =
+        std::sync::Arc::new(MobileFace::load(assets, &dev)?);
     // The independent judge is centred on the generator's own reference set, when it has one.
     let judge = match gen.reference_faces(1024)? {
         Some(faces) => {
@@ -154,10 +155,14 @@ pub fn run_report_control(args: ReportControlArgs, ctx: &crate::commands::ctx::J
     let mut report = report;
     if let Some(gan) = gen.decoder() {
         // Baseline: raw DCGAN samples (seeded, unfiltered) through the same detector.
-        let x = gan.sample(100, &mut cemiface_engine::noise::NoiseRng::new(args.seed ^ 0xFACE))?;
+        let x = gan.sample(
+            100,
+            &mut cemiface_engine::noise::NoiseRng::new(args.seed ^ 0xFACE),
+        )?;
         let mut found = 0;
         for i in 0..100 {
-            found += detector.finds_face(&cemiface_engine::data::sources::tensor_image(&x.get(i)?)?)? as usize;
+            found +=
+                detector.finds_face(&cemiface_engine::data::sources::tensor_image(&x.get(i)?)?)? as usize;
         }
         report.baseline_face_rate = Some(found as f64 / 100.0);
     }
@@ -166,7 +171,8 @@ pub fn run_report_control(args: ReportControlArgs, ctx: &crate::commands::ctx::J
         crate::out!(ctx, "{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_table(&report, ctx);
-        crate::out!(ctx,
+        crate::out!(
+            ctx,
             "→ {}/report.json, control.png (and .svg), contact_sheet.png",
             args.out.display()
         );
@@ -186,19 +192,25 @@ fn write(report: &ControlReport, args: &ReportControlArgs) -> anyhow::Result<()>
 
 fn print_table(r: &ControlReport, ctx: &crate::commands::ctx::JobCtx) {
     if !r.face_rate_by_m.is_empty() {
-        let rates: Vec<String> = r.face_rate_by_m.iter().map(|(m, f)| format!("m {m}: {f:.2}")).collect();
+        let rates: Vec<String> = r
+            .face_rate_by_m
+            .iter()
+            .map(|(m, f)| format!("m {m}: {f:.2}"))
+            .collect();
         crate::out!(ctx, "face rate (detector finds a face): {}", rates.join(", "));
         if let Some(b) = r.baseline_face_rate {
             crate::out!(ctx, "face rate of raw DCGAN samples (baseline): {b:.2}");
         }
     }
     let names: Vec<&String> = r.judges.keys().collect();
-    crate::out!(ctx,
+    crate::out!(
+        ctx,
         "{} inquiries, {} DDIM steps, mean achieved similarity (± std) per target m:",
         r.inquiries.len(),
         r.steps
     );
-    crate::out!(ctx,
+    crate::out!(
+        ctx,
         "| m | {} |",
         names.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(" | ")
     );
@@ -213,7 +225,8 @@ fn print_table(r: &ControlReport, ctx: &crate::commands::ctx::JobCtx) {
         crate::out!(ctx, "| {m:+.2} | {} |", cells.join(" | "));
     }
     for (name, j) in &r.judges {
-        crate::out!(ctx,
+        crate::out!(
+            ctx,
             "{name}: Spearman(m, achieved) = {:.3}; means {} with m",
             j.spearman,
             if j.monotonic {
@@ -223,7 +236,10 @@ fn print_table(r: &ControlReport, ctx: &crate::commands::ctx::JobCtx) {
             }
         );
         if let Some(inv) = j.inversion {
-            crate::out!(ctx, "{name}: G(z_a), the inquiry's inversion, scores {inv:+.3} (the ceiling of m = 1)");
+            crate::out!(
+                ctx,
+                "{name}: G(z_a), the inquiry's inversion, scores {inv:+.3} (the ceiling of m = 1)"
+            );
         }
     }
 }

@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use candle_core::{Device, Tensor};
-use cemiface_engine::data::sources::{image_tensor, tensor_image};
-use cemiface_engine::synth::generation::{encode, write_atomic, ImageFormat, ManifestEntry};
-use cemiface_engine::identity::encoder::IdentityEncoder;
-use cemiface_engine::diffusion::generator::Generator;
 use cemiface_engine::data::image_io::{self, ImageLimits};
+use cemiface_engine::data::sources::{image_tensor, tensor_image};
+use cemiface_engine::diffusion::generator::Generator;
+use cemiface_engine::identity::encoder::IdentityEncoder;
+use cemiface_engine::synth::generation::{encode, write_atomic, ImageFormat, ManifestEntry};
 use cemiface_engine::synth::inquiry::{default_threshold, select, Inquiry, InquirySource};
 use image::{imageops, RgbImage};
 
@@ -27,12 +27,25 @@ pub struct SampleGrid {
 }
 
 impl SampleGrid {
-    pub fn new(encoder: &dyn IdentityEncoder, assets_dir: &Path, size: usize, device: &Device) -> anyhow::Result<Self> {
+    pub fn new(
+        encoder: &dyn IdentityEncoder,
+        assets_dir: &Path,
+        size: usize,
+        device: &Device,
+    ) -> anyhow::Result<Self> {
         let source = InquirySource::Dcgan {
             weights: assets_dir.join("gan-face-generate/weights.tar"),
         };
-        let (inquiries, _) = select(&source, 4, default_threshold(encoder), encoder, size, GRID_SEED, device)
-            .context("choosing the sample grid's identities")?;
+        let (inquiries, _) = select(
+            &source,
+            4,
+            default_threshold(encoder),
+            encoder,
+            size,
+            GRID_SEED,
+            device,
+        )
+        .context("choosing the sample grid's identities")?;
         Ok(Self {
             inquiries,
             assets_dir: assets_dir.to_path_buf(),
@@ -60,7 +73,12 @@ impl SampleGrid {
             }
             for c in 0..GRID_M.len() {
                 let img = tensor_image(&x.get(c)?)?;
-                imageops::replace(&mut sheet, &img, ((c as u32 + 1) * s) as i64, (r as u32 * s) as i64);
+                imageops::replace(
+                    &mut sheet,
+                    &img,
+                    ((c as u32 + 1) * s) as i64,
+                    (r as u32 * s) as i64,
+                );
             }
         }
         let path = run_dir.join("samples").join(format!("step_{step:07}.png"));
@@ -72,7 +90,12 @@ impl SampleGrid {
 
 /// A contact sheet of a generated data set: up to `rows` identities (one per row, in identity
 /// order), the first `cols` images of each. Written to `root/sample_grid.png`.
-pub fn dataset_grid(root: &Path, entries: &[ManifestEntry], rows: usize, cols: usize) -> anyhow::Result<PathBuf> {
+pub fn dataset_grid(
+    root: &Path,
+    entries: &[ManifestEntry],
+    rows: usize,
+    cols: usize,
+) -> anyhow::Result<PathBuf> {
     let mut by_id: std::collections::BTreeMap<usize, Vec<&ManifestEntry>> = Default::default();
     for e in entries.iter().filter(|e| e.m.is_some()) {
         by_id.entry(e.identity).or_default().push(e);
@@ -92,7 +115,12 @@ pub fn dataset_grid(root: &Path, entries: &[ManifestEntry], rows: usize, cols: u
     for (r, row) in picked.iter().enumerate() {
         for (c, e) in row.iter().enumerate() {
             let img = image_io::read(&root.join(&e.file), ImageLimits::default())?;
-            imageops::replace(&mut sheet, &img, (c as u32 * side) as i64, (r as u32 * side) as i64);
+            imageops::replace(
+                &mut sheet,
+                &img,
+                (c as u32 * side) as i64,
+                (r as u32 * side) as i64,
+            );
         }
     }
     let path = root.join("sample_grid.png");

@@ -65,14 +65,21 @@ pub fn run_train_fr(args: TrainFrArgs, ctx: &JobCtx) -> anyhow::Result<()> {
     if let (true, Some(ckpt)) = (args.run.resume, &latest) {
         trainer.load(ckpt)?;
         history = read_metrics(&metrics_path, trainer.step());
-        ctx.log(format!("resumed from {} (step {})", ckpt.display(), trainer.step()));
+        ctx.log(format!(
+            "resumed from {} (step {})",
+            ckpt.display(),
+            trainer.step()
+        ));
     }
     let lines: String = history
         .iter()
         .map(|m| serde_json::to_string(m).unwrap() + "\n")
         .collect();
     std::fs::write(&metrics_path, lines)?;
-    std::fs::write(args.run.run_dir.join("config.toml"), toml::to_string_pretty(&cfg)?)?;
+    std::fs::write(
+        args.run.run_dir.join("config.toml"),
+        toml::to_string_pretty(&cfg)?,
+    )?;
     let total = args.run.max_steps.unwrap_or(u64::MAX).min(trainer.total_steps());
     ctx.log(format!(
         "training {:?}-{} + {:?} on {} ({}), batch {}, {} steps per epoch, to step {total}",
@@ -94,7 +101,11 @@ pub fn run_train_fr(args: TrainFrArgs, ctx: &JobCtx) -> anyhow::Result<()> {
         writeln!(log, "{}", serde_json::to_string(&m)?)?;
         ctx.metrics(
             m.step,
-            vec![("loss", m.loss as f64), ("accuracy", m.accuracy as f64), ("lr", m.lr)],
+            vec![
+                ("loss", m.loss as f64),
+                ("accuracy", m.accuracy as f64),
+                ("lr", m.lr),
+            ],
         );
         ctx.progress(m.step, total, "step");
         if m.step % 10 == 0 || m.step == total {

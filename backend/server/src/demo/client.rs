@@ -76,7 +76,11 @@ impl ClientId {
 
 /// Middleware: makes sure every request has a [`ClientId`] extension, setting the cookie when the
 /// request came without one.
-pub async fn assign(State(state): State<crate::web::state::AppState>, mut req: Request, next: Next) -> Response {
+pub async fn assign(
+    State(state): State<crate::web::state::AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let (id, new) = match ClientId::from_headers(req.headers(), &state.client_key) {
         Some(id) => (id, false),
         None => (ClientId::fresh(), true),
@@ -85,7 +89,11 @@ pub async fn assign(State(state): State<crate::web::state::AppState>, mut req: R
     let mut res = next.run(req).await;
     if new {
         // `--secure-cookies` (served over https): the browser sends it back over https only.
-        let secure = if state.jobs.as_ref().is_some_and(|j| j.secure_cookies) { "; Secure" } else { "" };
+        let secure = if state.jobs.as_ref().is_some_and(|j| j.secure_cookies) {
+            "; Secure"
+        } else {
+            ""
+        };
         let cookie = format!(
             "{COOKIE_NAME}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age=31536000{secure}",
             state.client_key.sign(&id)
@@ -120,10 +128,14 @@ mod tests {
         let id = ClientId("00112233445566778899aabbccddeeff".into());
         let signed = key.sign(&id);
         let mut h = HeaderMap::new();
-        h.insert(COOKIE, HeaderValue::from_str(&format!("a=1; cemiface_client={signed}")).unwrap());
+        h.insert(
+            COOKIE,
+            HeaderValue::from_str(&format!("a=1; cemiface_client={signed}")).unwrap(),
+        );
         assert_eq!(ClientId::from_headers(&h, &key).unwrap(), id);
         // Upper-case hex of the same id and tag still verifies.
-        let upper = HeaderValue::from_str(&format!("cemiface_client={}", signed.to_ascii_uppercase())).unwrap();
+        let upper =
+            HeaderValue::from_str(&format!("cemiface_client={}", signed.to_ascii_uppercase())).unwrap();
         h.insert(COOKIE, upper);
         assert_eq!(ClientId::from_headers(&h, &key).unwrap(), id);
         // Another process's key, an unsigned id, a changed id or tag, garbage: no id.
@@ -133,7 +145,10 @@ mod tests {
         let last = if tag.ends_with('0') { '1' } else { '0' };
         let flipped = format!("{plain}.{}{last}", &tag[..31]);
         for bad in [plain, other.as_str(), flipped.as_str(), "../../etc", "a.b", ""] {
-            h.insert(COOKIE, HeaderValue::from_str(&format!("cemiface_client={bad}")).unwrap());
+            h.insert(
+                COOKIE,
+                HeaderValue::from_str(&format!("cemiface_client={bad}")).unwrap(),
+            );
             assert!(ClientId::from_headers(&h, &key).is_none(), "{bad}");
         }
         let (a, b) = (ClientId::fresh(), ClientId::fresh());

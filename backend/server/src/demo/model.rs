@@ -10,11 +10,11 @@ use std::time::Instant;
 use anyhow::Context;
 use candle_core::{Device, Tensor};
 use cemiface_app::demo_protocol::{JobRequest, ModelInfo};
-use cemiface_engine::face::align::FaceAligner;
 use cemiface_engine::data::sources::{image_tensor, tensor_image};
-use cemiface_engine::synth::generation::{encode, ImageFormat};
-use cemiface_engine::identity::encoder::{cosine_rows, l2_normalize, IdentityEncoder};
 use cemiface_engine::diffusion::generator::Generator;
+use cemiface_engine::face::align::FaceAligner;
+use cemiface_engine::identity::encoder::{cosine_rows, l2_normalize, IdentityEncoder};
+use cemiface_engine::synth::generation::{encode, ImageFormat};
 use image::RgbImage;
 
 /// A face ready to sample from: its aligned crop and identity embedding.

@@ -38,7 +38,17 @@ pub fn with_text(png: &[u8], keyword: &str, text: &str) -> Result<Vec<u8>, &'sta
     if png.len() < ihdr_end || !png.starts_with(SIGNATURE) || &png[12..16] != b"IHDR" {
         return Err("not a PNG (no signature and IHDR)");
     }
-    let latin1 = |s: &str| -> Vec<u8> { s.chars().map(|c| if (c as u32) < 256 && c != '\0' { c as u8 } else { b'?' }).collect() };
+    let latin1 = |s: &str| -> Vec<u8> {
+        s.chars()
+            .map(|c| {
+                if (c as u32) < 256 && c != '\0' {
+                    c as u8
+                } else {
+                    b'?'
+                }
+            })
+            .collect()
+    };
     let mut data = latin1(keyword);
     data.push(0);
     data.extend(latin1(text));
@@ -60,17 +70,33 @@ mod tests {
     use super::*;
 
     fn request(sweep: bool) -> JobRequest {
-        JobRequest { upload_id: "u".into(), m: 0.5, steps: 20, seed: 42, eta: 1.0, sweep }
+        JobRequest {
+            upload_id: "u".into(),
+            m: 0.5,
+            steps: 20,
+            seed: 42,
+            eta: 1.0,
+            sweep,
+        }
     }
 
     fn model() -> ModelInfo {
-        ModelInfo { image_size: 64, encoder: "dlib-resnet (centred)".into(), step: 4000, checkpoint: "models/latent-dcgan".into() }
+        ModelInfo {
+            image_size: 64,
+            encoder: "dlib-resnet (centred)".into(),
+            step: 4000,
+            checkpoint: "models/latent-dcgan".into(),
+        }
     }
 
     #[test]
     fn the_text_chunk_reads_back_with_the_png_decoder_and_the_image_is_unchanged() {
         let img = image::RgbImage::from_fn(8, 4, |x, y| image::Rgb([x as u8 * 30, y as u8 * 60, 7]));
-        let png = cemiface_engine::synth::generation::encode(&img, cemiface_engine::synth::generation::ImageFormat::Png).unwrap();
+        let png = cemiface_engine::synth::generation::encode(
+            &img,
+            cemiface_engine::synth::generation::ImageFormat::Png,
+        )
+        .unwrap();
         let text = parameters(&request(false), &model(), &[0.47]);
         let tagged = with_text(&png, KEYWORD, &text).unwrap();
 
@@ -79,17 +105,28 @@ mod tests {
         let mut buf = vec![0; reader.output_buffer_size().unwrap()];
         reader.next_frame(&mut buf).unwrap();
         let info = reader.info();
-        let chunk = info.uncompressed_latin1_text.iter().find(|t| t.keyword == KEYWORD).expect("a parameters chunk");
+        let chunk = info
+            .uncompressed_latin1_text
+            .iter()
+            .find(|t| t.keyword == KEYWORD)
+            .expect("a parameters chunk");
         assert_eq!(chunk.text, text);
         assert!(chunk.text.contains("Seed: 42"), "{}", chunk.text);
-        assert!(chunk.text.contains("Achieved similarity: +0.47"), "{}", chunk.text);
+        assert!(
+            chunk.text.contains("Achieved similarity: +0.47"),
+            "{}",
+            chunk.text
+        );
         assert_eq!(buf, img.into_raw(), "pixels unchanged");
     }
 
     #[test]
     fn a_sweep_lists_every_target_and_the_strip_size() {
         let text = parameters(&request(true), &model(), &[-0.1, 0.0, 0.1, 0.4, 0.8]);
-        assert!(text.starts_with("CemiFace: similarity target m = -1.00 -0.50 +0.00 +0.50 +1.00\n"), "{text}");
+        assert!(
+            text.starts_with("CemiFace: similarity target m = -1.00 -0.50 +0.00 +0.50 +1.00\n"),
+            "{text}"
+        );
         assert!(text.contains("Size: 320x64"), "{text}");
     }
 

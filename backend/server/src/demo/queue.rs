@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use cemiface_app::demo_protocol::{FrameMeta, JobRequest, ServerEvent, Timings, FRAME_FINAL, FRAME_PREVIEW};
 
-use crate::demo::model::Inquiry;
-use crate::web::rate_limit::RateLimiter;
-use super::DemoError;
 use super::job::Job;
 use super::model::{DemoModel, Outcome, StepPreview};
 use super::png_text;
+use super::DemoError;
+use crate::demo::model::Inquiry;
+use crate::web::rate_limit::RateLimiter;
 
 /// Queue settings (`cemiface serve` options).
 #[derive(Debug, Clone)]
@@ -90,13 +90,20 @@ impl SamplingQueue {
     }
 
     /// Queues a job for client `owner` at address `addr`, or says which limit it hit.
-    pub fn submit(&self, owner: &str, addr: &str, request: JobRequest, inquiry: Inquiry) -> Result<Arc<Job>, DemoError> {
+    pub fn submit(
+        &self,
+        owner: &str,
+        addr: &str,
+        request: JobRequest,
+        inquiry: Inquiry,
+    ) -> Result<Arc<Job>, DemoError> {
         let limits = &self.shared.limits;
         let mut st = self.state();
         let now = Instant::now();
         st.jobs
             .retain(|_, j| j.log().finished.is_none_or(|t| now - t < limits.keep_finished));
-        let active = |pick: &dyn Fn(&Job) -> bool| st.jobs.values().filter(|j| pick(j) && !j.finished()).count();
+        let active =
+            |pick: &dyn Fn(&Job) -> bool| st.jobs.values().filter(|j| pick(j) && !j.finished()).count();
         let mine = active(&|j| j.owner == owner);
         if mine >= limits.max_active_per_client {
             return Err(DemoError::too_many(format!(
@@ -119,14 +126,30 @@ impl SamplingQueue {
         let addr_key = format!("addr:{addr}");
         let per_minute = [
             (owner, limits.jobs_per_minute, "jobs per minute"),
-            (addr_key.as_str(), limits.address_jobs_per_minute, "jobs per minute from one network"),
+            (
+                addr_key.as_str(),
+                limits.address_jobs_per_minute,
+                "jobs per minute from one network",
+            ),
         ];
-        if let Err((i, wait)) = self.shared.submissions.hit_all(&per_minute.map(|(k, n, _)| (k, n))) {
+        if let Err((i, wait)) = self
+            .shared
+            .submissions
+            .hit_all(&per_minute.map(|(k, n, _)| (k, n)))
+        {
             let (_, limit, whose) = per_minute[i];
-            return Err(DemoError::too_many(format!("rate limit: {limit} {whose}; try again in {wait} s")));
+            return Err(DemoError::too_many(format!(
+                "rate limit: {limit} {whose}; try again in {wait} s"
+            )));
         }
         st.next_id += 1;
-        let job = Arc::new(Job::new(st.next_id, owner.to_owned(), addr.to_owned(), request, inquiry));
+        let job = Arc::new(Job::new(
+            st.next_id,
+            owner.to_owned(),
+            addr.to_owned(),
+            request,
+            inquiry,
+        ));
         st.jobs.insert(job.id, job.clone());
         st.waiting.push_back(job.clone());
         let (position, queue_size) = (st.waiting.len(), st.waiting.len());
@@ -272,7 +295,8 @@ fn run_job(shared: &Shared, job: &Job) {
             };
             // The result carries its settings (A1111's `parameters` text chunk).
             let text = png_text::parameters(&job.request, &shared.model.info, &last.similarity);
-            let png = png_text::with_text(&last.png, png_text::KEYWORD, &text).unwrap_or_else(|_| last.png.clone());
+            let png =
+                png_text::with_text(&last.png, png_text::KEYWORD, &text).unwrap_or_else(|_| last.png.clone());
             job.push_frame(
                 FRAME_FINAL,
                 |seq| FrameMeta {

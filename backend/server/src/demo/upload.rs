@@ -13,11 +13,11 @@ use axum::Json;
 use cemiface_app::demo_protocol::UploadReply;
 use cemiface_engine::data::image_io::{self, ImageLimits};
 
+use super::client::ClientId;
+use super::DemoError;
 use crate::web::client_addr::ClientAddr;
 use crate::web::error::AppError;
 use crate::web::state::AppState;
-use super::DemoError;
-use super::client::ClientId;
 
 fn mb(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / (1 << 20) as f64)
@@ -136,7 +136,10 @@ pub async fn upload(
     let max_pixels = demo.settings.max_pixels;
     // At most one decode per core at a time: a burst of uploads queues here instead of holding a
     // decoded image per request in memory at once.
-    let _permit = decode_slots().acquire().await.map_err(|e| AppError::Internal(e.into()))?;
+    let _permit = decode_slots()
+        .acquire()
+        .await
+        .map_err(|e| AppError::Internal(e.into()))?;
     let face = tokio::task::spawn_blocking(move || {
         let img = decode(&bytes, max_pixels)?;
         drop(bytes);

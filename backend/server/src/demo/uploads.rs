@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::DemoError;
 use super::model::PreparedFace;
+use super::DemoError;
 
 /// Most faces one client keeps at once; the oldest goes first.
 pub const PER_CLIENT: usize = 4;
@@ -92,7 +92,10 @@ impl Uploads {
                 map.remove(id);
                 Ok(())
             }
-            _ => Err(DemoError::not_found(format!("no upload {} of yours", super::ws::clip(id, 40)))),
+            _ => Err(DemoError::not_found(format!(
+                "no upload {} of yours",
+                super::ws::clip(id, 40)
+            ))),
         }
     }
 }

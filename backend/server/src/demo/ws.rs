@@ -14,12 +14,12 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::web::client_addr::ClientAddr;
-use crate::web::error::AppError;
-use crate::web::state::AppState;
 use super::client::ClientId;
 use super::job::{select, Item, Job};
 use super::{Demo, DemoError};
+use crate::web::client_addr::ClientAddr;
+use crate::web::error::AppError;
+use crate::web::state::AppState;
 
 /// Preview frames a subscriber may fall behind before older ones are skipped.
 const MAX_PREVIEW_LAG: usize = 4;
@@ -47,12 +47,20 @@ impl SocketCounts {
             return None;
         }
         *n += 1;
-        Some(SocketSlot { counts: self.clone(), client: client.to_owned() })
+        Some(SocketSlot {
+            counts: self.clone(),
+            client: client.to_owned(),
+        })
     }
 
     /// Sockets `client` holds now.
     pub fn held(&self, client: &str) -> usize {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(client).copied().unwrap_or(0)
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(client)
+            .copied()
+            .unwrap_or(0)
     }
 }
 
@@ -106,7 +114,10 @@ pub async fn connect(
         .into_response();
     };
     let addr_key = format!("addr:{}", addr.0);
-    let Some(addr_slot) = demo.sockets.open(&addr_key, demo.settings.max_sockets_per_address) else {
+    let Some(addr_slot) = demo
+        .sockets
+        .open(&addr_key, demo.settings.max_sockets_per_address)
+    else {
         return AppError::from(DemoError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_sockets",

@@ -11,20 +11,20 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use crate::web::auth::{self, hex, random_bytes, token_hash, SCOPES};
-use cemiface_app::admin_protocol::FieldError;
 use super::runner::job_dir;
 use super::spec::{JobKind, JobSpec, JobState};
-use cemiface_app::admin_protocol::{
-    ArtifactView, CreatedKey, JobDetail, JobView, KeyView, LogLine, Memory, Metrics, Presets, QueueCounts, Session,
-    SystemStatus,
-};
-use cemiface_app::demo_protocol::ModelInfo;
+use super::store::{now, JobRow, KeyLimits};
+use super::{invalid, jobs_of, parse_body, tar, Admin, Jobs, ADMIN_COOKIE};
+use crate::web::auth::{self, hex, random_bytes, token_hash, SCOPES};
 use crate::web::client_addr::ClientAddr;
 use crate::web::error::AppError;
 use crate::web::state::AppState;
-use super::store::{now, JobRow, KeyLimits};
-use super::{invalid, jobs_of, parse_body, tar, Admin, Jobs, ADMIN_COOKIE};
+use cemiface_app::admin_protocol::FieldError;
+use cemiface_app::admin_protocol::{
+    ArtifactView, CreatedKey, JobDetail, JobView, KeyView, LogLine, Memory, Metrics, Presets, QueueCounts,
+    Session, SystemStatus,
+};
+use cemiface_app::demo_protocol::ModelInfo;
 
 /// How long an admin session lasts.
 const SESSION_SECONDS: f64 = 12.0 * 3600.0;
@@ -86,7 +86,9 @@ async fn login(State(st): State<AppState>, addr: ClientAddr, body: Bytes) -> Res
             format!("too many failed login attempts from your address; retry in {wait} s"),
         )
     };
-    jobs.logins.check(&addr.0, LOGIN_FAILURES_PER_MINUTE).map_err(too_many)?;
+    jobs.logins
+        .check(&addr.0, LOGIN_FAILURES_PER_MINUTE)
+        .map_err(too_many)?;
     let req: Login = parse_body(&body)?;
     // A PBKDF2 hash of an earlier version is checked once more, then replaced by Argon2id in the store.
     let configured = token_hash(&hash);
@@ -99,8 +101,14 @@ async fn login(State(st): State<AppState>, addr: ClientAddr, body: Bytes) -> Res
     .await
     .map_err(anyhow::Error::from)?;
     if !ok {
-        jobs.logins.hit(&addr.0, LOGIN_FAILURES_PER_MINUTE).map_err(too_many)?;
-        return Err(AppError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong password"));
+        jobs.logins
+            .hit(&addr.0, LOGIN_FAILURES_PER_MINUTE)
+            .map_err(too_many)?;
+        return Err(AppError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "wrong password",
+        ));
     }
     if let Some(new_hash) = upgrade {
         jobs.store.save_upgraded_password(&configured, &new_hash)?;
@@ -111,10 +119,13 @@ async fn login(State(st): State<AppState>, addr: ClientAddr, body: Bytes) -> Res
     }
     let token = hex(&random_bytes(32));
     let csrf = hex(&random_bytes(16));
-    jobs.store.add_session(&token_hash(&token), &csrf, now() + SESSION_SECONDS)?;
+    jobs.store
+        .add_session(&token_hash(&token), &csrf, now() + SESSION_SECONDS)?;
     let mut res = Json(Session { csrf }).into_response();
-    res.headers_mut()
-        .append(header::SET_COOKIE, set_cookie(&jobs, &token, SESSION_SECONDS as i64));
+    res.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(&jobs, &token, SESSION_SECONDS as i64),
+    );
     Ok(res)
 }
 
@@ -122,7 +133,8 @@ async fn logout(admin: Admin, headers: HeaderMap) -> Result<Response, AppError> 
     let token = crate::web::auth::cookie(&headers, ADMIN_COOKIE).unwrap_or_default();
     admin.jobs.store.remove_session(&token_hash(&token))?;
     let mut res = StatusCode::NO_CONTENT.into_response();
-    res.headers_mut().append(header::SET_COOKIE, set_cookie(&admin.jobs, "", 0));
+    res.headers_mut()
+        .append(header::SET_COOKIE, set_cookie(&admin.jobs, "", 0));
     Ok(res)
 }
 
@@ -147,7 +159,9 @@ async fn create(admin: Admin, body: Bytes) -> Result<(StatusCode, Json<JobView>)
 }
 
 fn job(jobs: &Jobs, id: i64) -> Result<JobRow, AppError> {
-    jobs.store.job(id)?.ok_or_else(|| AppError::not_found(format!("no job {id}")))
+    jobs.store
+        .job(id)?
+        .ok_or_else(|| AppError::not_found(format!("no job {id}")))
 }
 
 async fn detail(admin: Admin, Path(id): Path<i64>) -> Result<Json<JobDetail>, AppError> {
@@ -159,9 +173,21 @@ async fn detail(admin: Admin, Path(id): Path<i64>) -> Result<Json<JobDetail>, Ap
             .store
             .artifacts(id)?
             .into_iter()
-            .map(|a| ArtifactView { kind: a.kind, path: a.path, step: a.step, bytes: a.bytes, created_at: a.created_at })
+            .map(|a| ArtifactView {
+                kind: a.kind,
+                path: a.path,
+                step: a.step,
+                bytes: a.bytes,
+                created_at: a.created_at,
+            })
             .collect(),
-        logs: admin.jobs.store.logs(id, 200)?.into_iter().map(|(at, line)| LogLine { at, line }).collect(),
+        logs: admin
+            .jobs
+            .store
+            .logs(id, 200)?
+            .into_iter()
+            .map(|(at, line)| LogLine { at, line })
+            .collect(),
     }))
 }
 
@@ -218,27 +244,42 @@ async fn checkpoint_tar(admin: Admin, Path((id, step)): Path<(i64, u64)>) -> Res
         .ok_or_else(|| AppError::not_found(format!("job {id} has no checkpoint at step {step}")))?;
     let rel = FsPath::new(&artifact.path);
     if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
-        return Err(AppError::not_found(format!("job {id}'s checkpoint {} is not inside its folder", artifact.path)));
+        return Err(AppError::not_found(format!(
+            "job {id}'s checkpoint {} is not inside its folder",
+            artifact.path
+        )));
     }
     let root = job_dir(admin.jobs.data_dir(), id).join(rel);
     if !root.join("state.json").is_file() {
-        return Err(AppError::not_found(format!("job {id}'s checkpoint at step {step} is gone (pruned?)")));
+        return Err(AppError::not_found(format!(
+            "job {id}'s checkpoint at step {step} is gone (pruned?)"
+        )));
     }
     let prefix = format!("cemiface-job-{id}-step{step}");
     let members = tar::members(&root, &prefix, |rel| rel.contains(".tmp")).map_err(anyhow::Error::from)?;
     let len = tar::archive_len(&members).map_err(anyhow::Error::from)?;
-    Ok(stream(len, "application/x-tar", Some(format!("{prefix}.tar")), move |send| tar::write(&members, send)))
+    Ok(stream(
+        len,
+        "application/x-tar",
+        Some(format!("{prefix}.tar")),
+        move |send| tar::write(&members, send),
+    ))
 }
 
 /// `POST /api/admin/jobs/{id}/use-as-demo`: the newest checkpoint of a finished diffusion training
 /// job becomes the demo's generator now, without a restart (until the server restarts with its
 /// `--generator`). Visitors' uploaded faces are forgotten: their C_id belongs to the old model.
-async fn use_as_demo(admin: Admin, State(st): State<AppState>, Path(id): Path<i64>) -> Result<Json<ModelInfo>, AppError> {
+async fn use_as_demo(
+    admin: Admin,
+    State(st): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<ModelInfo>, AppError> {
     let row = job(&admin.jobs, id)?;
     if row.kind != JobKind::TrainDiffusion || row.state != JobState::Succeeded {
         return Err(super::conflict(format!(
             "job {id} is a {} job ({}); only a finished train-diffusion job can serve the demo",
-            row.kind.as_str(), row.state
+            row.kind.as_str(),
+            row.state
         )));
     }
     let newest = admin
@@ -251,13 +292,24 @@ async fn use_as_demo(admin: Admin, State(st): State<AppState>, Path(id): Path<i6
         .ok_or_else(|| AppError::not_found(format!("job {id} recorded no checkpoint")))?;
     let dir = job_dir(admin.jobs.data_dir(), id).join(&newest.path);
     let (assets, device) = (st.inner.assets_dir.clone(), st.inner.device.device.clone());
-    let model = tokio::task::spawn_blocking(move || crate::demo::model::DemoModel::load(&dir, &assets, &device))
-        .await
-        .map_err(|e| AppError::Internal(e.into()))?
-        .map_err(|e| AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_checkpoint", format!("{e:#}")))?;
+    let model =
+        tokio::task::spawn_blocking(move || crate::demo::model::DemoModel::load(&dir, &assets, &device))
+            .await
+            .map_err(|e| AppError::Internal(e.into()))?
+            .map_err(|e| {
+                AppError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "bad_checkpoint",
+                    format!("{e:#}"),
+                )
+            })?;
     let info = model.info.clone();
     st.demo.replace_model(model);
-    admin.jobs.store.add_log(id, &format!("now serving the demo (step {})", info.step)).ok();
+    admin
+        .jobs
+        .store
+        .add_log(id, &format!("now serving the demo (step {})", info.step))
+        .ok();
     Ok(Json(info))
 }
 
@@ -265,7 +317,11 @@ async fn use_as_demo(admin: Admin, State(st): State<AppState>, Path(id): Path<i6
 pub async fn send_file(jobs: &Jobs, id: i64, rel: &str) -> Result<Response, AppError> {
     let rel_path = FsPath::new(rel);
     if rel.is_empty() || rel_path.components().any(|c| !matches!(c, Component::Normal(_))) {
-        return Err(AppError::new(StatusCode::BAD_REQUEST, "bad_path", "a relative path inside the job's folder"));
+        return Err(AppError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_path",
+            "a relative path inside the job's folder",
+        ));
     }
     let root = job_dir(jobs.data_dir(), id);
     let path = root.join(rel_path);
@@ -274,7 +330,10 @@ pub async fn send_file(jobs: &Jobs, id: i64, rel: &str) -> Result<Response, AppE
     let mut meta = None;
     for c in rel_path.components() {
         at.push(c);
-        meta = tokio::fs::symlink_metadata(&at).await.ok().filter(|m| !m.file_type().is_symlink());
+        meta = tokio::fs::symlink_metadata(&at)
+            .await
+            .ok()
+            .filter(|m| !m.file_type().is_symlink());
         if meta.is_none() {
             break;
         }
@@ -290,14 +349,19 @@ pub async fn send_file(jobs: &Jobs, id: i64, rel: &str) -> Result<Response, AppE
         _ => "application/octet-stream",
     };
     let size = meta.len();
-    Ok(stream(size, kind, None, move |send| tar::send_chunks(&path, size, send).map(|_| ())))
+    Ok(stream(size, kind, None, move |send| {
+        tar::send_chunks(&path, size, send).map(|_| ())
+    }))
 }
 
 /// Streams a finished generation job's data set as `cemiface-job-<id>.tar` (without `train.rec`
 /// and `train.idx`, which download on their own).
 pub async fn send_dataset(jobs: &Jobs, row: &JobRow) -> Result<Response, AppError> {
     if row.state != JobState::Succeeded {
-        return Err(super::conflict(format!("job {} is {}; its data set downloads once it succeeded", row.id, row.state)));
+        return Err(super::conflict(format!(
+            "job {} is {}; its data set downloads once it succeeded",
+            row.id, row.state
+        )));
     }
     let root = job_dir(jobs.data_dir(), row.id).join("dataset");
     if !root.is_dir() {
@@ -310,7 +374,12 @@ pub async fn send_dataset(jobs: &Jobs, row: &JobRow) -> Result<Response, AppErro
     })
     .map_err(anyhow::Error::from)?;
     let len = tar::archive_len(&members).map_err(anyhow::Error::from)?;
-    Ok(stream(len, "application/x-tar", Some(format!("{prefix}.tar")), move |send| tar::write(&members, send)))
+    Ok(stream(
+        len,
+        "application/x-tar",
+        Some(format!("{prefix}.tar")),
+        move |send| tar::write(&members, send),
+    ))
 }
 
 /// A response whose body a blocking thread writes in chunks (backpressure: 8 chunks in flight).
@@ -345,7 +414,9 @@ fn stream(
 }
 
 async fn keys(admin: Admin) -> Result<Json<Vec<KeyView>>, AppError> {
-    Ok(Json(admin.jobs.store.keys()?.into_iter().map(|k| k.view).collect()))
+    Ok(Json(
+        admin.jobs.store.keys()?.into_iter().map(|k| k.view).collect(),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -387,19 +458,34 @@ async fn create_key(admin: Admin, body: Bytes) -> Result<(StatusCode, Json<Creat
     let req: NewKey = parse_body(&body)?;
     let mut errors = Vec::new();
     if req.name.trim().is_empty() || req.name.len() > 100 {
-        errors.push(FieldError { field: "name".into(), message: "1 to 100 characters".into() });
+        errors.push(FieldError {
+            field: "name".into(),
+            message: "1 to 100 characters".into(),
+        });
     }
     if req.scopes.is_empty() || req.scopes.iter().any(|s| !SCOPES.contains(&s.as_str())) {
-        errors.push(FieldError { field: "scopes".into(), message: format!("one or more of {}", SCOPES.join(", ")) });
+        errors.push(FieldError {
+            field: "scopes".into(),
+            message: format!("one or more of {}", SCOPES.join(", ")),
+        });
     }
     if req.rate_per_minute == 0 {
-        errors.push(FieldError { field: "rate_per_minute".into(), message: "at least 1".into() });
+        errors.push(FieldError {
+            field: "rate_per_minute".into(),
+            message: "at least 1".into(),
+        });
     }
     if req.max_active_jobs == 0 {
-        errors.push(FieldError { field: "max_active_jobs".into(), message: "at least 1".into() });
+        errors.push(FieldError {
+            field: "max_active_jobs".into(),
+            message: "at least 1".into(),
+        });
     }
     if !(1..=100_000).contains(&req.max_identities) {
-        errors.push(FieldError { field: "max_identities".into(), message: "between 1 and 100000".into() });
+        errors.push(FieldError {
+            field: "max_identities".into(),
+            message: "between 1 and 100000".into(),
+        });
     }
     if !errors.is_empty() {
         return Err(invalid(errors));
@@ -420,7 +506,14 @@ async fn create_key(admin: Admin, body: Bytes) -> Result<(StatusCode, Json<Creat
         },
     )?;
     let view = admin.jobs.store.key(id)?.expect("just inserted").view;
-    Ok((StatusCode::CREATED, Json(CreatedKey { view, key, webhook_secret: secret })))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedKey {
+            view,
+            key,
+            webhook_secret: secret,
+        }),
+    ))
 }
 
 async fn revoke_key(admin: Admin, Path(id): Path<i64>) -> Result<StatusCode, AppError> {
@@ -443,7 +536,12 @@ async fn system(admin: Admin, State(st): State<AppState>) -> Result<Json<SystemS
     let mem = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let me = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let counts = admin.jobs.store.state_counts()?;
-    let count = |s: JobState| counts.iter().find(|(k, _)| k == s.as_str()).map_or(0, |(_, n)| *n);
+    let count = |s: JobState| {
+        counts
+            .iter()
+            .find(|(k, _)| k == s.as_str())
+            .map_or(0, |(_, n)| *n)
+    };
     Ok(Json(SystemStatus {
         device: st.inner.device.label.clone(),
         cuda_compiled: cemiface_engine::device::CUDA_COMPILED,
@@ -475,7 +573,11 @@ async fn events(
 ) -> Result<axum::response::Response, AppError> {
     use axum::extract::ws::Message;
     if !crate::web::auth::same_origin(&headers) {
-        return Err(AppError::new(StatusCode::FORBIDDEN, "cross_origin", "the event stream is for this server's own pages"));
+        return Err(AppError::new(
+            StatusCode::FORBIDDEN,
+            "cross_origin",
+            "the event stream is for this server's own pages",
+        ));
     }
     // A read-only feed: nothing the browser sends needs more than a small frame.
     let ws = ws.max_message_size(4 << 10).max_frame_size(4 << 10);

@@ -22,7 +22,9 @@ pub fn check(data_dir: &Path, db_path: &Path, store: &Store) -> anyhow::Result<S
     };
     let in_store = store.data_id()?;
     let jobs = data_dir.join("jobs");
-    let has_jobs = std::fs::read_dir(&jobs).map(|mut d| d.next().is_some()).unwrap_or(false);
+    let has_jobs = std::fs::read_dir(&jobs)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false);
     match (in_file, in_store) {
         (Some(f), Some(s)) if f == s => Ok(f),
         (Some(f), Some(s)) => bail!(
@@ -78,7 +80,11 @@ mod tests {
         let db = d.join("cemiface.db");
         let id = check(&d, &db, &Store::open(&db).unwrap()).unwrap();
         assert_eq!(id.len(), 32);
-        assert_eq!(check(&d, &db, &Store::open(&db).unwrap()).unwrap(), id, "stable across starts");
+        assert_eq!(
+            check(&d, &db, &Store::open(&db).unwrap()).unwrap(),
+            id,
+            "stable across starts"
+        );
         // The id file lost: rewritten from the store.
         std::fs::remove_file(d.join(FILE)).unwrap();
         assert_eq!(check(&d, &db, &Store::open(&db).unwrap()).unwrap(), id);
@@ -86,14 +92,21 @@ mod tests {
         std::fs::create_dir_all(d.join("jobs/1")).unwrap();
         std::fs::remove_file(&db).unwrap();
         std::fs::write(&db, b"").unwrap();
-        let e = check(&d, &db, &Store::open(&db).unwrap()).unwrap_err().to_string();
-        assert!(e.contains("holds job folders") && e.contains("cemiface.db") && e.contains("jobs"), "{e}");
+        let e = check(&d, &db, &Store::open(&db).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("holds job folders") && e.contains("cemiface.db") && e.contains("jobs"),
+            "{e}"
+        );
         // Another folder's store: refused.
         let other = fresh("other");
         let odb = other.join("cemiface.db");
         check(&other, &odb, &Store::open(&odb).unwrap()).unwrap();
         std::fs::copy(&odb, &db).unwrap();
-        let e = check(&d, &db, &Store::open(&db).unwrap()).unwrap_err().to_string();
+        let e = check(&d, &db, &Store::open(&db).unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("different data folders"), "{e}");
         std::fs::remove_dir_all(&d).unwrap();
         std::fs::remove_dir_all(&other).unwrap();

@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
+use super::runner::{job_dir, Executor, RunnerSettings};
+use super::spec::{job_ref, JobSpec};
+use super::store::{JobRow, Store};
 use crate::commands::ctx::JobCtx;
 use crate::commands::diffusion::{self, GeneratorConfig};
 use crate::commands::generate::{self, GenerateArgs};
 use crate::commands::{eval, train_fr, Argv};
-use super::runner::{job_dir, Executor, RunnerSettings};
-use super::spec::{job_ref, JobSpec};
-use super::store::{JobRow, Store};
 
 /// The folder of another job's output, checked to exist.
 fn job_output(settings: &RunnerSettings, reference: &str, sub: &str, what: &str) -> anyhow::Result<PathBuf> {
@@ -49,7 +49,13 @@ fn write_config(dir: &Path, cfg: &impl serde::Serialize) -> anyhow::Result<PathB
 /// Runs `job` to its end (or its stop): writes the job as a command line ([`Argv`]) and runs it
 /// here (parsed by the command's own definition) or on the cluster (the same flags in a batch
 /// script).
-pub fn execute(job: &JobRow, dir: &Path, settings: &RunnerSettings, store: &Store, ctx: &JobCtx) -> anyhow::Result<()> {
+pub fn execute(
+    job: &JobRow,
+    dir: &Path,
+    settings: &RunnerSettings,
+    store: &Store,
+    ctx: &JobCtx,
+) -> anyhow::Result<()> {
     // Cluster tasks run in another folder: they get absolute paths; local runs keep the job's
     // paths as they are (artifacts are recorded relative to the job's folder).
     let slurm = match &settings.executor {
@@ -149,7 +155,8 @@ pub fn execute(job: &JobRow, dir: &Path, settings: &RunnerSettings, store: &Stor
                 None => train_fr::run_train_fr(argv.parse()?, ctx),
                 Some(slurm) => {
                     let images = cemiface_engine::data::labelled::open(&data)?.len();
-                    let epochs_steps = (images / cfg.train.batch_size.max(1)) as u64 * cfg.train.epochs as u64;
+                    let epochs_steps =
+                        (images / cfg.train.batch_size.max(1)) as u64 * cfg.train.epochs as u64;
                     let total = t.steps.unwrap_or(u64::MAX).min(epochs_steps);
                     let run_dir = std::path::absolute(&run_dir)?;
                     super::slurm_train::run(job.id, &argv.argv(), dir, &run_dir, total, slurm, store, ctx)
@@ -163,7 +170,10 @@ pub fn execute(job: &JobRow, dir: &Path, settings: &RunnerSettings, store: &Stor
             }
             if let Some(c) = v.checkpoint.as_deref() {
                 job_output(settings, c, "run/checkpoints", "checkpoints")?;
-                argv.opt("checkpoint", path(&job_dir(&settings.data_dir, job_ref(c).expect("checked")).join("run"))?);
+                argv.opt(
+                    "checkpoint",
+                    path(&job_dir(&settings.data_dir, job_ref(c).expect("checked")).join("run"))?,
+                );
             }
             argv.opt("report", path(&dir.join("report.json"))?)
                 .opt("device", settings.device)

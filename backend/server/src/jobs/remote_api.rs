@@ -13,13 +13,13 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::web::error::AppError;
-use cemiface_app::admin_protocol::FieldError;
-use crate::web::state::AppState;
 use super::admin_api::{send_dataset, send_file};
 use super::runner::{job_dir, JobEvent};
 use super::spec::{GenerateSpec, JobSpec, JobState};
 use super::{invalid, parse_body, ApiCaller};
+use crate::web::error::AppError;
+use crate::web::state::AppState;
+use cemiface_app::admin_protocol::FieldError;
 
 /// The OpenAPI 3.1 description of this API.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -50,15 +50,19 @@ async fn submit(caller: ApiCaller, body: Bytes) -> Result<(StatusCode, Json<Valu
     let webhook_url = match v.as_object_mut().and_then(|o| o.remove("webhook_url")) {
         None | Some(Value::Null) => None,
         Some(Value::String(u)) => {
-            caller
-                .jobs
-                .webhooks
-                .check_url(&u)
-                .map_err(|m| invalid(vec![FieldError { field: "webhook_url".into(), message: m }]))?;
+            caller.jobs.webhooks.check_url(&u).map_err(|m| {
+                invalid(vec![FieldError {
+                    field: "webhook_url".into(),
+                    message: m,
+                }])
+            })?;
             Some(u)
         }
         Some(_) => {
-            return Err(invalid(vec![FieldError { field: "webhook_url".into(), message: "must be a string".into() }]))
+            return Err(invalid(vec![FieldError {
+                field: "webhook_url".into(),
+                message: "must be a string".into(),
+            }]))
         }
     };
     let g: GenerateSpec = parse_body(v.to_string().as_bytes())?;
@@ -67,8 +71,14 @@ async fn submit(caller: ApiCaller, body: Bytes) -> Result<(StatusCode, Json<Valu
     let key = &caller.key;
     if let JobSpec::Generate(g) = &spec {
         if g.identities as u64 > key.max_identities {
-            let message = format!("this key may ask for at most {} identities per job", key.max_identities);
-            return Err(invalid(vec![FieldError { field: "identities".into(), message }]));
+            let message = format!(
+                "this key may ask for at most {} identities per job",
+                key.max_identities
+            );
+            return Err(invalid(vec![FieldError {
+                field: "identities".into(),
+                message,
+            }]));
         }
     }
     let active = caller.jobs.store.active_jobs(&caller.owner())?;
@@ -95,21 +105,32 @@ async fn submit(caller: ApiCaller, body: Bytes) -> Result<(StatusCode, Json<Valu
             ),
         ));
     }
-    let id = caller.jobs.submit(&spec, &caller.owner(), false, webhook_url.as_deref())?;
+    let id = caller
+        .jobs
+        .submit(&spec, &caller.owner(), false, webhook_url.as_deref())?;
     Ok((StatusCode::ACCEPTED, Json(view(&caller, id)?)))
 }
 
 fn view(caller: &ApiCaller, id: i64) -> Result<Value, AppError> {
     let row = caller.own_job(id)?;
-    Ok(for_caller(serde_json::to_value(caller.jobs.view(&row)).expect("plain data"), id))
+    Ok(for_caller(
+        serde_json::to_value(caller.jobs.view(&row)).expect("plain data"),
+        id,
+    ))
 }
 
 /// A job view as a key holder sees it: without the owner, with the URLs to follow it.
 fn for_caller(mut v: Value, id: i64) -> Value {
     if let Some(o) = v.as_object_mut() {
         o.remove("owner");
-        o.insert("events_url".into(), json!(format!("/api/v1/generations/{id}/events")));
-        o.insert("dataset_url".into(), json!(format!("/api/v1/generations/{id}/dataset.tar")));
+        o.insert(
+            "events_url".into(),
+            json!(format!("/api/v1/generations/{id}/events")),
+        );
+        o.insert(
+            "dataset_url".into(),
+            json!(format!("/api/v1/generations/{id}/dataset.tar")),
+        );
     }
     v
 }
@@ -136,7 +157,12 @@ async fn log(caller: ApiCaller, Path(id): Path<i64>) -> Result<Json<Value>, AppE
     caller.require("read")?;
     caller.own_job(id)?;
     let lines = caller.jobs.store.logs(id, 500)?;
-    Ok(Json(lines.into_iter().map(|(at, line)| json!({"at": at, "line": line})).collect()))
+    Ok(Json(
+        lines
+            .into_iter()
+            .map(|(at, line)| json!({"at": at, "line": line}))
+            .collect(),
+    ))
 }
 
 async fn cancel(caller: ApiCaller, Path(id): Path<i64>) -> Result<StatusCode, AppError> {
@@ -160,7 +186,10 @@ async fn resume(caller: ApiCaller, Path(id): Path<i64>) -> Result<(StatusCode, J
             return Err(AppError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_jobs",
-                format!("this key may have {} jobs at once and has {active}", key.max_active_jobs),
+                format!(
+                    "this key may have {} jobs at once and has {active}",
+                    key.max_active_jobs
+                ),
             ));
         }
         if matches!(row.state, JobState::Cancelled | JobState::Failed) {
@@ -206,8 +235,16 @@ async fn file(caller: ApiCaller, Path((id, path)): Path<(i64, String)>) -> Resul
     caller.require("read")?;
     caller.own_job(id)?;
     // Only what the job recorded as an artifact, not anything in its folder.
-    if !caller.jobs.store.artifacts(id)?.iter().any(|a| a.path == path && a.kind != "dataset") {
-        return Err(AppError::not_found(format!("generation {id} has no artifact {path}")));
+    if !caller
+        .jobs
+        .store
+        .artifacts(id)?
+        .iter()
+        .any(|a| a.path == path && a.kind != "dataset")
+    {
+        return Err(AppError::not_found(format!(
+            "generation {id} has no artifact {path}"
+        )));
     }
     send_file(&caller.jobs, id, &path).await
 }
@@ -221,7 +258,11 @@ async fn dataset(caller: ApiCaller, Path(id): Path<i64>) -> Result<Response, App
 async fn recordio(caller: ApiCaller, id: i64, name: &str) -> Result<Response, AppError> {
     caller.require("read")?;
     caller.own_job(id)?;
-    if !job_dir(caller.jobs.data_dir(), id).join("dataset").join(name).is_file() {
+    if !job_dir(caller.jobs.data_dir(), id)
+        .join("dataset")
+        .join(name)
+        .is_file()
+    {
         return Err(AppError::not_found(format!(
             "generation {id} has no {name} (request it with \"rec\": true; it appears when the job succeeds)"
         )));
@@ -258,13 +299,22 @@ async fn forward(
 ) {
     // A status snapshot carries the state under "job", a state event at the top level.
     let ended = |v: &Value| {
-        let s = if v["type"] == "status" { &v["job"]["state"] } else { &v["state"] };
+        let s = if v["type"] == "status" {
+            &v["job"]["state"]
+        } else {
+            &v["state"]
+        };
         matches!(s.as_str(), Some("succeeded" | "failed" | "cancelled"))
     };
     let mut status = json!({"type": "status", "job": first});
     loop {
         let done = ended(&status);
-        if socket.send(Message::Text(status.to_string().into())).await.is_err() || done {
+        if socket
+            .send(Message::Text(status.to_string().into()))
+            .await
+            .is_err()
+            || done
+        {
             break;
         }
         status = loop {

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use cemiface_engine::device::DeviceRequest;
 use tokio::sync::broadcast;
 
-use crate::commands::ctx::{stopped, Event, JobCtx, Stop, StopSwitch};
 use super::exec;
 use super::spec::JobState;
 use super::store::{JobRow, Store};
+use crate::commands::ctx::{stopped, Event, JobCtx, Stop, StopSwitch};
 
 /// What the runner needs to know.
 #[derive(Debug, Clone)]
@@ -90,9 +90,16 @@ fn create_job_dir(dir: &Path, resume: bool) -> anyhow::Result<()> {
 impl Runner {
     /// Marks jobs a previous server left running as interrupted and starts the scheduler.
     /// `on_final` sees each job that reached a final state (the webhook sender).
-    pub fn start(store: Arc<Store>, settings: RunnerSettings, on_final: FinalHook) -> anyhow::Result<Arc<Self>> {
+    pub fn start(
+        store: Arc<Store>,
+        settings: RunnerSettings,
+        on_final: FinalHook,
+    ) -> anyhow::Result<Arc<Self>> {
         for id in store.mark_interrupted()? {
-            tracing::warn!(job = id, "job was running when the server stopped: marked interrupted");
+            tracing::warn!(
+                job = id,
+                "job was running when the server stopped: marked interrupted"
+            );
         }
         if matches!(settings.executor, Executor::Slurm(_)) {
             // Their tasks ran on without the server: follow them again (nothing is resubmitted).
@@ -191,7 +198,11 @@ impl Runner {
                     let sw = StopSwitch::default();
                     slots.running.insert(job.id, sw.clone());
                     drop(slots);
-                    self.publish(JobEvent::State { id: job.id, state: JobState::Running, error: None });
+                    self.publish(JobEvent::State {
+                        id: job.id,
+                        state: JobState::Running,
+                        error: None,
+                    });
                     let r = self.clone();
                     let spawned = std::thread::Builder::new()
                         .name(format!("job-{}", job.id))
@@ -213,25 +224,24 @@ impl Runner {
         let _span = tracing::info_span!("job", id, kind = job.kind.as_str()).entered();
         tracing::info!("started");
         let dir = job_dir(&self.settings.data_dir, id);
-        let outcome = create_job_dir(&dir, job.resume)
-            .and_then(|()| {
-                exec::reconcile_artifacts(&self.store, id, &dir)?;
-                let ctx = self.context(id, &dir, sw);
-                let settings = self.settings.clone();
-                let job = job.clone();
-                let store = self.store.clone();
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-                    exec::execute(&job, &dir, &settings, &store, &ctx)
-                }))
-                .unwrap_or_else(|p| {
-                    let msg = p
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_else(|| "panic".into());
-                    Err(anyhow::anyhow!("the job panicked: {msg}"))
-                })
-            });
+        let outcome = create_job_dir(&dir, job.resume).and_then(|()| {
+            exec::reconcile_artifacts(&self.store, id, &dir)?;
+            let ctx = self.context(id, &dir, sw);
+            let settings = self.settings.clone();
+            let job = job.clone();
+            let store = self.store.clone();
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                exec::execute(&job, &dir, &settings, &store, &ctx)
+            }))
+            .unwrap_or_else(|p| {
+                let msg = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "panic".into());
+                Err(anyhow::anyhow!("the job panicked: {msg}"))
+            })
+        });
         let (state, error) = match &outcome {
             Ok(()) => (JobState::Succeeded, None),
             Err(e) => match stopped(e) {
@@ -267,7 +277,11 @@ impl Runner {
 
     /// What job `id` is doing between progress reports, if it said.
     pub fn phase(&self, id: i64) -> Option<&'static str> {
-        self.phases.lock().unwrap_or_else(|p| p.into_inner()).get(&id).copied()
+        self.phases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .copied()
     }
 
     fn set_phase(&self, id: i64, what: Option<&'static str>) {
@@ -300,29 +314,53 @@ impl Runner {
                             (done > d0 && secs > 0.0).then(|| (done - d0) as f64 / secs)
                         }
                     };
-                    r.publish(JobEvent::Progress { id, done, total, unit: unit.into(), rate });
+                    r.publish(JobEvent::Progress {
+                        id,
+                        done,
+                        total,
+                        unit: unit.into(),
+                        rate,
+                    });
                     r.store.set_progress(id, done, total, unit, rate)
                 }
                 Event::Metrics { step, values } => r.store.add_metrics(id, step, &values),
                 Event::Phase(what) => {
                     r.set_phase(id, Some(what));
-                    r.publish(JobEvent::Phase { id, phase: what.into() });
+                    r.publish(JobEvent::Phase {
+                        id,
+                        phase: what.into(),
+                    });
                     Ok(())
                 }
                 Event::Log(line) => {
                     tracing::debug!(job = id, "{line}");
-                    r.publish(JobEvent::Log { id, line: line.clone() });
+                    r.publish(JobEvent::Log {
+                        id,
+                        line: line.clone(),
+                    });
                     r.store.add_log(id, &line)
                 }
                 // A job's result text (tables, reports) belongs in its log, line by line.
                 Event::Output(text) => text.lines().try_for_each(|line| {
-                    r.publish(JobEvent::Log { id, line: line.to_owned() });
+                    r.publish(JobEvent::Log {
+                        id,
+                        line: line.to_owned(),
+                    });
                     r.store.add_log(id, line)
                 }),
                 Event::Detail { .. } => Ok(()),
                 Event::Artifact { kind, path, step } => {
-                    let rel = path.strip_prefix(&dir).unwrap_or(&path).to_string_lossy().into_owned();
-                    r.publish(JobEvent::Artifact { id, kind: kind.into(), path: rel.clone(), step });
+                    let rel = path
+                        .strip_prefix(&dir)
+                        .unwrap_or(&path)
+                        .to_string_lossy()
+                        .into_owned();
+                    r.publish(JobEvent::Artifact {
+                        id,
+                        kind: kind.into(),
+                        path: rel.clone(),
+                        step,
+                    });
                     r.store.add_artifact(id, kind, &rel, step, exec::size_of(&path))
                 }
             };

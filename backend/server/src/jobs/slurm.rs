@@ -36,8 +36,8 @@ impl TaskState {
     /// Slurm's long state name (`squeue %T`).
     pub fn parse(s: &str) -> Self {
         match s {
-            "PENDING" | "CONFIGURING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED" | "RESIZING" | "SUSPENDED"
-            | "STOPPED" | "SIGNALING" | "STAGE_OUT" | "RESV_DEL_HOLD" => Self::Pending,
+            "PENDING" | "CONFIGURING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED" | "RESIZING"
+            | "SUSPENDED" | "STOPPED" | "SIGNALING" | "STAGE_OUT" | "RESV_DEL_HOLD" => Self::Pending,
             "RUNNING" | "COMPLETING" => Self::Running,
             "COMPLETED" => Self::Completed,
             _ => Self::Ended,
@@ -47,9 +47,15 @@ impl TaskState {
 
 fn run(cmd: &mut Command) -> anyhow::Result<String> {
     let shown = format!("{cmd:?}");
-    let out = cmd.output().with_context(|| format!("cannot run {shown} (is Slurm's client installed?)"))?;
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {shown} (is Slurm's client installed?)"))?;
     if !out.status.success() {
-        bail!("{shown} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{shown} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -80,7 +86,12 @@ pub fn task_states() -> anyhow::Result<HashMap<String, (TaskState, String)>> {
 fn parse_squeue(out: &str) -> HashMap<String, (TaskState, String)> {
     out.lines()
         .filter_map(|l| l.trim().split_once('|'))
-        .map(|(id, st)| (id.trim().to_owned(), (TaskState::parse(st.trim()), st.trim().to_owned())))
+        .map(|(id, st)| {
+            (
+                id.trim().to_owned(),
+                (TaskState::parse(st.trim()), st.trim().to_owned()),
+            )
+        })
         .collect()
 }
 
@@ -108,7 +119,14 @@ mod tests {
         assert_eq!(m["19"].0, TaskState::Ended);
         assert_eq!(m["17_4"].0, TaskState::Running);
         assert_eq!(m.len(), 6);
-        for s in ["TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL", "DEADLINE"] {
+        for s in [
+            "TIMEOUT",
+            "NODE_FAIL",
+            "OUT_OF_MEMORY",
+            "PREEMPTED",
+            "BOOT_FAIL",
+            "DEADLINE",
+        ] {
             assert_eq!(TaskState::parse(s), TaskState::Ended, "{s}");
         }
     }

@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use cemiface_engine::synth::generation::{DatasetDir, Shard};
 
+use super::slurm::{self, SlurmSettings, TaskState};
+use super::store::{SlurmTask, Store};
 use crate::commands::batch_script::SbatchOptions;
 use crate::commands::ctx::{JobCtx, Stop};
 use crate::commands::generate::{run_generate, GenerateArgs, ShardArg};
-use super::slurm::{self, SlurmSettings, TaskState};
-use super::store::{SlurmTask, Store};
 
 /// How long a just-submitted task may be missing from `squeue` before it counts as lost.
 const GRACE: Duration = Duration::from_secs(20);
@@ -34,7 +34,13 @@ pub fn job_name(job_dir: &Path, job_id: i64) -> String {
         .parent()
         .and_then(Path::parent)
         .and_then(|d| std::fs::read_to_string(d.join("data-id")).ok())
-        .map(|s| s.trim().chars().filter(char::is_ascii_alphanumeric).take(8).collect::<String>())
+        .map(|s| {
+            s.trim()
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .take(8)
+                .collect::<String>()
+        })
         .unwrap_or_default();
     if data_id.is_empty() {
         format!("cemiface-job-{job_id}")
@@ -44,7 +50,14 @@ pub fn job_name(job_dir: &Path, job_id: i64) -> String {
 }
 
 /// Runs generation `args` of job `job_id` (folder `dir`) as a Slurm array.
-pub fn run(job_id: i64, mut args: GenerateArgs, dir: &Path, slurm: &SlurmSettings, store: &Store, ctx: &JobCtx) -> anyhow::Result<()> {
+pub fn run(
+    job_id: i64,
+    mut args: GenerateArgs,
+    dir: &Path,
+    slurm: &SlurmSettings,
+    store: &Store,
+    ctx: &JobCtx,
+) -> anyhow::Result<()> {
     args.out = absolute(&args.out)?;
     args.checkpoint = absolute(&args.checkpoint)?;
     args.assets.assets_dir = absolute(&args.assets.assets_dir)?;
@@ -68,19 +81,30 @@ pub fn run(job_id: i64, mut args: GenerateArgs, dir: &Path, slurm: &SlurmSetting
         output: Some(slurm_dir.join("%A_%a.log").display().to_string()),
         program: None,
     };
-    std::fs::write(&script, crate::commands::batch_script::sbatch(&args.to_argv(), shards, &opts)?)?;
+    std::fs::write(
+        &script,
+        crate::commands::batch_script::sbatch(&args.to_argv(), shards, &opts)?,
+    )?;
 
     // 2. Submit, or pick up the tasks a previous server process submitted.
     let mut tasks = store.slurm_tasks(job_id)?;
     if tasks.len() != shards {
         let id = slurm::sbatch(&script, Some(&format!("0-{}", shards - 1)), dir)?;
         tasks = (0..shards as u32)
-            .map(|i| SlurmTask { shard: i, slurm_id: format!("{id}_{i}"), attempt: 0, state: "pending".into() })
+            .map(|i| SlurmTask {
+                shard: i,
+                slurm_id: format!("{id}_{i}"),
+                attempt: 0,
+                state: "pending".into(),
+            })
             .collect();
         for t in &tasks {
             store.put_slurm_task(job_id, t)?;
         }
-        ctx.log(format!("submitted Slurm array {id}: {shards} shards ({})", script.display()));
+        ctx.log(format!(
+            "submitted Slurm array {id}: {shards} shards ({})",
+            script.display()
+        ));
     } else {
         let ids: Vec<&str> = tasks.iter().map(|t| t.slurm_id.as_str()).collect();
         ctx.log(format!("re-attached to Slurm tasks {}", ids.join(", ")));
@@ -92,8 +116,11 @@ pub fn run(job_id: i64, mut args: GenerateArgs, dir: &Path, slurm: &SlurmSetting
     loop {
         if let Some(stop) = ctx.requested() {
             if stop == Stop::Cancelled {
-                let live: Vec<String> =
-                    tasks.iter().filter(|t| !matches!(t.state.as_str(), "done")).map(|t| t.slurm_id.clone()).collect();
+                let live: Vec<String> = tasks
+                    .iter()
+                    .filter(|t| !matches!(t.state.as_str(), "done"))
+                    .map(|t| t.slurm_id.clone())
+                    .collect();
                 slurm::scancel(&live)?;
                 store.clear_slurm_tasks(job_id)?;
                 ctx.log(format!("cancelled Slurm tasks {}", live.join(", ")));
@@ -105,16 +132,20 @@ pub fn run(job_id: i64, mut args: GenerateArgs, dir: &Path, slurm: &SlurmSetting
         let states = slurm::task_states()?;
         let mut fatal = None;
         for (i, t) in tasks.iter_mut().enumerate() {
-            let marker = dataset.shard_marker(Shard { index: i, count: shards });
+            let marker = dataset.shard_marker(Shard {
+                index: i,
+                count: shards,
+            });
             let (new_state, failed) = if marker.exists() {
                 ("done".to_owned(), None)
             } else {
                 match states.get(&t.slurm_id) {
                     Some((TaskState::Pending, _)) => ("pending".to_owned(), None),
                     Some((TaskState::Running, _)) => ("running".to_owned(), None),
-                    Some((TaskState::Completed, _)) => {
-                        (t.state.clone(), Some("COMPLETED without finishing its identities".to_owned()))
-                    }
+                    Some((TaskState::Completed, _)) => (
+                        t.state.clone(),
+                        Some("COMPLETED without finishing its identities".to_owned()),
+                    ),
                     Some((TaskState::Ended, name)) => (t.state.clone(), Some(name.clone())),
                     None if seen_at[i].elapsed() < GRACE => (t.state.clone(), None),
                     None => (t.state.clone(), Some("no longer known to Slurm".to_owned())),
@@ -147,7 +178,11 @@ pub fn run(job_id: i64, mut args: GenerateArgs, dir: &Path, slurm: &SlurmSetting
             }
         }
         if let Some(why) = fatal {
-            let live: Vec<String> = tasks.iter().filter(|t| t.state == "pending" || t.state == "running").map(|t| t.slurm_id.clone()).collect();
+            let live: Vec<String> = tasks
+                .iter()
+                .filter(|t| t.state == "pending" || t.state == "running")
+                .map(|t| t.slurm_id.clone())
+                .collect();
             let _ = slurm::scancel(&live);
             // A resume submits afresh (finished identities are kept).
             store.clear_slurm_tasks(job_id)?;

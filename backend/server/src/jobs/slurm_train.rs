@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
-use crate::commands::batch_script::SbatchOptions;
-use crate::commands::ctx::{JobCtx, Stop};
 use super::slurm::{self, SlurmSettings, TaskState};
 use super::store::{SlurmTask, Store};
+use crate::commands::batch_script::SbatchOptions;
+use crate::commands::ctx::{JobCtx, Stop};
 
 /// How long a just-submitted task may be missing from `squeue` before it counts as lost.
 const GRACE: Duration = Duration::from_secs(20);
@@ -67,7 +67,12 @@ pub fn run(
             t
         }
         None => {
-            let t = SlurmTask { shard: 0, slurm_id: submit()?, attempt: 0, state: "pending".into() };
+            let t = SlurmTask {
+                shard: 0,
+                slurm_id: submit()?,
+                attempt: 0,
+                state: "pending".into(),
+            };
             store.put_slurm_task(job_id, &t)?;
             ctx.log(format!("submitted Slurm job {} ({})", t.slurm_id, path.display()));
             t
@@ -83,7 +88,9 @@ pub fn run(
                 store.clear_slurm_tasks(job_id)?;
                 ctx.log(format!("cancelled Slurm job {}", task.slurm_id));
             } else {
-                ctx.log("the server stops following the Slurm job; it runs on and is picked up again on resume");
+                ctx.log(
+                    "the server stops following the Slurm job; it runs on and is picked up again on resume",
+                );
             }
             return Err(stop.into());
         }
@@ -185,10 +192,15 @@ impl Follow {
         }
         ctx.progress(self.step, total, "step");
         for (sub, kind) in [("checkpoints", "checkpoint"), ("samples", "sample-grid")] {
-            let Ok(rd) = std::fs::read_dir(run_dir.join(sub)) else { continue };
+            let Ok(rd) = std::fs::read_dir(run_dir.join(sub)) else {
+                continue;
+            };
             for e in rd.filter_map(Result::ok) {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let step = name.strip_prefix("step_").map(|s| s.trim_end_matches(".png")).and_then(|s| s.parse().ok());
+                let step = name
+                    .strip_prefix("step_")
+                    .map(|s| s.trim_end_matches(".png"))
+                    .and_then(|s| s.parse().ok());
                 let complete = kind != "checkpoint" || e.path().join("state.json").exists();
                 if let (Some(step), true) = (step, complete) {
                     if self.artifacts.insert(format!("{sub}/{name}")) {

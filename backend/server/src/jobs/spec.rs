@@ -27,7 +27,8 @@ mod tests {
         use cemiface_app::components::launch_form::{defaults, fields, to_spec, FieldType, KINDS};
         for kind in KINDS {
             let v = to_spec(kind, &defaults(kind)).unwrap_or_else(|e| panic!("{kind}: {e:?}"));
-            let spec = serde_json::from_value::<JobSpec>(v.clone()).unwrap_or_else(|e| panic!("{kind}: {e} in {v}"));
+            let spec =
+                serde_json::from_value::<JobSpec>(v.clone()).unwrap_or_else(|e| panic!("{kind}: {e} in {v}"));
             assert_eq!(spec.kind().as_str(), kind);
             if matches!(kind, "generate" | "train-diffusion") {
                 assert_eq!(spec.validate(true, &presets()), Ok(()), "{kind}");
@@ -37,9 +38,12 @@ mod tests {
                     "train-diffusion" => &crate::commands::diffusion::PRESETS[..],
                     _ => &crate::commands::train_fr::PRESETS[..],
                 };
-                assert!(presets.iter().any(|(n, _)| *n == f.default), "{kind}: preset {}", f.default);
+                assert!(
+                    presets.iter().any(|(n, _)| *n == f.default),
+                    "{kind}: preset {}",
+                    f.default
+                );
             }
         }
     }
-
 }

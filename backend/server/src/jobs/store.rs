@@ -232,7 +232,10 @@ fn key_row(r: &Row) -> rusqlite::Result<KeyRow> {
         max_active_jobs: r.get(9)?,
         max_identities: r.get::<_, i64>(10)? as u64,
     };
-    Ok(KeyRow { view, webhook_secret: r.get(4)? })
+    Ok(KeyRow {
+        view,
+        webhook_secret: r.get(4)?,
+    })
 }
 
 const KEY_COLUMNS: &str =
@@ -242,7 +245,8 @@ const KEY_COLUMNS: &str =
 impl Store {
     /// Opens (creating) the database at `path` and applies pending migrations.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
-        let conn = Connection::open(path).with_context(|| format!("opening the job store {}", path.display()))?;
+        let conn =
+            Connection::open(path).with_context(|| format!("opening the job store {}", path.display()))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -256,11 +260,14 @@ impl Store {
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
             let tx = conn.unchecked_transaction()?;
-            tx.execute_batch(sql).with_context(|| format!("migration {}", i + 1))?;
+            tx.execute_batch(sql)
+                .with_context(|| format!("migration {}", i + 1))?;
             tx.pragma_update(None, "user_version", i + 1)?;
             tx.commit()?;
         }
-        Ok(Self { conn: Mutex::new(conn) })
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
     }
 
     fn db(&self) -> MutexGuard<'_, Connection> {
@@ -269,7 +276,13 @@ impl Store {
 
     // ---- jobs ----
 
-    pub fn insert_job(&self, spec: &JobSpec, owner: &str, device: &str, webhook_url: Option<&str>) -> anyhow::Result<i64> {
+    pub fn insert_job(
+        &self,
+        spec: &JobSpec,
+        owner: &str,
+        device: &str,
+        webhook_url: Option<&str>,
+    ) -> anyhow::Result<i64> {
         let t = now();
         let db = self.db();
         db.execute(
@@ -291,7 +304,11 @@ impl Store {
     pub fn job(&self, id: i64) -> anyhow::Result<Option<JobRow>> {
         Ok(self
             .db()
-            .query_row(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"), [id], job_row)
+            .query_row(
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
+                [id],
+                job_row,
+            )
             .optional()?)
     }
 
@@ -365,7 +382,14 @@ impl Store {
         Ok(ids)
     }
 
-    pub fn set_progress(&self, id: i64, done: u64, total: u64, unit: &str, rate: Option<f64>) -> anyhow::Result<()> {
+    pub fn set_progress(
+        &self,
+        id: i64,
+        done: u64,
+        total: u64,
+        unit: &str,
+        rate: Option<f64>,
+    ) -> anyhow::Result<()> {
         self.db().execute(
             "UPDATE jobs SET done = ?2, total = ?3, unit = ?4, rate = COALESCE(?5, rate), updated_at = ?6 WHERE id = ?1",
             params![id, done as i64, total as i64, unit, rate, now()],
@@ -394,8 +418,15 @@ impl Store {
     /// Images requested by an owner's jobs (for quotas); cancelled-before-start jobs excluded.
     pub fn images_requested(&self, owner: &str) -> anyhow::Result<u64> {
         let db = self.db();
-        let mut st = db.prepare("SELECT spec, state, done FROM jobs WHERE owner = ?1 AND kind = 'generate'")?;
-        let rows = st.query_map([owner], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))?;
+        let mut st =
+            db.prepare("SELECT spec, state, done FROM jobs WHERE owner = ?1 AND kind = 'generate'")?;
+        let rows = st.query_map([owner], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
         let mut n = 0;
         for row in rows {
             let (spec, state, done) = row?;
@@ -426,8 +457,10 @@ impl Store {
 
     /// Forgets metrics after `step` (a resumed run redoes those steps).
     pub fn truncate_metrics(&self, id: i64, step: u64) -> anyhow::Result<()> {
-        self.db()
-            .execute("DELETE FROM metrics WHERE job_id = ?1 AND step > ?2", params![id, step as i64])?;
+        self.db().execute(
+            "DELETE FROM metrics WHERE job_id = ?1 AND step > ?2",
+            params![id, step as i64],
+        )?;
         Ok(())
     }
 
@@ -461,8 +494,10 @@ impl Store {
     }
 
     pub fn add_log(&self, id: i64, line: &str) -> anyhow::Result<()> {
-        self.db()
-            .execute("INSERT INTO logs (job_id, at, line) VALUES (?1, ?2, ?3)", params![id, now(), line])?;
+        self.db().execute(
+            "INSERT INTO logs (job_id, at, line) VALUES (?1, ?2, ?3)",
+            params![id, now(), line],
+        )?;
         Ok(())
     }
 
@@ -478,7 +513,14 @@ impl Store {
     }
 
     /// Records an artifact once (a path already recorded is left as it is).
-    pub fn add_artifact(&self, id: i64, kind: &str, path: &str, step: Option<u64>, bytes: u64) -> anyhow::Result<()> {
+    pub fn add_artifact(
+        &self,
+        id: i64,
+        kind: &str,
+        path: &str,
+        step: Option<u64>,
+        bytes: u64,
+    ) -> anyhow::Result<()> {
         self.db().execute(
             "INSERT OR IGNORE INTO artifacts (job_id, kind, path, step, bytes, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![id, kind, path, step.map(|s| s as i64), bytes as i64, now()],
@@ -530,7 +572,8 @@ impl Store {
     }
 
     pub fn remove_session(&self, hash: &str) -> anyhow::Result<()> {
-        self.db().execute("DELETE FROM sessions WHERE hash = ?1", [hash])?;
+        self.db()
+            .execute("DELETE FROM sessions WHERE hash = ?1", [hash])?;
         Ok(())
     }
 
@@ -546,8 +589,10 @@ impl Store {
 
     /// Records the data folder's id.
     pub fn set_data_id(&self, id: &str) -> anyhow::Result<()> {
-        self.db()
-            .execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('data_id', ?1)", [id])?;
+        self.db().execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('data_id', ?1)",
+            [id],
+        )?;
         Ok(())
     }
 
@@ -579,10 +624,16 @@ impl Store {
     /// The shards of a job run on Slurm, by shard index.
     pub fn slurm_tasks(&self, job_id: i64) -> anyhow::Result<Vec<SlurmTask>> {
         let db = self.db();
-        let mut st =
-            db.prepare("SELECT shard, slurm_id, attempt, state FROM slurm_tasks WHERE job_id = ?1 ORDER BY shard")?;
+        let mut st = db.prepare(
+            "SELECT shard, slurm_id, attempt, state FROM slurm_tasks WHERE job_id = ?1 ORDER BY shard",
+        )?;
         let rows = st.query_map([job_id], |r| {
-            Ok(SlurmTask { shard: r.get(0)?, slurm_id: r.get(1)?, attempt: r.get(2)?, state: r.get(3)? })
+            Ok(SlurmTask {
+                shard: r.get(0)?,
+                slurm_id: r.get(1)?,
+                attempt: r.get(2)?,
+                state: r.get(3)?,
+            })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -610,7 +661,8 @@ impl Store {
 
     /// Forgets a job's Slurm tasks (after a cancel or a final failure: a resume submits afresh).
     pub fn clear_slurm_tasks(&self, job_id: i64) -> anyhow::Result<()> {
-        self.db().execute("DELETE FROM slurm_tasks WHERE job_id = ?1", [job_id])?;
+        self.db()
+            .execute("DELETE FROM slurm_tasks WHERE job_id = ?1", [job_id])?;
         Ok(())
     }
 
@@ -668,7 +720,11 @@ impl Store {
     pub fn key(&self, id: i64) -> anyhow::Result<Option<KeyRow>> {
         Ok(self
             .db()
-            .query_row(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?1"), [id], key_row)
+            .query_row(
+                &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?1"),
+                [id],
+                key_row,
+            )
             .optional()?)
     }
 
@@ -688,7 +744,10 @@ mod tests {
     use crate::jobs::spec::{GenerateSpec, JobSpec};
 
     fn spec() -> JobSpec {
-        serde_json::from_value(serde_json::json!({"kind": "generate", "identities": 2, "images_per_identity": 3})).unwrap()
+        serde_json::from_value(
+            serde_json::json!({"kind": "generate", "identities": 2, "images_per_identity": 3}),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -700,8 +759,10 @@ mod tests {
         let id = {
             let s = Store::open(&path).unwrap();
             let id = s.insert_job(&spec(), "key:1", "cpu", None).unwrap();
-            s.add_artifact(id, "report", "dataset/report.json", None, 10).unwrap();
-            s.add_artifact(id, "report", "dataset/report.json", None, 10).unwrap();
+            s.add_artifact(id, "report", "dataset/report.json", None, 10)
+                .unwrap();
+            s.add_artifact(id, "report", "dataset/report.json", None, 10)
+                .unwrap();
             s.add_metrics(id, 1, &[("loss", 0.5), ("lr", f64::NAN)]).unwrap();
             assert!(s.claim(id).unwrap());
             assert!(!s.claim(id).unwrap(), "a running job is not claimed twice");
@@ -712,16 +773,28 @@ mod tests {
         assert_eq!(version, MIGRATIONS.len());
         assert_eq!(s.mark_interrupted().unwrap(), vec![id]);
         let row = s.job(id).unwrap().unwrap();
-        assert_eq!((row.state, row.total, row.owner.as_str()), (JobState::Interrupted, 6, "key:1"));
-        assert!(matches!(row.spec, JobSpec::Generate(GenerateSpec { identities: 2, .. })));
+        assert_eq!(
+            (row.state, row.total, row.owner.as_str()),
+            (JobState::Interrupted, 6, "key:1")
+        );
+        assert!(matches!(
+            row.spec,
+            JobSpec::Generate(GenerateSpec { identities: 2, .. })
+        ));
         assert_eq!(s.artifacts(id).unwrap().len(), 1, "an artifact is recorded once");
-        assert_eq!(s.metric_keys(id).unwrap(), ["loss"], "non-finite values are not stored");
+        assert_eq!(
+            s.metric_keys(id).unwrap(),
+            ["loss"],
+            "non-finite values are not stored"
+        );
         assert_eq!(s.images_requested("key:1").unwrap(), 6);
         // Cancelled work is refunded: only the images made count.
         s.set_progress(id, 2, 6, "img", None).unwrap();
         s.set_state(id, JobState::Cancelled, None).unwrap();
         assert_eq!(s.images_requested("key:1").unwrap(), 2);
-        s.db().pragma_update(None, "user_version", MIGRATIONS.len() + 1).unwrap();
+        s.db()
+            .pragma_update(None, "user_version", MIGRATIONS.len() + 1)
+            .unwrap();
         drop(s);
         let err = Store::open(&path).err().unwrap().to_string();
         assert!(err.contains("newer than this build"), "{err}");

@@ -26,9 +26,18 @@ pub fn members(root: &Path, prefix: &str, skip: impl Fn(&str) -> bool) -> io::Re
             if t.is_dir() {
                 stack.push(e.path());
             } else if t.is_file() {
-                let rel = e.path().strip_prefix(root).expect("under root").to_string_lossy().replace('\\', "/");
+                let rel = e
+                    .path()
+                    .strip_prefix(root)
+                    .expect("under root")
+                    .to_string_lossy()
+                    .replace('\\', "/");
                 if !skip(&rel) {
-                    out.push(Member { name: format!("{prefix}/{rel}"), path: e.path(), size: e.metadata()?.len() });
+                    out.push(Member {
+                        name: format!("{prefix}/{rel}"),
+                        path: e.path(),
+                        size: e.metadata()?.len(),
+                    });
                 }
             }
         }
@@ -53,14 +62,24 @@ fn build<W: Write>(
         h.set_uid(0);
         h.set_gid(0);
         h.set_mtime(mtime);
-        b.append_data(&mut h, &m.name, Exact { inner: open(m)?, left: m.size, name: &m.name })?;
+        b.append_data(
+            &mut h,
+            &m.name,
+            Exact {
+                inner: open(m)?,
+                left: m.size,
+                name: &m.name,
+            },
+        )?;
     }
     b.into_inner()
 }
 
 /// Bytes of the whole archive (the same builder over a counter, with zeros for the files' bytes).
 pub fn archive_len(members: &[Member]) -> io::Result<u64> {
-    let counter = build(Counter(0), members, 0, |m| Ok(Box::new(io::repeat(0).take(m.size))))?;
+    let counter = build(Counter(0), members, 0, |m| {
+        Ok(Box::new(io::repeat(0).take(m.size)))
+    })?;
     Ok(counter.0)
 }
 
@@ -86,8 +105,14 @@ pub fn write(members: &[Member], send: impl FnMut(Vec<u8>) -> bool) -> io::Resul
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let out = Chunks { buf: Vec::with_capacity(CHUNK), send, gone: false };
-    let open = |m: &Member| -> io::Result<Box<dyn Read>> { Ok(Box::new(std::fs::File::open(&m.path)?.take(m.size))) };
+    let out = Chunks {
+        buf: Vec::with_capacity(CHUNK),
+        send,
+        gone: false,
+    };
+    let open = |m: &Member| -> io::Result<Box<dyn Read>> {
+        Ok(Box::new(std::fs::File::open(&m.path)?.take(m.size)))
+    };
     match build(out, members, mtime, open) {
         Ok(mut out) => {
             out.flush_chunk();
@@ -164,7 +189,10 @@ impl Read for Exact<'_> {
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
-                format!("{}: the file shrank by {} bytes while it was archived", self.name, self.left),
+                format!(
+                    "{}: the file shrank by {} bytes while it was archived",
+                    self.name, self.left
+                ),
             ));
         }
         self.left -= n as u64;
@@ -204,11 +232,30 @@ mod tests {
         // Read back with the system tar: names (the 215-byte one too), sizes and bytes.
         let tar_path = dir.join("out.tar");
         std::fs::write(&tar_path, &out).unwrap();
-        let listed = std::process::Command::new("tar").arg("-tf").arg(&tar_path).output().unwrap();
-        assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+        let listed = std::process::Command::new("tar")
+            .arg("-tf")
+            .arg(&tar_path)
+            .output()
+            .unwrap();
+        assert!(
+            listed.status.success(),
+            "{}",
+            String::from_utf8_lossy(&listed.stderr)
+        );
         let long_name = format!("set/sub/{long_dir}/{}", "f".repeat(90));
-        assert_eq!(String::from_utf8(listed.stdout).unwrap(), format!("set/a.txt\nset/sub/b.bin\n{long_name}\n"));
-        let cat = |name: &str| std::process::Command::new("tar").arg("-xOf").arg(&tar_path).arg(name).output().unwrap().stdout;
+        assert_eq!(
+            String::from_utf8(listed.stdout).unwrap(),
+            format!("set/a.txt\nset/sub/b.bin\n{long_name}\n")
+        );
+        let cat = |name: &str| {
+            std::process::Command::new("tar")
+                .arg("-xOf")
+                .arg(&tar_path)
+                .arg(name)
+                .output()
+                .unwrap()
+                .stdout
+        };
         assert_eq!(cat("set/a.txt"), b"hello");
         assert_eq!(cat("set/sub/b.bin"), vec![7u8; 70_000]);
         assert_eq!(cat(&long_name), b"deep");

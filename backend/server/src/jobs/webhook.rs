@@ -35,15 +35,21 @@ impl WebhookPolicy {
         let extra_roots_pem = match ca_file {
             None => None,
             Some(p) => {
-                let pem = std::fs::read(p).map_err(|e| anyhow::anyhow!("--webhook-ca-file {}: {e}", p.display()))?;
+                let pem = std::fs::read(p)
+                    .map_err(|e| anyhow::anyhow!("--webhook-ca-file {}: {e}", p.display()))?;
                 reqwest::Certificate::from_pem_bundle(&pem)
                     .ok()
                     .filter(|c| !c.is_empty())
-                    .ok_or_else(|| anyhow::anyhow!("--webhook-ca-file {}: no PEM certificate in it", p.display()))?;
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("--webhook-ca-file {}: no PEM certificate in it", p.display())
+                    })?;
                 Some(pem)
             }
         };
-        Ok(Self { allow_private, extra_roots_pem })
+        Ok(Self {
+            allow_private,
+            extra_roots_pem,
+        })
     }
 
     /// Checks a webhook URL before it is accepted: http(s), a host, no credentials, no control or
@@ -66,7 +72,9 @@ impl WebhookPolicy {
             Some(url::Host::Domain(_)) => None,
         };
         if let Some(ip) = ip.filter(|&ip| !self.allows(ip)) {
-            return Err(format!("{ip} is not a public address (the server runs without --webhook-allow-private)"));
+            return Err(format!(
+                "{ip} is not a public address (the server runs without --webhook-allow-private)"
+            ));
         }
         Ok(u)
     }
@@ -89,7 +97,8 @@ impl WebhookPolicy {
                 b = b.add_root_certificate(c);
             }
         }
-        b.build().map_err(|e| format!("cannot build the HTTP client: {e}"))
+        b.build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))
     }
 
     /// Sends `body` to `url`, signed with `secret`; retries after 1 s and 5 s. Returns the status
@@ -111,7 +120,10 @@ impl WebhookPolicy {
             match sent {
                 Ok(r) if r.status().is_success() => return Ok(r.status().as_u16()),
                 Ok(r) if r.status().is_redirection() => {
-                    return Err(format!("HTTP {} (redirects are not followed)", r.status().as_u16()))
+                    return Err(format!(
+                        "HTTP {} (redirects are not followed)",
+                        r.status().as_u16()
+                    ))
                 }
                 Ok(r) => last = format!("HTTP {}", r.status().as_u16()),
                 Err(e) => last = error_chain(&e),
@@ -204,10 +216,29 @@ mod tests {
             assert!(is_public(ip.parse().unwrap()), "{ip}");
         }
         for ip in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0",
-            "224.0.0.1", "255.255.255.255", "192.0.2.1", "198.18.0.1", "240.0.0.1", "::1", "::", "fc00::1",
-            "fd12::1", "fe80::1", "ff02::1", "2001:db8::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1",
-            "64:ff9b::a00:1", "::127.0.0.1",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "192.0.2.1",
+            "198.18.0.1",
+            "240.0.0.1",
+            "::1",
+            "::",
+            "fc00::1",
+            "fd12::1",
+            "fe80::1",
+            "ff02::1",
+            "2001:db8::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "64:ff9b::a00:1",
+            "::127.0.0.1",
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }
@@ -216,7 +247,13 @@ mod tests {
     #[test]
     fn urls_are_checked_before_any_delivery() {
         let strict = WebhookPolicy::default();
-        assert_eq!(strict.check_url("https://hooks.example.org/x?y=1").unwrap().port_or_known_default(), Some(443));
+        assert_eq!(
+            strict
+                .check_url("https://hooks.example.org/x?y=1")
+                .unwrap()
+                .port_or_known_default(),
+            Some(443)
+        );
         assert!(strict.check_url("http://hooks.example.org:8080/x").is_ok());
         for (bad, why) in [
             ("ftp://example.org/", "https://"),
@@ -233,7 +270,10 @@ mod tests {
             let e = strict.check_url(bad).unwrap_err();
             assert!(e.contains(why), "{bad}: {e}");
         }
-        let lab = WebhookPolicy { allow_private: true, ..Default::default() };
+        let lab = WebhookPolicy {
+            allow_private: true,
+            ..Default::default()
+        };
         assert!(lab.check_url("http://127.0.0.1:9/hook").is_ok());
     }
 
@@ -247,7 +287,10 @@ mod tests {
             .deliver(&format!("http://localhost:{port}/hook"), "s", b"{}")
             .await
             .unwrap_err();
-        assert!(e.contains("localhost resolves only to addresses a webhook may not reach"), "{e}");
+        assert!(
+            e.contains("localhost resolves only to addresses a webhook may not reach"),
+            "{e}"
+        );
         assert!(listener.accept().is_err(), "no connection was made");
     }
 
@@ -256,9 +299,13 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("cemiface-ca-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("empty.pem"), b"hello").unwrap();
-        let e = WebhookPolicy::new(false, Some(&dir.join("empty.pem"))).unwrap_err().to_string();
+        let e = WebhookPolicy::new(false, Some(&dir.join("empty.pem")))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("empty.pem: no PEM certificate"), "{e}");
-        let e = WebhookPolicy::new(false, Some(&dir.join("missing.pem"))).unwrap_err().to_string();
+        let e = WebhookPolicy::new(false, Some(&dir.join("missing.pem")))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("missing.pem"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -70,7 +70,11 @@ fn b64_salt() -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoredHash {
     Argon2(String),
-    Pbkdf2 { iterations: u32, salt: Vec<u8>, hash: Vec<u8> },
+    Pbkdf2 {
+        iterations: u32,
+        salt: Vec<u8>,
+        hash: Vec<u8>,
+    },
 }
 
 impl StoredHash {
@@ -114,9 +118,11 @@ pub fn verify_password(stored: &str, password: &str) -> bool {
     match parse_hash(stored) {
         Ok(StoredHash::Argon2(phc)) => PasswordHash::new(&phc)
             .is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok()),
-        Ok(StoredHash::Pbkdf2 { iterations, salt, hash }) => {
-            constant_time_eq(&pbkdf2_sha256(password.as_bytes(), &salt, iterations), &hash)
-        }
+        Ok(StoredHash::Pbkdf2 {
+            iterations,
+            salt,
+            hash,
+        }) => constant_time_eq(&pbkdf2_sha256(password.as_bytes(), &salt, iterations), &hash),
         Err(_) => false,
     }
 }
@@ -145,10 +151,16 @@ pub fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
 
 /// Refuses cross-site upgrades: a page on another origin must not drive this server.
 pub fn same_origin(headers: &axum::http::HeaderMap) -> bool {
-    let Some(origin) = headers.get(axum::http::header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+    let Some(origin) = headers
+        .get(axum::http::header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    else {
         return true; // not a browser (scripts, tests)
     };
-    let host = headers.get(axum::http::header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     origin.split_once("://").map(|(_, h)| h) == Some(host)
 }
 
@@ -186,13 +198,23 @@ mod tests {
         // scripts/reference/argon2_golden.py (argon2-cffi, the reference C code).
         let phc = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$K13EBUiG7JV+9ZxztmHFTdb7J0WQsnj2V8bZaqyPptE";
         let salt = SaltString::from_b64("c29tZXNhbHRzb21lc2FsdA").unwrap();
-        assert_eq!(Argon2::default().hash_password(b"password", &salt).unwrap().to_string(), phc);
+        assert_eq!(
+            Argon2::default()
+                .hash_password(b"password", &salt)
+                .unwrap()
+                .to_string(),
+            phc
+        );
         assert!(verify_password(phc, "password") && !verify_password(phc, "Password"));
     }
 
     #[test]
     fn password_round_trip_and_malformed_hashes() {
-        let h = format!("pbkdf2-sha256$1000${}${}", hex(b"0123456789abcdef"), hex(&pbkdf2_sha256(b"pw", b"0123456789abcdef", 1000)));
+        let h = format!(
+            "pbkdf2-sha256$1000${}${}",
+            hex(b"0123456789abcdef"),
+            hex(&pbkdf2_sha256(b"pw", b"0123456789abcdef", 1000))
+        );
         assert!(verify_password(&h, "pw"));
         assert!(!verify_password(&h, "pW"));
         assert!(parse_hash("plain").is_err());

@@ -130,8 +130,14 @@ mod tests {
     #[test]
     fn ipv6_counts_per_64_network_and_mapped_ipv4_as_ipv4() {
         let p = AddrPolicy::default();
-        let a = p.resolve(&HeaderMap::new(), Some("[2001:db8:1:2:aaaa::1]:80".parse().unwrap()));
-        let b = p.resolve(&HeaderMap::new(), Some("[2001:db8:1:2:bbbb::9]:80".parse().unwrap()));
+        let a = p.resolve(
+            &HeaderMap::new(),
+            Some("[2001:db8:1:2:aaaa::1]:80".parse().unwrap()),
+        );
+        let b = p.resolve(
+            &HeaderMap::new(),
+            Some("[2001:db8:1:2:bbbb::9]:80".parse().unwrap()),
+        );
         let c = p.resolve(&HeaderMap::new(), Some("[2001:db8:1:3::1]:80".parse().unwrap()));
         assert_eq!(a.0, "2001:db8:1:2::/64");
         assert_eq!(a, b);
@@ -139,6 +145,9 @@ mod tests {
         let m = p.resolve(&HeaderMap::new(), Some("[::ffff:192.0.2.1]:80".parse().unwrap()));
         assert_eq!(m.0, "192.0.2.1");
         let q = AddrPolicy::new(Some("x-real-ip")).unwrap();
-        assert_eq!(q.resolve(&headers(&[("x-real-ip", "[2001:db8::5]:443")]), None).0, "2001:db8::/64");
+        assert_eq!(
+            q.resolve(&headers(&[("x-real-ip", "[2001:db8::5]:443")]), None).0,
+            "2001:db8::/64"
+        );
     }
 }

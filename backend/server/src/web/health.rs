@@ -44,7 +44,10 @@ pub async fn system_status(state: AppState) -> anyhow::Result<SystemStatus> {
         assets,
         generator: state.demo.model().ok().map(|m| {
             let i = &m.info;
-            format!("{} ({} training steps, {}×{} px, E_id {})", i.checkpoint, i.step, i.image_size, i.image_size, i.encoder)
+            format!(
+                "{} ({} training steps, {}×{} px, E_id {})",
+                i.checkpoint, i.step, i.image_size, i.image_size, i.encoder
+            )
         }),
         generator_problem: state.demo.model().err(),
         admin_enabled: state.jobs.as_ref().is_some_and(|j| j.admin_hash.is_some()),

@@ -75,7 +75,10 @@ mod tests {
         // The second key is over its limit: neither is counted.
         assert_eq!(r.hit_all(&[("c", 5), ("b", 2)]).map_err(|e| e.0), Ok(()));
         assert_eq!(r.hit_all(&[("c", 5), ("b", 2)]).map_err(|e| e.0), Err(1));
-        assert!(r.hit("c", 2).is_ok(), "c was counted once, by the call that passed");
+        assert!(
+            r.hit("c", 2).is_ok(),
+            "c was counted once, by the call that passed"
+        );
         assert!(r.hit("c", 2).is_err());
         // A zero limit refuses at once.
         assert!(r.hit("z", 0).is_err());

@@ -48,8 +48,14 @@ pub fn router(state: AppState) -> Router {
             shell(options.clone())
         })
         .fallback(file_and_error_handler_with_context::<AppState, _>(context, shell))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::demo::client::assign))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::web::client_addr::assign))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::demo::client::assign,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::web::client_addr::assign,
+        ))
         .layer(axum::middleware::from_fn(security_headers))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -58,13 +64,19 @@ pub fn router(state: AppState) -> Router {
 /// Headers every response carries (unless a handler set its own): no framing by other sites
 /// (clickjacking), no `<base>`/plugin injection, no MIME sniffing, no full URLs in Referer.
 pub const SECURITY_HEADERS: [(&str, &str); 4] = [
-    ("content-security-policy", "frame-ancestors 'none'; base-uri 'self'; object-src 'none'; form-action 'self'"),
+    (
+        "content-security-policy",
+        "frame-ancestors 'none'; base-uri 'self'; object-src 'none'; form-action 'self'",
+    ),
     ("x-frame-options", "DENY"),
     ("x-content-type-options", "nosniff"),
     ("referrer-policy", "same-origin"),
 ];
 
-async fn security_headers(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+async fn security_headers(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
     let mut res = next.run(req).await;
     for (name, value) in SECURITY_HEADERS {
         res.headers_mut()
@@ -84,7 +96,10 @@ pub struct ConnLimits {
 
 impl Default for ConnLimits {
     fn default() -> Self {
-        Self { header_read: Duration::from_secs(10), body_idle: Duration::from_secs(20) }
+        Self {
+            header_read: Duration::from_secs(10),
+            body_idle: Duration::from_secs(20),
+        }
     }
 }
 
@@ -125,7 +140,8 @@ pub async fn run(
         let (mut stop, alive) = (stop_rx.clone(), alive_rx.clone());
         tokio::spawn(async move {
             let mut http = hyper::server::conn::http1::Builder::new();
-            http.timer(TokioTimer::new()).header_read_timeout(limits.header_read);
+            http.timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read);
             let conn = http
                 .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
                 .with_upgrades();

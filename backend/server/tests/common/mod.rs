@@ -134,7 +134,11 @@ pub fn admin_hash() -> (String, &'static str) {
 
 /// `cemiface serve` with the test admin password, the data folder `data` and `generator` as the
 /// default generator.
-pub fn serve_with_admin(data: &std::path::Path, assets: &std::path::Path, generator: &std::path::Path) -> Served {
+pub fn serve_with_admin(
+    data: &std::path::Path,
+    assets: &std::path::Path,
+    generator: &std::path::Path,
+) -> Served {
     let (hash, _) = admin_hash();
     Served::start(
         &[
@@ -148,6 +152,9 @@ pub fn serve_with_admin(data: &std::path::Path, assets: &std::path::Path, genera
             data.as_os_str(),
         ],
         // The tests' webhook receivers listen on 127.0.0.1.
-        &[("CEMIFACE_ADMIN_PASSWORD_HASH", &hash), ("CEMIFACE_WEBHOOK_ALLOW_PRIVATE", "true")],
+        &[
+            ("CEMIFACE_ADMIN_PASSWORD_HASH", &hash),
+            ("CEMIFACE_WEBHOOK_ALLOW_PRIVATE", "true"),
+        ],
     )
 }

@@ -12,8 +12,8 @@ use anyhow::Context;
 use axum::extract::ws::Message;
 use candle_core::Device;
 use cemiface_app::demo_protocol::JobRequest;
-use cemiface_engine::diffusion::generator::Generator;
 use cemiface_engine::data::image_io::{self, ImageLimits};
+use cemiface_engine::diffusion::generator::Generator;
 
 use crate::commands::diffusion::load_config;
 use crate::demo::model::{DemoModel, Inquiry};
@@ -49,7 +49,13 @@ fn streamed(
 }
 
 /// The table.
-pub fn run(config: &str, steps: u32, iters: usize, assets_dir: &Path, ctx: &crate::commands::ctx::JobCtx) -> anyhow::Result<()> {
+pub fn run(
+    config: &str,
+    steps: u32,
+    iters: usize,
+    assets_dir: &Path,
+    ctx: &crate::commands::ctx::JobCtx,
+) -> anyhow::Result<()> {
     let dev = Device::Cpu;
     let cfg = load_config(config)?;
     let model = Arc::new(DemoModel::new(
@@ -132,18 +138,24 @@ pub fn run(config: &str, steps: u32, iters: usize, assets_dir: &Path, ctx: &crat
         v[v.len() / 2]
     };
     let [t0, t1, t2] = times.each_mut().map(median);
-    crate::out!(ctx,
+    crate::out!(
+        ctx,
         "{config}, {steps} DDIM steps, batch 1, on {} CPU thread(s), median of {iters}:",
         candle_core::utils::get_num_threads()
     );
-    crate::out!(ctx, "| run | seconds | ÷ bare sampling | bytes sent |\n|---|---|---|---|");
+    crate::out!(
+        ctx,
+        "| run | seconds | ÷ bare sampling | bytes sent |\n|---|---|---|---|"
+    );
     crate::out!(ctx, "| bare sampling (no callback) | {t0:.3} | 1.000 | 0 |");
-    crate::out!(ctx,
+    crate::out!(
+        ctx,
         "| demo job, x̂0 PNG frame every step | {t1:.3} | {:.3} | {} |",
         t1 / t0,
         sent[0]
     );
-    crate::out!(ctx,
+    crate::out!(
+        ctx,
         "| demo job, frames + E_id similarity every step | {t2:.3} | {:.3} | {} |",
         t2 / t0,
         sent[1]

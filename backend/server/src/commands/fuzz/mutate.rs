@@ -4,11 +4,32 @@
 //! repeated chunks, pieces of another entry, and in text formats numbers swapped for extremes.
 
 /// Values that break length and count arithmetic.
-const INTERESTING_U32: [u32; 10] = [0, 1, 0x7f, 0x80, 0xff, 0xffff, 0x7fff_ffff, 0x8000_0000, 0xffff_fffe, 0xffff_ffff];
+const INTERESTING_U32: [u32; 10] = [
+    0,
+    1,
+    0x7f,
+    0x80,
+    0xff,
+    0xffff,
+    0x7fff_ffff,
+    0x8000_0000,
+    0xffff_fffe,
+    0xffff_ffff,
+];
 
 /// Numbers that break range checks, casts and allocations in text formats.
-const INTERESTING_TEXT: [&str; 10] =
-    ["0", "-1", "4294967296", "18446744073709551616", "1e309", "-1e309", "nan", "999999999999", "0.0", "-0"];
+const INTERESTING_TEXT: [&str; 10] = [
+    "0",
+    "-1",
+    "4294967296",
+    "18446744073709551616",
+    "1e309",
+    "-1e309",
+    "nan",
+    "999999999999",
+    "0.0",
+    "-0",
+];
 
 /// A seeded source of mutants.
 pub struct Mutator {
@@ -63,7 +84,11 @@ impl Mutator {
             2 if len >= 4 => {
                 let i = self.below(len - 3);
                 let x = INTERESTING_U32[self.below(INTERESTING_U32.len())];
-                let bytes = if self.below(2) == 0 { x.to_le_bytes() } else { x.to_be_bytes() };
+                let bytes = if self.below(2) == 0 {
+                    x.to_le_bytes()
+                } else {
+                    x.to_be_bytes()
+                };
                 v[i..i + 4].copy_from_slice(&bytes);
             }
             3 => v.truncate(self.below(len + 1)),
@@ -110,7 +135,9 @@ impl Mutator {
         while b < v.len() && (v[b].is_ascii_digit() || v[b] == b'.') {
             b += 1;
         }
-        let with = INTERESTING_TEXT[self.below(INTERESTING_TEXT.len())].as_bytes().to_vec();
+        let with = INTERESTING_TEXT[self.below(INTERESTING_TEXT.len())]
+            .as_bytes()
+            .to_vec();
         v.splice(a..b, with);
     }
 }
@@ -129,7 +156,15 @@ mod tests {
         assert_eq!(run(7), run(7));
         assert_ne!(run(7), run(8));
         let mutants = run(7);
-        assert!(mutants.iter().filter(|m| !corpus.contains(m)).count() > 150, "most are new");
-        assert!(mutants.iter().any(|m| m.windows(4).any(|w| w == b"1e30" || w == b"4294")), "number swaps happen");
+        assert!(
+            mutants.iter().filter(|m| !corpus.contains(m)).count() > 150,
+            "most are new"
+        );
+        assert!(
+            mutants
+                .iter()
+                .any(|m| m.windows(4).any(|w| w == b"1e30" || w == b"4294")),
+            "number swaps happen"
+        );
     }
 }

@@ -18,7 +18,8 @@ impl Spawned {
     pub fn start(args: &LoadtestArgs, ctx: &crate::commands::ctx::JobCtx) -> anyhow::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let data_dir = std::env::temp_dir().join(format!("cemiface-loadtest-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("cannot create {}", data_dir.display()))?;
         let sockets = (args.viewers + args.hostile + 16).to_string();
         let uploads = (4 * (args.uploads + args.bombs) + 16).to_string();
         let exe = std::env::current_exe().context("cannot find this program to start the server")?;
@@ -32,15 +33,28 @@ impl Spawned {
             .arg(&args.assets.assets_dir)
             .arg("--generator")
             .arg(&args.generator)
-            .args(["--demo-sockets-per-address", &sockets, "--uploads-per-minute", &uploads])
+            .args([
+                "--demo-sockets-per-address",
+                &sockets,
+                "--uploads-per-minute",
+                &uploads,
+            ])
             .env_remove("CEMIFACE_TRUSTED_PROXY_HEADER")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
             .context("cannot start `cemiface serve`")?;
-        crate::out!(ctx, "started cemiface serve on 127.0.0.1:{port} (log: {})", data_dir.join("server.log").display());
-        Ok(Self { child, base: format!("http://127.0.0.1:{port}"), data_dir })
+        crate::out!(
+            ctx,
+            "started cemiface serve on 127.0.0.1:{port} (log: {})",
+            data_dir.join("server.log").display()
+        );
+        Ok(Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            data_dir,
+        })
     }
 
     pub fn pid(&self) -> u32 {
