@@ -25,19 +25,28 @@ impl ApiError {
         Self {
             status: 0,
             code: "network".into(),
-            message: e.as_string().unwrap_or_else(|| "the server cannot be reached".into()),
+            message: e
+                .as_string()
+                .unwrap_or_else(|| "the server cannot be reached".into()),
             fields: vec![],
         }
     }
 }
 
 /// `method url` with an optional JSON body; JSON answer (Null for an empty body).
-pub async fn call(method: &str, url: &str, body: Option<&Value>, csrf: Option<&str>) -> Result<Value, ApiError> {
+pub async fn call(
+    method: &str,
+    url: &str,
+    body: Option<&Value>,
+    csrf: Option<&str>,
+) -> Result<Value, ApiError> {
     let init = web_sys::RequestInit::new();
     init.set_method(method);
     let headers = web_sys::Headers::new().map_err(ApiError::network)?;
     if let Some(b) = body {
-        headers.set("content-type", "application/json").map_err(ApiError::network)?;
+        headers
+            .set("content-type", "application/json")
+            .map_err(ApiError::network)?;
         init.set_body(&JsValue::from_str(&b.to_string()));
     }
     if let Some(t) = csrf {
@@ -115,7 +124,11 @@ pub fn job_events(live: RwSignal<bool>, on: impl Fn(JobEvent) + 'static, on_reco
             return;
         }
         let loc = window().location();
-        let scheme = if loc.protocol().as_deref() == Ok("https:") { "wss" } else { "ws" };
+        let scheme = if loc.protocol().as_deref() == Ok("https:") {
+            "wss"
+        } else {
+            "ws"
+        };
         let url = format!("{scheme}://{}/api/admin/events", loc.host().unwrap_or_default());
         let Ok(ws) = WebSocket::new(&url) else {
             retry(feed);

@@ -49,14 +49,18 @@ impl JobState {
 
     /// States a resume applies to.
     pub fn resumable(self) -> bool {
-        matches!(self, Self::Paused | Self::Interrupted | Self::Failed | Self::Cancelled)
+        matches!(
+            self,
+            Self::Paused | Self::Interrupted | Self::Failed | Self::Cancelled
+        )
     }
 }
 
 impl std::str::FromStr for JobState {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        serde_json::from_value(serde_json::Value::String(s.into())).map_err(|_| format!("unknown job state `{s}`"))
+        serde_json::from_value(serde_json::Value::String(s.into()))
+            .map_err(|_| format!("unknown job state `{s}`"))
     }
 }
 
@@ -85,9 +89,22 @@ impl JobProgress {
     /// The progress a report of `done` of `total` at `rate` describes (fraction and, for a running
     /// job, the time left).
     pub fn from_report(done: u64, total: u64, unit: &str, rate: Option<f64>, running: bool) -> Self {
-        let fraction = if total > 0 { done as f64 / total as f64 } else { 0.0 };
-        let eta_seconds = rate.filter(|r| *r > 0.0 && running).map(|r| total.saturating_sub(done) as f64 / r);
-        Self { done, total, unit: unit.to_owned(), fraction, rate, eta_seconds }
+        let fraction = if total > 0 {
+            done as f64 / total as f64
+        } else {
+            0.0
+        };
+        let eta_seconds = rate
+            .filter(|r| *r > 0.0 && running)
+            .map(|r| total.saturating_sub(done) as f64 / r);
+        Self {
+            done,
+            total,
+            unit: unit.to_owned(),
+            fraction,
+            rate,
+            eta_seconds,
+        }
     }
 }
 
@@ -146,8 +163,15 @@ impl JobView {
                 }
                 true
             }
-            JobEvent::Progress { done, total, unit, rate, .. } => {
-                self.progress = JobProgress::from_report(*done, *total, unit, *rate, self.state == JobState::Running);
+            JobEvent::Progress {
+                done,
+                total,
+                unit,
+                rate,
+                ..
+            } => {
+                self.progress =
+                    JobProgress::from_report(*done, *total, unit, *rate, self.state == JobState::Running);
                 self.phase = None;
                 true
             }
@@ -193,12 +217,33 @@ pub struct JobDetail {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum JobEvent {
-    State { id: i64, state: JobState, error: Option<String> },
-    Progress { id: i64, done: u64, total: u64, unit: String, rate: Option<f64> },
-    Artifact { id: i64, kind: String, path: String, step: Option<u64> },
-    Log { id: i64, line: String },
+    State {
+        id: i64,
+        state: JobState,
+        error: Option<String>,
+    },
+    Progress {
+        id: i64,
+        done: u64,
+        total: u64,
+        unit: String,
+        rate: Option<f64>,
+    },
+    Artifact {
+        id: i64,
+        kind: String,
+        path: String,
+        step: Option<u64>,
+    },
+    Log {
+        id: i64,
+        line: String,
+    },
     /// What the job does until its next progress report.
-    Phase { id: i64, phase: String },
+    Phase {
+        id: i64,
+        phase: String,
+    },
 }
 
 impl JobEvent {
@@ -315,7 +360,13 @@ mod tests {
 
     #[test]
     fn events_round_trip_and_update_a_view() {
-        let e = JobEvent::Progress { id: 7, done: 3, total: 12, unit: "step".into(), rate: Some(1.5) };
+        let e = JobEvent::Progress {
+            id: 7,
+            done: 3,
+            total: 12,
+            unit: "step".into(),
+            rate: Some(1.5),
+        };
         let text = serde_json::to_string(&e).unwrap();
         assert!(text.starts_with(r#"{"type":"progress","id":7"#), "{text}");
         assert_eq!(serde_json::from_str::<JobEvent>(&text).unwrap(), e);
@@ -328,13 +379,32 @@ mod tests {
         }))
         .unwrap();
         assert!(v.apply(&e));
-        assert_eq!((v.progress.done, v.progress.fraction, v.progress.eta_seconds), (3, 0.25, Some(6.0)));
+        assert_eq!(
+            (v.progress.done, v.progress.fraction, v.progress.eta_seconds),
+            (3, 0.25, Some(6.0))
+        );
         assert_eq!(v.phase, None, "a progress report ends the phase");
-        assert!(!v.apply(&JobEvent::Log { id: 8, line: "x".into() }), "another job's event");
-        assert!(!v.apply(&JobEvent::Artifact { id: 7, kind: "checkpoint".into(), path: "p".into(), step: None }));
-        assert!(v.apply(&JobEvent::State { id: 7, state: JobState::Succeeded, error: None }));
+        assert!(
+            !v.apply(&JobEvent::Log {
+                id: 8,
+                line: "x".into()
+            }),
+            "another job's event"
+        );
+        assert!(!v.apply(&JobEvent::Artifact {
+            id: 7,
+            kind: "checkpoint".into(),
+            path: "p".into(),
+            step: None
+        }));
+        assert!(v.apply(&JobEvent::State {
+            id: 7,
+            state: JobState::Succeeded,
+            error: None
+        }));
         assert_eq!((v.state, v.progress.eta_seconds), (JobState::Succeeded, None));
-        let s: Presets = serde_json::from_str(r#"{"train-diffusion":["tiny-32"],"train-fr":["fr-tiny"]}"#).unwrap();
+        let s: Presets =
+            serde_json::from_str(r#"{"train-diffusion":["tiny-32"],"train-fr":["fr-tiny"]}"#).unwrap();
         assert_eq!(s.train_diffusion, ["tiny-32"]);
     }
 }

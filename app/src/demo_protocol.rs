@@ -77,7 +77,10 @@ impl JobRequest {
             return Err("upload_id is empty: upload a photo first".into());
         }
         if self.upload_id.len() > 64 {
-            return Err(format!("upload_id has {} characters; ids have at most 64", self.upload_id.len()));
+            return Err(format!(
+                "upload_id has {} characters; ids have at most 64",
+                self.upload_id.len()
+            ));
         }
         Ok(())
     }

@@ -35,8 +35,15 @@ struct Stored {
 impl Shot {
     /// The download's file name: settings a file browser can sort by.
     pub fn file_name(&self) -> String {
-        let what = if self.request.sweep { "sweep".to_owned() } else { format!("m{:+.2}", self.request.m) };
-        format!("cemiface-{what}-seed{}-{}steps-{}.png", self.request.seed, self.request.steps, self.id)
+        let what = if self.request.sweep {
+            "sweep".to_owned()
+        } else {
+            format!("m{:+.2}", self.request.m)
+        };
+        format!(
+            "cemiface-{what}-seed{}-{}steps-{}.png",
+            self.request.seed, self.request.steps, self.id
+        )
     }
 }
 
@@ -64,8 +71,16 @@ pub fn from_json(text: &str) -> Vec<Shot> {
     stored
         .into_iter()
         .filter_map(|s| {
-            let png = base64::engine::general_purpose::STANDARD.decode(&s.png_base64).ok()?;
-            Some(Shot { id: s.id, url: String::new(), png, request: s.request, similarity: s.similarity })
+            let png = base64::engine::general_purpose::STANDARD
+                .decode(&s.png_base64)
+                .ok()?;
+            Some(Shot {
+                id: s.id,
+                url: String::new(),
+                png,
+                request: s.request,
+                similarity: s.similarity,
+            })
         })
         .take(MAX_KEPT)
         .collect()
@@ -77,7 +92,10 @@ pub fn zip_all(shots: &[Shot]) -> Vec<u8> {
     let entries: Vec<crate::zip_store::Entry> = shots
         .iter()
         .zip(&names)
-        .map(|(s, n)| crate::zip_store::Entry { name: n, bytes: &s.png })
+        .map(|(s, n)| crate::zip_store::Entry {
+            name: n,
+            bytes: &s.png,
+        })
         .collect();
     crate::zip_store::write(&entries)
 }
@@ -95,7 +113,9 @@ pub mod browser {
 
     /// The kept shots, each with a fresh object URL.
     pub fn load() -> Vec<Shot> {
-        let text = storage().and_then(|s| s.get_item(STORAGE_KEY).ok().flatten()).unwrap_or_default();
+        let text = storage()
+            .and_then(|s| s.get_item(STORAGE_KEY).ok().flatten())
+            .unwrap_or_default();
         from_json(&text)
             .into_iter()
             .filter_map(|mut s| {
@@ -119,7 +139,9 @@ pub mod browser {
 
     /// Starts a download of `bytes` as `name`.
     pub fn download(bytes: &[u8], mime: &str, name: &str) {
-        let Some(url) = crate::demo_client::object_url(bytes, mime) else { return };
+        let Some(url) = crate::demo_client::object_url(bytes, mime) else {
+            return;
+        };
         if let Ok(a) = document().create_element("a") {
             let _ = a.set_attribute("href", &url);
             let _ = a.set_attribute("download", name);
@@ -128,7 +150,10 @@ pub mod browser {
             }
         }
         let u = url.clone();
-        set_timeout(move || crate::demo_client::revoke(&u), std::time::Duration::from_secs(10));
+        set_timeout(
+            move || crate::demo_client::revoke(&u),
+            std::time::Duration::from_secs(10),
+        );
     }
 }
 
@@ -141,7 +166,14 @@ mod tests {
             id,
             url: format!("blob:{id}"),
             png: vec![id as u8; 40],
-            request: JobRequest { upload_id: "u".into(), m: -0.35, steps: 20, seed: 7, eta: 1.0, sweep },
+            request: JobRequest {
+                upload_id: "u".into(),
+                m: -0.35,
+                steps: 20,
+                seed: 7,
+                eta: 1.0,
+                sweep,
+            },
             similarity: vec![0.1],
         }
     }
@@ -168,6 +200,10 @@ mod tests {
         assert_eq!(shot(5, false).file_name(), "cemiface-m-0.35-seed7-20steps-5.png");
         assert_eq!(shot(6, true).file_name(), "cemiface-sweep-seed7-20steps-6.png");
         let zip = zip_all(&[shot(1, false), shot(2, true)]);
-        assert_eq!(u16::from_le_bytes([zip[zip.len() - 12], zip[zip.len() - 11]]), 2, "two entries");
+        assert_eq!(
+            u16::from_le_bytes([zip[zip.len() - 12], zip[zip.len() - 11]]),
+            2,
+            "two entries"
+        );
     }
 }

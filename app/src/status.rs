@@ -16,6 +16,9 @@ pub struct SystemStatus {
     pub device: String,
     /// Whether this binary was built with the `cuda` feature.
     pub cuda_compiled: bool,
+    /// The GPU when `device` is `cuda:N`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<GpuStatus>,
     /// CPU threads used by the tensor kernels.
     pub cpu_threads: usize,
     /// Folder the pinned model assets are read from.
@@ -33,6 +36,30 @@ pub struct SystemStatus {
     pub admin_enabled: bool,
 }
 
+/// The GPU the server computes on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GpuStatus {
+    /// As the driver names it, e.g. `NVIDIA H200`.
+    pub name: String,
+    pub memory_total_mib: u64,
+    pub memory_free_mib: u64,
+    /// e.g. `9.0`.
+    pub compute_capability: String,
+}
+
+impl std::fmt::Display for GpuStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({:.1} GiB, {:.1} GiB free, compute capability {})",
+            self.name,
+            self.memory_total_mib as f64 / 1024.0,
+            self.memory_free_mib as f64 / 1024.0,
+            self.compute_capability
+        )
+    }
+}
+
 /// One asset group (e.g. `dlib-resnet`: weights + manifest).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AssetGroup {
@@ -46,7 +73,8 @@ pub struct AssetGroup {
 
 /// A status check in flight.
 #[cfg(feature = "ssr")]
-pub type StatusFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<SystemStatus, String>> + Send>>;
+pub type StatusFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<SystemStatus, String>> + Send>>;
 
 /// How the server produces a fresh status (the server provides it as Leptos context; the app
 /// itself holds no model or file-system code).

@@ -78,11 +78,23 @@ mod tests {
     fn the_zip_crate_reads_back_every_file() {
         let a = vec![7u8; 1000];
         let b = b"\x89PNG fake".to_vec();
-        let bytes = write(&[Entry { name: "cemiface-1.png", bytes: &a }, Entry { name: "ü/2.png", bytes: &b }]);
+        let bytes = write(&[
+            Entry {
+                name: "cemiface-1.png",
+                bytes: &a,
+            },
+            Entry {
+                name: "ü/2.png",
+                bytes: &b,
+            },
+        ]);
         let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
         assert_eq!(zip.len(), 2);
         let mut got = Vec::new();
-        zip.by_name("cemiface-1.png").unwrap().read_to_end(&mut got).unwrap();
+        zip.by_name("cemiface-1.png")
+            .unwrap()
+            .read_to_end(&mut got)
+            .unwrap();
         assert_eq!(got, a);
         got.clear();
         zip.by_name("ü/2.png").unwrap().read_to_end(&mut got).unwrap();
@@ -93,6 +105,9 @@ mod tests {
     fn an_empty_archive_is_just_the_end_record() {
         let bytes = write(&[]);
         assert_eq!(bytes.len(), 22);
-        assert_eq!(zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap().len(), 0);
+        assert_eq!(
+            zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap().len(),
+            0
+        );
     }
 }

@@ -37,11 +37,10 @@ impl JobKind {
 impl FromStr for JobKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        serde_json::from_value(serde_json::Value::String(s.into())).map_err(|_| format!("unknown job kind `{s}`"))
+        serde_json::from_value(serde_json::Value::String(s.into()))
+            .map_err(|_| format!("unknown job kind `{s}`"))
     }
 }
-
-
 
 fn err(errors: &mut Vec<FieldError>, field: impl Into<String>, message: impl Into<String>) {
     errors.push(FieldError {
@@ -202,7 +201,11 @@ impl JobSpec {
             Self::TrainDiffusion(t) => {
                 let names = &presets.train_diffusion;
                 if !names.contains(&t.config) {
-                    err(&mut e, "config", format!("unknown preset; one of {}", names.join(", ")));
+                    err(
+                        &mut e,
+                        "config",
+                        format!("unknown preset; one of {}", names.join(", ")),
+                    );
                 }
                 if t.steps.is_some_and(|s| s == 0 || s > 10_000_000) {
                     err(&mut e, "steps", "must be between 1 and 10000000");
@@ -219,7 +222,11 @@ impl JobSpec {
             }
             Self::Generate(g) => {
                 if !(g.generator == "default" || job_ref(&g.generator).is_some()) {
-                    err(&mut e, "generator", "`default` or `job:<id>` of a train-diffusion job");
+                    err(
+                        &mut e,
+                        "generator",
+                        "`default` or `job:<id>` of a train-diffusion job",
+                    );
                 }
                 if !["dcgan", "random"].contains(&g.inquiries.as_str()) {
                     err(&mut e, "inquiries", "`dcgan` or `random`");
@@ -254,7 +261,11 @@ impl JobSpec {
             Self::TrainFr(t) => {
                 let names = &presets.train_fr;
                 if !names.contains(&t.config) {
-                    err(&mut e, "config", format!("unknown preset; one of {}", names.join(", ")));
+                    err(
+                        &mut e,
+                        "config",
+                        format!("unknown preset; one of {}", names.join(", ")),
+                    );
                 }
                 if job_ref(&t.data).is_none() && !paths_allowed {
                     err(&mut e, "data", "`job:<id>` of a generate job");
@@ -303,20 +314,30 @@ mod tests {
 
     #[test]
     fn generate_defaults_and_unknown_fields() {
-        let s = gen(serde_json::json!({"kind": "generate", "identities": 2, "images_per_identity": 3})).unwrap();
+        let s =
+            gen(serde_json::json!({"kind": "generate", "identities": 2, "images_per_identity": 3})).unwrap();
         let JobSpec::Generate(g) = &s else { panic!() };
         assert_eq!((g.steps, g.m.clone(), g.format.as_str()), (20, vec![0.0], "png"));
         assert!(s.validate(false, &presets()).is_ok());
-        let bad = gen(serde_json::json!({"kind": "generate", "identities": 2, "images_per_identity": 3, "colour": 1}));
+        let bad = gen(
+            serde_json::json!({"kind": "generate", "identities": 2, "images_per_identity": 3, "colour": 1}),
+        );
         assert!(bad.unwrap_err().to_string().contains("colour"));
     }
 
     #[test]
     fn every_bad_field_is_reported() {
-        let s = gen(serde_json::json!({"kind": "generate", "identities": 0, "images_per_identity": 3,
-            "m": [0.0, 1.5], "steps": 0, "seed": MAX_SEED + 1, "format": "gif"}))
+        let s = gen(
+            serde_json::json!({"kind": "generate", "identities": 0, "images_per_identity": 3,
+            "m": [0.0, 1.5], "steps": 0, "seed": MAX_SEED + 1, "format": "gif"}),
+        )
         .unwrap();
-        let fields: Vec<String> = s.validate(false, &presets()).unwrap_err().into_iter().map(|f| f.field).collect();
+        let fields: Vec<String> = s
+            .validate(false, &presets())
+            .unwrap_err()
+            .into_iter()
+            .map(|f| f.field)
+            .collect();
         assert_eq!(fields, ["identities", "m[1]", "steps", "seed", "format"]);
     }
 

@@ -33,7 +33,12 @@ pub struct Field {
 }
 
 const fn f(name: &'static str, label: &'static str, ty: FieldType, default: &'static str) -> Field {
-    Field { name, label, ty, default }
+    Field {
+        name,
+        label,
+        ty,
+        default,
+    }
 }
 
 /// Job kinds in the order the form offers them.
@@ -42,11 +47,26 @@ pub const KINDS: [&str; 4] = ["generate", "train-diffusion", "train-fr", "eval"]
 use FieldType::*;
 
 const GENERATE: &[Field] = &[
-    f("generator", "Generator (default, or job:<id> of a train-diffusion job)", Text, "default"),
-    f("inquiries", "Inquiry identities", Choice(&["dcgan", "random"]), "dcgan"),
+    f(
+        "generator",
+        "Generator (default, or job:<id> of a train-diffusion job)",
+        Text,
+        "default",
+    ),
+    f(
+        "inquiries",
+        "Inquiry identities",
+        Choice(&["dcgan", "random"]),
+        "dcgan",
+    ),
     f("identities", "Identities", Int, "4"),
     f("images_per_identity", "Images per identity", Int, "4"),
-    f("m", "Similarity targets m (comma-separated, in [-1, 1])", FloatList, "0"),
+    f(
+        "m",
+        "Similarity targets m (comma-separated, in [-1, 1])",
+        FloatList,
+        "0",
+    ),
     f("steps", "DDIM steps", Int, "20"),
     f("eta", "η", Float, "1"),
     f("seed", "Seed", Int, "0"),
@@ -58,21 +78,41 @@ const TRAIN_DIFFUSION: &[Field] = &[
     f("config", "Preset", Preset, "latent-dcgan"),
     f("steps", "Steps (empty: the preset's)", OptInt, ""),
     f("batch_size", "Batch size (empty: the preset's)", OptInt, ""),
-    f("checkpoint_every", "Checkpoint every N steps (empty: the preset's)", OptInt, ""),
+    f(
+        "checkpoint_every",
+        "Checkpoint every N steps (empty: the preset's)",
+        OptInt,
+        "",
+    ),
     f("seed", "Seed (empty: the preset's)", OptInt, ""),
     f("sample_grid", "Sample grid at each checkpoint", Bool, "true"),
 ];
 
 const TRAIN_FR: &[Field] = &[
     f("config", "Preset", Preset, "fr-tiny"),
-    f("data", "Data (job:<id> of a generate job, or a folder / .rec on the server)", Text, ""),
+    f(
+        "data",
+        "Data (job:<id> of a generate job, or a folder / .rec on the server)",
+        Text,
+        "",
+    ),
     f("steps", "Steps (empty: the preset's epochs)", OptInt, ""),
     f("batch_size", "Batch size (empty: the preset's)", OptInt, ""),
 ];
 
 const EVAL: &[Field] = &[
-    f("checkpoint", "Checkpoint (job:<id> of a train-fr job; empty: dlib)", OptText, ""),
-    f("sets", "Sets (.bin files or pair lists on the server, comma-separated)", TextList, ""),
+    f(
+        "checkpoint",
+        "Checkpoint (job:<id> of a train-fr job; empty: dlib)",
+        OptText,
+        "",
+    ),
+    f(
+        "sets",
+        "Sets (.bin files or pair lists on the server, comma-separated)",
+        TextList,
+        "",
+    ),
 ];
 
 /// The fields of a kind.
@@ -91,7 +131,10 @@ pub type Values = Vec<(String, String)>;
 
 /// A kind's defaults.
 pub fn defaults(kind: &str) -> Values {
-    fields(kind).iter().map(|f| (f.name.to_owned(), f.default.to_owned())).collect()
+    fields(kind)
+        .iter()
+        .map(|f| (f.name.to_owned(), f.default.to_owned()))
+        .collect()
 }
 
 fn list(s: &str) -> impl Iterator<Item = &str> {
@@ -112,10 +155,19 @@ pub fn to_spec(kind: &str, values: &Values) -> Result<Value, Vec<(String, String
             .trim();
         let bad = |what: &str| (fld.name.to_owned(), format!("{what}: `{raw}`"));
         let v = match fld.ty {
-            FieldType::Int => raw.parse::<u64>().map(|n| json!(n)).map_err(|_| bad("not a whole number")),
+            FieldType::Int => raw
+                .parse::<u64>()
+                .map(|n| json!(n))
+                .map_err(|_| bad("not a whole number")),
             FieldType::OptInt if raw.is_empty() => continue,
-            FieldType::OptInt => raw.parse::<u64>().map(|n| json!(n)).map_err(|_| bad("not a whole number")),
-            FieldType::Float => raw.parse::<f64>().map(|x| json!(x)).map_err(|_| bad("not a number")),
+            FieldType::OptInt => raw
+                .parse::<u64>()
+                .map(|n| json!(n))
+                .map_err(|_| bad("not a whole number")),
+            FieldType::Float => raw
+                .parse::<f64>()
+                .map(|x| json!(x))
+                .map_err(|_| bad("not a number")),
             FieldType::FloatList => list(raw)
                 .map(|p| p.parse::<f64>())
                 .collect::<Result<Vec<_>, _>>()
@@ -215,8 +267,15 @@ impl GenerationPlan {
             s.push_str(" image files");
         }
         if self.per_m.len() > 1 {
-            let parts: Vec<String> = self.per_m.iter().map(|(m, n)| format!("{n} at m = {m}")).collect();
-            s.push_str(&format!(". The m values are taken in turn: each identity gets {}", parts.join(", ")));
+            let parts: Vec<String> = self
+                .per_m
+                .iter()
+                .map(|(m, n)| format!("{n} at m = {m}"))
+                .collect();
+            s.push_str(&format!(
+                ". The m values are taken in turn: each identity gets {}",
+                parts.join(", ")
+            ));
         }
         s.push('.');
         s
@@ -225,11 +284,19 @@ impl GenerationPlan {
 
 /// The plan of a generate form, or None while a field does not parse.
 pub fn generation_plan(values: &Values) -> Option<GenerationPlan> {
-    let get = |name: &str| values.iter().find(|(n, _)| n == name).map(|(_, v)| v.trim().to_owned());
+    let get = |name: &str| {
+        values
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.trim().to_owned())
+    };
     let identities: usize = get("identities")?.parse().ok()?;
     let images_per_identity: usize = get("images_per_identity")?.parse().ok()?;
     let steps: usize = get("steps").unwrap_or_else(|| "20".into()).parse().ok()?;
-    let m: Vec<f64> = list(&get("m").unwrap_or_else(|| "0".into())).map(str::parse).collect::<Result<_, _>>().ok()?;
+    let m: Vec<f64> = list(&get("m").unwrap_or_else(|| "0".into()))
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
     if m.is_empty() || images_per_identity == 0 {
         return None;
     }
@@ -238,8 +305,18 @@ pub fn generation_plan(values: &Values) -> Option<GenerationPlan> {
         .enumerate()
         .map(|(i, &v)| (v, (0..images_per_identity).filter(|k| k % m.len() == i).count()))
         .collect();
-    let copies = if get("inquiries").as_deref() == Some("random") { 0 } else { DEFAULT_INQUIRY_COPIES };
-    Some(GenerationPlan { identities, images_per_identity, copies, per_m, steps })
+    let copies = if get("inquiries").as_deref() == Some("random") {
+        0
+    } else {
+        DEFAULT_INQUIRY_COPIES
+    };
+    Some(GenerationPlan {
+        identities,
+        images_per_identity,
+        copies,
+        per_m,
+        steps,
+    })
 }
 
 #[cfg(test)]
@@ -261,7 +338,10 @@ mod tests {
             "2 identities × 3 images = 6 generated + 10 inquiry copies (5 per identity) = 16 image files. \
              The m values are taken in turn: each identity gets 2 at m = 0, 1 at m = 0.5."
         );
-        assert!((p.seconds_at(0.5, 10) - 24.0).abs() < 1e-9, "6 images at 0.5/s, twice the steps");
+        assert!(
+            (p.seconds_at(0.5, 10) - 24.0).abs() < 1e-9,
+            "6 images at 0.5/s, twice the steps"
+        );
         set(&mut v, "inquiries", "random");
         assert_eq!(generation_plan(&v).unwrap().files(), 6);
         set(&mut v, "identities", "x");

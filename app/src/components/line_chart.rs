@@ -13,7 +13,10 @@ const BOTTOM: f64 = 26.0;
 
 /// x and y ranges over all series (a flat range is widened so lines stay visible).
 pub fn bounds(series: &[(String, Vec<(f64, f64)>)]) -> Option<((f64, f64), (f64, f64))> {
-    let pts = series.iter().flat_map(|(_, p)| p.iter()).filter(|(x, y)| x.is_finite() && y.is_finite());
+    let pts = series
+        .iter()
+        .flat_map(|(_, p)| p.iter())
+        .filter(|(x, y)| x.is_finite() && y.is_finite());
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
     let mut any = false;
     for &(x, y) in pts {
@@ -54,14 +57,27 @@ pub type Series = (String, Vec<(f64, f64)>);
 
 /// About `n` round tick values (1, 2 or 5 × 10^k apart) inside [lo, hi].
 pub fn ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
-    if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) || !lo.is_finite() || !hi.is_finite() || n == 0 {
+    if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater)
+        || !lo.is_finite()
+        || !hi.is_finite()
+        || n == 0
+    {
         return vec![];
     }
     let raw = (hi - lo) / n as f64;
     let e = raw.log10().floor() as i32;
     // step = d × 10^e; values as k·d scaled by 10^e in one division, so 0.6 prints as 0.6.
-    let scale = |x: f64| if e >= 0 { x * 10f64.powi(e) } else { x / 10f64.powi(-e) };
-    let d = [1.0, 2.0, 5.0, 10.0].into_iter().find(|d| scale(*d) >= raw).unwrap_or(10.0);
+    let scale = |x: f64| {
+        if e >= 0 {
+            x * 10f64.powi(e)
+        } else {
+            x / 10f64.powi(-e)
+        }
+    };
+    let d = [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .find(|d| scale(*d) >= raw)
+        .unwrap_or(10.0);
     let step = scale(d);
     let first = (lo / step - 1e-9).ceil() as i64;
     let last = (hi / step + 1e-9).floor() as i64;
@@ -86,11 +102,11 @@ fn label(v: f64) -> String {
 
 /// One chart; `series` is (name, [(step, value)]).
 #[component]
-pub fn LineChart(
-    #[prop(into)] title: String,
-    #[prop(into)] series: Signal<Vec<Series>>,
-) -> impl IntoView {
-    let id = format!("chart-{}", title.to_lowercase().replace(|c: char| !c.is_alphanumeric(), "-"));
+pub fn LineChart(#[prop(into)] title: String, #[prop(into)] series: Signal<Vec<Series>>) -> impl IntoView {
+    let id = format!(
+        "chart-{}",
+        title.to_lowercase().replace(|c: char| !c.is_alphanumeric(), "-")
+    );
     view! {
         <figure class="line-chart" id=id>
             <figcaption>{title.clone()}</figcaption>
@@ -136,10 +152,20 @@ mod tests {
 
     #[test]
     fn bounds_span_all_series_and_points_fill_the_frame() {
-        let s = vec![("a".to_string(), vec![(1.0, 2.0), (3.0, 4.0)]), ("b".to_string(), vec![(2.0, 0.0)])];
+        let s = vec![
+            ("a".to_string(), vec![(1.0, 2.0), (3.0, 4.0)]),
+            ("b".to_string(), vec![(2.0, 0.0)]),
+        ];
         let (xr, yr) = bounds(&s).unwrap();
         assert_eq!((xr, yr), ((1.0, 3.0), (0.0, 4.0)));
-        assert_eq!(points(&s[0].1, xr, yr), format!("{LEFT:.1},{:.1} {:.1},{TOP:.1}", TOP + (H - TOP - BOTTOM) * 0.5, W - RIGHT));
+        assert_eq!(
+            points(&s[0].1, xr, yr),
+            format!(
+                "{LEFT:.1},{:.1} {:.1},{TOP:.1}",
+                TOP + (H - TOP - BOTTOM) * 0.5,
+                W - RIGHT
+            )
+        );
         assert!(bounds(&[("e".to_string(), vec![])]).is_none());
         let flat = bounds(&[("f".to_string(), vec![(1.0, 5.0)])]).unwrap();
         assert!(flat.1 .0 < 5.0 && flat.1 .1 > 5.0 && flat.0 .1 > flat.0 .0);

@@ -22,7 +22,12 @@ pub struct TextField<T: 'static> {
 impl<T: Copy + PartialEq + ToString + Send + Sync + 'static> TextField<T> {
     pub fn new(initial: T, parse: fn(&str) -> Result<T, String>) -> Self {
         let t = initial.to_string();
-        Self { text: RwSignal::new(t.clone()), shown: RwSignal::new(t), touched: RwSignal::new(false), parse }
+        Self {
+            text: RwSignal::new(t.clone()),
+            shown: RwSignal::new(t),
+            touched: RwSignal::new(false),
+            parse,
+        }
     }
 
     /// A new text, kept as typed; a valid one becomes `value`.
@@ -98,7 +103,10 @@ mod tests {
     #[test]
     fn typed_text_is_judged_not_rewritten() {
         assert_eq!(eta("0.5"), Ok(0.5));
-        assert!(eta("0.").is_ok_and(|v| v == 0.0), "a half-typed number is not an error");
+        assert!(
+            eta("0.").is_ok_and(|v| v == 0.0),
+            "a half-typed number is not an error"
+        );
         assert!(eta("1.5").unwrap_err().contains("from 0 to 1"));
         assert!(eta("").is_err() && eta("abc").is_err() && eta("NaN").is_err());
         assert_eq!(steps("05"), Ok(5));

@@ -95,7 +95,11 @@ pub fn SimChart(
 
 /// The tooltip of series `i`: its target and latest value.
 fn hover(points: &[(u32, Vec<f32>)], i: usize, m: f32) -> String {
-    match points.iter().rev().find_map(|(step, v)| v.get(i).map(|s| (step, s))) {
+    match points
+        .iter()
+        .rev()
+        .find_map(|(step, v)| v.get(i).map(|s| (step, s)))
+    {
         Some((step, s)) => format!("m = {m:+.2}: similarity {s:+.3} at step {step}"),
         None => format!("m = {m:+.2}"),
     }

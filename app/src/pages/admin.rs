@@ -10,8 +10,12 @@ use serde_json::json;
 
 use crate::admin_client::{call, get, job_events, poll, send};
 use crate::admin_protocol::spec::JobSpec;
-use crate::admin_protocol::{CreatedKey, JobEvent, JobState, JobView, KeyView, Presets, Session, SystemStatus};
-use crate::components::launch_form::{defaults, fields, from_spec, generation_plan, to_spec, FieldType, Values, KINDS};
+use crate::admin_protocol::{
+    CreatedKey, JobEvent, JobState, JobView, KeyView, Presets, Session, SystemStatus,
+};
+use crate::components::launch_form::{
+    defaults, fields, from_spec, generation_plan, to_spec, FieldType, Values, KINDS,
+};
 use crate::units::{bytes, eta};
 
 /// The admin area: the login form until a session exists, then the dashboard.
@@ -103,7 +107,9 @@ fn Dashboard(csrf: String) -> impl IntoView {
         job_events(
             live,
             move |e| {
-                let applied = jobs.try_update(|js| js.iter_mut().any(|j| j.apply(&e))).unwrap_or(false);
+                let applied = jobs
+                    .try_update(|js| js.iter_mut().any(|j| j.apply(&e)))
+                    .unwrap_or(false);
                 if !applied || matches!(e, JobEvent::State { .. }) {
                     refresh();
                 }
@@ -142,7 +148,8 @@ fn Dashboard(csrf: String) -> impl IntoView {
 
 #[component]
 fn SystemPanel(system: RwSignal<Option<SystemStatus>>) -> impl IntoView {
-    let text = move |f: fn(&SystemStatus) -> String| move || system.with(|s| s.as_ref().map(f).unwrap_or_default());
+    let text =
+        move |f: fn(&SystemStatus) -> String| move || system.with(|s| s.as_ref().map(f).unwrap_or_default());
     view! {
         <div class="card system" id="system">
             <h2>"System"</h2>
@@ -193,7 +200,9 @@ pub fn timestamps(j: &JobView) -> String {
 /// Unix seconds as "Dec 3 12:30" in the browser's time zone (UTC on the server).
 fn local_time(secs: f64) -> String {
     let d = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(secs * 1000.0));
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     format!(
         "{} {} {:02}:{:02}",
         MONTHS[(d.get_month() as usize).min(11)],
@@ -205,7 +214,11 @@ fn local_time(secs: f64) -> String {
 
 /// Posts a job action (cancel, pause, resume).
 pub fn act(csrf: StoredValue<String>, id: i64, what: &'static str, msg: RwSignal<Option<String>>) {
-    if what == "cancel" && !confirmed(&format!("Cancel job #{id}? Its work since the last checkpoint is lost.")) {
+    if what == "cancel"
+        && !confirmed(&format!(
+            "Cancel job #{id}? Its work since the last checkpoint is lost."
+        ))
+    {
         return;
     }
     spawn_local(async move {
@@ -218,7 +231,9 @@ pub fn act(csrf: StoredValue<String>, id: i64, what: &'static str, msg: RwSignal
 
 /// Asks the browser's confirmation dialog (false when there is no window, e.g. on the server).
 pub fn confirmed(question: &str) -> bool {
-    web_sys::window().and_then(|w| w.confirm_with_message(question).ok()).unwrap_or(false)
+    web_sys::window()
+        .and_then(|w| w.confirm_with_message(question).ok())
+        .unwrap_or(false)
 }
 
 #[component]
@@ -302,13 +317,22 @@ fn LaunchForm(csrf: StoredValue<String>, jobs: RwSignal<Vec<JobView>>) -> impl I
                     let (k, v) = from_spec(&j.spec);
                     kind.set(k);
                     values.set(v);
-                    note.set(Some(format!("Cloned from job #{id}: change what you need and launch.")));
+                    note.set(Some(format!(
+                        "Cloned from job #{id}: change what you need and launch."
+                    )));
                 }
             });
         }
     });
     let value_of = move |name: &'static str| {
-        move || values.with(|v| v.iter().find(|(n, _)| n == name).map(|(_, x)| x.clone()).unwrap_or_default())
+        move || {
+            values.with(|v| {
+                v.iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, x)| x.clone())
+                    .unwrap_or_default()
+            })
+        }
     };
     let set_value = move |name: &'static str, x: String| {
         values.update(|v| match v.iter_mut().find(|(n, _)| n == name) {
@@ -317,13 +341,15 @@ fn LaunchForm(csrf: StoredValue<String>, jobs: RwSignal<Vec<JobView>>) -> impl I
         });
     };
     let error_of = move |name: &'static str| {
-        move || errors.with(|e| {
-            e.iter()
-                .filter(|(f, _)| f == name || f.starts_with(&format!("{name}[")))
-                .map(|(_, m)| m.clone())
-                .collect::<Vec<_>>()
-                .join("; ")
-        })
+        move || {
+            errors.with(|e| {
+                e.iter()
+                    .filter(|(f, _)| f == name || f.starts_with(&format!("{name}[")))
+                    .map(|(_, m)| m.clone())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+        }
     };
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
@@ -342,7 +368,12 @@ fn LaunchForm(csrf: StoredValue<String>, jobs: RwSignal<Vec<JobView>>) -> impl I
         if let (true, Ok(parsed)) = (known, serde_json::from_value::<JobSpec>(spec.clone())) {
             if let Err(e) = presets.with_untracked(|p| parsed.validate(true, p)) {
                 // The same words as the server's 422 answer.
-                note.set(Some(e.iter().map(|f| format!("{}: {}", f.field, f.message)).collect::<Vec<_>>().join("; ")));
+                note.set(Some(
+                    e.iter()
+                        .map(|f| format!("{}: {}", f.field, f.message))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                ));
                 errors.set(e.into_iter().map(|f| (f.field, f.message)).collect());
                 return;
             }
@@ -358,7 +389,11 @@ fn LaunchForm(csrf: StoredValue<String>, jobs: RwSignal<Vec<JobView>>) -> impl I
         });
     };
     // Before Launch: what a generation writes, and how long it takes at the last measured rate.
-    let plan = move || (kind.get() == "generate").then(|| values.with(generation_plan)).flatten();
+    let plan = move || {
+        (kind.get() == "generate")
+            .then(|| values.with(generation_plan))
+            .flatten()
+    };
     let estimate = move || {
         let p = plan()?;
         let (rate, steps) = jobs.with(|js| {
@@ -367,7 +402,10 @@ fn LaunchForm(csrf: StoredValue<String>, jobs: RwSignal<Vec<JobView>>) -> impl I
                 Some((rate, j.spec["steps"].as_u64().unwrap_or(20) as usize))
             })
         })?;
-        Some(format!("About {} at the last generation's rate ({rate:.2} images/s at {steps} steps).", eta(p.seconds_at(rate, steps))))
+        Some(format!(
+            "About {} at the last generation's rate ({rate:.2} images/s at {steps} steps).",
+            eta(p.seconds_at(rate, steps))
+        ))
     };
     view! {
         <form id="launch" class="launch" on:submit=submit>
@@ -448,7 +486,11 @@ fn Keys(csrf: StoredValue<String>) -> impl IntoView {
     Effect::new(move |_| reload());
     let create = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        let scopes = if read_only.get_untracked() { json!(["read"]) } else { json!(["generate", "read"]) };
+        let scopes = if read_only.get_untracked() {
+            json!(["read"])
+        } else {
+            json!(["generate", "read"])
+        };
         let body = json!({"name": name.get_untracked(), "scopes": scopes});
         spawn_local(async move {
             match send::<CreatedKey>("POST", "/api/admin/keys", Some(&body), Some(&csrf.get_value())).await {

@@ -20,7 +20,10 @@ const CHARTS: [(&str, &[&str]); 6] = [
     // SimMat on its own scale: it is much smaller than the MSE once λ weighs it.
     ("SimMat term", &["sim_mat"]),
     ("Learning rate", &["lr"]),
-    ("Similarity error (|m − s| to the target, |1 − s| to the identity)", &["sim_error", "rec_error"]),
+    (
+        "Similarity error (|m − s| to the target, |1 − s| to the identity)",
+        &["sim_error", "rec_error"],
+    ),
     ("Batch accuracy", &["accuracy"]),
     ("Throughput (images/s)", &["images_per_s"]),
 ];
@@ -28,7 +31,12 @@ const CHARTS: [(&str, &[&str]); 6] = [
 fn series(metrics: &Metrics, names: &[&str]) -> Vec<Series> {
     names
         .iter()
-        .filter_map(|n| Some(((*n).to_owned(), metrics.get(*n)?.iter().map(|&(s, v)| (s as f64, v)).collect())))
+        .filter_map(|n| {
+            Some((
+                (*n).to_owned(),
+                metrics.get(*n)?.iter().map(|&(s, v)| (s as f64, v)).collect(),
+            ))
+        })
         .collect()
 }
 
@@ -75,7 +83,10 @@ pub fn AdminJobPage() -> impl IntoView {
                 let applied = job
                     .try_update(|j| match (j, &e) {
                         (Some(d), JobEvent::Log { line, .. }) => {
-                            d.logs.push(LogLine { at: js_sys::Date::now() / 1000.0, line: line.clone() });
+                            d.logs.push(LogLine {
+                                at: js_sys::Date::now() / 1000.0,
+                                line: line.clone(),
+                            });
                             true
                         }
                         (Some(d), e) => d.job.apply(e) && !matches!(e, JobEvent::State { .. }),
@@ -105,7 +116,13 @@ pub fn AdminJobPage() -> impl IntoView {
         move || {
             job.with(|j| {
                 j.as_ref()
-                    .map(|d| d.artifacts.iter().filter(|x| x.kind == kind).cloned().collect::<Vec<ArtifactView>>())
+                    .map(|d| {
+                        d.artifacts
+                            .iter()
+                            .filter(|x| x.kind == kind)
+                            .cloned()
+                            .collect::<Vec<ArtifactView>>()
+                    })
                     .unwrap_or_default()
             })
         }

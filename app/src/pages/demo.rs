@@ -5,13 +5,13 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
+use crate::components::num_field::TextField;
+use crate::components::sim_chart::SimChart;
 use crate::demo_client::{random_seed, revoke, upload, DemoSocket, Incoming};
 use crate::demo_protocol::{
     ClientMessage, DemoLimits, JobRequest, ModelInfo, ServerEvent, Timings, UploadReply, FRAME_FINAL,
     MAX_STEPS,
 };
-use crate::components::num_field::TextField;
-use crate::components::sim_chart::SimChart;
 use crate::gallery::{self, Shot};
 use crate::regime::Regime;
 
@@ -44,7 +44,6 @@ struct Run {
     preview: Option<String>,
     similarity: Vec<f32>,
 }
-
 
 #[derive(Clone, Copy)]
 struct DemoState {
@@ -267,7 +266,8 @@ pub fn DemoPage() -> impl IntoView {
     steps_field.follow(steps);
     seed_field.follow(seed);
     eta_field.follow(eta);
-    let fields_ok = move || steps_field.error().is_none() && seed_field.error().is_none() && eta_field.error().is_none();
+    let fields_ok =
+        move || steps_field.error().is_none() && seed_field.error().is_none() && eta_field.error().is_none();
     // Browser only: open the socket and draw a first seed.
     Effect::new(move |_| {
         st.socket
@@ -589,7 +589,11 @@ fn similarity_text(r: &Run) -> String {
             format!(
                 "{}m = {m:+.2}: similarity {s:+.3}{}",
                 if i == 0 { "" } else { " · " },
-                if done { format!(", {}", verdict(*m, *s)) } else { String::new() }
+                if done {
+                    format!(", {}", verdict(*m, *s))
+                } else {
+                    String::new()
+                }
             )
         })
         .collect::<String>()

@@ -70,7 +70,10 @@ fn StatusTable(status: SystemStatus) -> impl IntoView {
     view! {
         <dl class="facts">
             <dt>"Version"</dt><dd id="version">{status.version}</dd>
-            <dt>"Device"</dt><dd id="device">{status.device}</dd>
+            <dt>"Device"</dt><dd id="device">{match &status.gpu {
+                Some(g) => format!("{}: {g}", status.device),
+                None => status.device.clone(),
+            }}</dd>
             <dt>"CUDA in this build"</dt><dd>{if status.cuda_compiled { "yes" } else { "no" }}</dd>
             <dt>"CPU threads"</dt><dd>{status.cpu_threads}</dd>
             <dt>"Assets folder"</dt><dd><code>{status.assets_dir}</code></dd>

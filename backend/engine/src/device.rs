@@ -98,10 +98,45 @@ impl ComputeDevice {
         })
     }
 
+    /// The GPU behind a CUDA device (name, memory, compute capability); None on the CPU.
+    pub fn gpu_info(&self) -> Option<GpuInfo> {
+        gpu_info(&self.device)
+    }
+
     /// Number of CPU threads the tensor kernels use (Candle's rayon pool: `RAYON_NUM_THREADS`).
     pub fn cpu_threads() -> usize {
         candle_core::utils::get_num_threads()
     }
+}
+
+/// A CUDA GPU as the driver describes it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GpuInfo {
+    pub name: String,
+    pub memory_total_bytes: u64,
+    pub memory_free_bytes: u64,
+    /// `major.minor`, e.g. `9.0` for H100/H200.
+    pub compute_capability: String,
+}
+
+#[cfg(feature = "cuda")]
+fn gpu_info(device: &Device) -> Option<GpuInfo> {
+    let Device::Cuda(d) = device else { return None };
+    let stream = d.cuda_stream();
+    let ctx = stream.context();
+    let (free, total) = ctx.mem_get_info().ok()?;
+    let (major, minor) = ctx.compute_capability().ok()?;
+    Some(GpuInfo {
+        name: ctx.name().ok()?,
+        memory_total_bytes: total as u64,
+        memory_free_bytes: free as u64,
+        compute_capability: format!("{major}.{minor}"),
+    })
+}
+
+#[cfg(not(feature = "cuda"))]
+fn gpu_info(_device: &Device) -> Option<GpuInfo> {
+    None
 }
 
 /// The processor the CPU kernels run on, for benchmark tables: its model name and the widest SIMD
@@ -189,6 +224,7 @@ mod tests {
     fn cpu_device_computes() {
         let dev = ComputeDevice::select(DeviceRequest::Cpu).unwrap();
         assert_eq!(dev.to_string(), "cpu");
+        assert_eq!(dev.gpu_info(), None);
         let a = Tensor::new(&[[1f32, 2.], [3., 4.]], &dev.device).unwrap();
         let b = a.matmul(&a.t().unwrap()).unwrap();
         assert_eq!(b.to_vec2::<f32>().unwrap(), vec![vec![5., 11.], vec![11., 25.]]);

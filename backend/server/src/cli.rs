@@ -50,6 +50,9 @@ pub enum Command {
     ModelInfo(crate::commands::diffusion::ModelInfoArgs),
     /// Time the UNet of a preset: forward, forward + backward, DDIM step (a table).
     Bench(crate::commands::bench::BenchArgs),
+    /// Check a compute device against the CPU (UNet, DDIM-20, dlib, latent denoiser) and time it
+    /// (DDIM-20 latency and images/s, training steps/s); `--device cpu` checks the GPU code path.
+    DeviceCheck(crate::commands::device_check::DeviceCheckArgs),
     /// Soak a server on this machine (websocket viewers, hostile sockets, decode bombs, upload
     /// bursts) and check its memory and /healthz latency against bounds.
     Loadtest(crate::commands::loadtest::LoadtestArgs),
@@ -266,7 +269,7 @@ pub fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     use crate::commands::{
-        bench, diffusion, eval, fuzz, generate, identity, loadtest, report_control, train_fr,
+        bench, device_check, diffusion, eval, fuzz, generate, identity, loadtest, report_control, train_fr,
     };
     let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
     let result = match cli.command.expect("set above") {
@@ -278,6 +281,7 @@ pub fn main() -> ExitCode {
         Command::Sample(a) => done(diffusion::run_sample(a, &console("sample"))),
         Command::ModelInfo(a) => done(diffusion::run_model_info(a, &console("model-info"))),
         Command::Bench(a) => done(bench::run_bench(a, &console("bench"))),
+        Command::DeviceCheck(a) => done(device_check::run_device_check(a, &console("device-check"))),
         Command::Loadtest(a) => loadtest::run_loadtest(a, &console("loadtest")),
         Command::Fuzz(a) => fuzz::run_fuzz(a, &console("fuzz")),
         Command::Generate(a) => done(generate::run_generate(a, &console("generating"))),

@@ -9,6 +9,7 @@
 pub mod batch_script;
 pub mod bench;
 pub mod ctx;
+pub mod device_check;
 pub mod diffusion;
 pub mod eval;
 pub mod fuzz;

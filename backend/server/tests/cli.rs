@@ -55,6 +55,7 @@ fn serve_answers_healthz_and_stops_cleanly_on_sigterm() {
         res.contains(r#""status":"ok""#) && res.contains(r#""device":"cpu""#),
         "{res}"
     );
+    assert!(!res.contains(r#""gpu""#), "a CPU server reports no GPU: {res}");
 
     let kill = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -90,6 +91,66 @@ fn asking_for_cuda_on_a_cpu_build_fails_with_a_clear_message() {
         err.contains("built without CUDA") && err.contains("--features cuda"),
         "{err}"
     );
+}
+
+/// `device-check --device cpu`: the device-generic kernels (what a GPU runs) against the fast CPU
+/// kernels on every parity row, then the speed rows; JSON and markdown written.
+#[test]
+fn device_check_on_the_cpu_checks_the_generic_path_and_times_it() {
+    let Some(assets) = common::assets() else { return };
+    let dir = common::temp_dir("device-check");
+    let out = cemiface()
+        .args([
+            "device-check",
+            "--device",
+            "cpu",
+            "--presets",
+            "tiny-32",
+            "--batch",
+            "2",
+            "--iters",
+            "1",
+            "--json",
+        ])
+        .arg(dir.join("dc.json"))
+        .arg("--markdown")
+        .arg(dir.join("dc.md"))
+        .arg("--assets-dir")
+        .arg(&assets)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("dc.json")).unwrap()).unwrap();
+    assert_eq!(v["device"], "cpu");
+    let parity = v["parity"].as_array().unwrap();
+    let names: Vec<&str> = parity.iter().map(|p| p["what"].as_str().unwrap()).collect();
+    assert_eq!(names.len(), 4, "{names:?}");
+    assert!(
+        names[0].contains("UNet forward")
+            && names[1].contains("DDIM-20")
+            && names[2].contains("dlib")
+            && names[3].contains("latent")
+    );
+    for p in parity {
+        assert_eq!(p["pass"], true, "{p}");
+        assert!(p["rel_diff"].as_f64().unwrap() < 1e-4, "{p}");
+    }
+    let speed = v["speed"].as_array().unwrap();
+    assert_eq!(speed.len(), 3);
+    assert!(speed.iter().all(|s| s["per_second"].as_f64().unwrap() > 0.0));
+    let md = std::fs::read_to_string(dir.join("dc.md")).unwrap();
+    assert!(
+        md.contains("| tiny-32 DDIM-20 sample (seed 7) |") && md.contains("| training step | tiny-32 | 2 |"),
+        "{md}"
+    );
+
+    let out = cemiface()
+        .args(["device-check", "--device", "cuda"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("built without CUDA"));
 }
 
 #[test]

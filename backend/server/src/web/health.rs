@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::Json;
-use cemiface_app::status::{AssetGroup, SystemStatus};
+use cemiface_app::status::{AssetGroup, GpuStatus, SystemStatus};
 use cemiface_engine::device::{ComputeDevice, CUDA_COMPILED};
 
 use crate::web::error::AppError;
@@ -39,6 +39,12 @@ pub async fn system_status(state: AppState) -> anyhow::Result<SystemStatus> {
         version: env!("CARGO_PKG_VERSION").into(),
         device: state.inner.device.label.clone(),
         cuda_compiled: CUDA_COMPILED,
+        gpu: state.inner.device.gpu_info().map(|g| GpuStatus {
+            name: g.name,
+            memory_total_mib: g.memory_total_bytes / (1 << 20),
+            memory_free_mib: g.memory_free_bytes / (1 << 20),
+            compute_capability: g.compute_capability,
+        }),
         cpu_threads: ComputeDevice::cpu_threads(),
         assets_dir: state.inner.assets_dir.display().to_string(),
         assets,
