@@ -153,6 +153,60 @@ fn device_check_on_the_cpu_checks_the_generic_path_and_times_it() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("built without CUDA"));
 }
 
+/// scripts/gpu-check.sh end to end as a dry run on the CPU (`--quick --device cpu`): every stage
+/// runs and the summary has the parity table, generation images/s and training steps/s.
+#[test]
+fn gpu_check_script_dry_run_on_the_cpu() {
+    let Some(assets) = common::assets() else { return };
+    let dir = common::temp_dir("gpu-check");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = Command::new("bash")
+        .arg(root.join("scripts/gpu-check.sh"))
+        .args([
+            "--quick",
+            "--device",
+            "cpu",
+            "--bin",
+            env!("CARGO_BIN_EXE_cemiface"),
+            "--assets",
+        ])
+        .arg(&assets)
+        .arg("--out")
+        .arg(&dir)
+        .env_remove("OUT")
+        .output()
+        .unwrap();
+    let log = std::fs::read_to_string(dir.join("gpu-check.log")).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "{log}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let health: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("healthz.json")).unwrap()).unwrap();
+    assert_eq!(health["device"], "cpu");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    assert!(
+        summary["generate_images_per_s"].as_f64().unwrap() > 0.0,
+        "{summary}"
+    );
+    assert!(
+        summary["latent_train_steps_per_s"].as_f64().unwrap() > 0.0,
+        "{summary}"
+    );
+    assert!(summary["device_check"]["parity"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["pass"] == true));
+    let md = std::fs::read_to_string(dir.join("summary.md")).unwrap();
+    assert!(
+        md.contains("| generate, latent-dcgan, 1 × 4 images |") && md.contains("steps/s"),
+        "{md}"
+    );
+}
+
 #[test]
 fn bad_flags_are_rejected_before_anything_starts() {
     let out = cemiface().args(["serve", "--device", "tpu"]).output().unwrap();
