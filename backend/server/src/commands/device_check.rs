@@ -173,7 +173,7 @@ fn ddim20(
         (3, s, s),
         &mut rngs,
         dev,
-        |x, t| Ok(unet.forward(x, &Tensor::new(vec![t as u32; b].as_slice(), dev)?, &id, &m)?),
+        |x, t| unet.forward(x, &Tensor::new(vec![t as u32; b].as_slice(), dev)?, &id, &m),
         |_| ControlFlow::Continue(()),
     )?)
 }
