@@ -254,6 +254,12 @@ fn dlib_resnet_forward_and_backward() {
     randomise(&vm, 0.05);
     let x = Var::rand(0f32, 1.0, (2, 3, 150, 150), &dev).unwrap();
     let probe = Tensor::randn(0f32, 1.0, (2, 128), &dev).unwrap();
-    let (fast, generic) = both(|| value_and_grads(net.forward(x.as_tensor()).unwrap(), &probe, std::slice::from_ref(&x)));
+    let (fast, generic) = both(|| {
+        value_and_grads(
+            net.forward(x.as_tensor()).unwrap(),
+            &probe,
+            std::slice::from_ref(&x),
+        )
+    });
     assert_same(&fast, &generic, 1e-4, "dlib ResNet");
 }

@@ -99,13 +99,23 @@ fn asking_for_cuda_on_a_cpu_build_fails_with_a_clear_message() {
 fn device_check_on_the_cpu_checks_the_generic_path_and_times_it() {
     let Some(assets) = common::assets() else { return };
     let dir = common::temp_dir("device-check");
+    // A preset whose E_id checkpoint and `.rec` are not on this machine (as paper-112's are not on
+    // a GPU box): its training step is timed with stand-ins of the same cost, and says so.
+    let tiny = common::tiny_config().replace("id_dim = 128", "id_dim = 64");
+    let standin = format!(
+        "{}[data]\nsource = \"recordio\"\npath = \"/nonexistent/train.rec\"\n\n[encoder]\nkind = \"iresnet\"\n\
+         checkpoint = \"/nonexistent/ir.ckpt\"\n\n[encoder.arch]\nlayout = \"adaface\"\ndepth = 18\nembedding_dim = 64\nwidth = 8\n",
+        &tiny[..tiny.find("[data]").unwrap()]
+    );
+    std::fs::write(dir.join("standin.toml"), standin).unwrap();
+    let presets = format!("tiny-32,{}", dir.join("standin.toml").display());
     let out = cemiface()
         .args([
             "device-check",
             "--device",
             "cpu",
             "--presets",
-            "tiny-32",
+            &presets,
             "--batch",
             "2",
             "--iters",
@@ -125,19 +135,24 @@ fn device_check_on_the_cpu_checks_the_generic_path_and_times_it() {
     assert_eq!(v["device"], "cpu");
     let parity = v["parity"].as_array().unwrap();
     let names: Vec<&str> = parity.iter().map(|p| p["what"].as_str().unwrap()).collect();
-    assert_eq!(names.len(), 4, "{names:?}");
+    assert_eq!(names.len(), 6, "{names:?}");
     assert!(
         names[0].contains("UNet forward")
             && names[1].contains("DDIM-20")
-            && names[2].contains("dlib")
-            && names[3].contains("latent")
+            && names[4].contains("dlib")
+            && names[5].contains("latent"),
+        "{names:?}"
     );
     for p in parity {
         assert_eq!(p["pass"], true, "{p}");
         assert!(p["rel_diff"].as_f64().unwrap() < 1e-4, "{p}");
     }
     let speed = v["speed"].as_array().unwrap();
-    assert_eq!(speed.len(), 3);
+    assert_eq!(speed.len(), 6);
+    assert_eq!(
+        speed[5]["what"],
+        "training step (E_id with random weights, DCGAN faces)"
+    );
     assert!(speed.iter().all(|s| s["per_second"].as_f64().unwrap() > 0.0));
     let md = std::fs::read_to_string(dir.join("dc.md")).unwrap();
     assert!(

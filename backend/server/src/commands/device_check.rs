@@ -15,19 +15,25 @@
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
+use cemiface_engine::data::sources::FaceSource;
 use cemiface_engine::device::{ComputeDevice, CpuInfo, DeviceRequest};
 use cemiface_engine::diffusion::ddim::Ddim;
 use cemiface_engine::diffusion::latent::denoiser::LatentDenoiser;
 use cemiface_engine::diffusion::schedule::NoiseSchedule;
-use cemiface_engine::diffusion::trainer::{build_encoder, build_source, Trainer};
+use cemiface_engine::diffusion::trainer::{
+    build_encoder, build_source, DataConfig, EncoderConfig, TrainConfig, Trainer,
+};
 use cemiface_engine::diffusion::unet::UNet;
 use cemiface_engine::identity::dlib_resnet::DlibResNet;
+use cemiface_engine::identity::encoder::{IResNetEncoder, IdentityEncoder};
 use cemiface_engine::nn::kernels::with_generic;
 use cemiface_engine::noise::NoiseRng;
+use cemiface_engine::recognition::iresnet::IResNet;
 use clap::Args;
 use serde::Serialize;
 
@@ -154,12 +160,7 @@ fn median_secs(dev: &Device, iters: usize, mut f: impl FnMut() -> anyhow::Result
 }
 
 /// DDIM-20 from per-image seeds with a UNet at m = 0 for a fixed random identity.
-fn ddim20(
-    unet: &UNet,
-    cfg: &cemiface_engine::diffusion::trainer::TrainConfig,
-    seeds: &[u64],
-    dev: &Device,
-) -> anyhow::Result<Tensor> {
+fn ddim20(unet: &UNet, cfg: &TrainConfig, seeds: &[u64], dev: &Device) -> anyhow::Result<Tensor> {
     let b = seeds.len();
     let ddim = Ddim::new(NoiseSchedule::new(&cfg.schedule)?, 20, 1.0)?;
     let id = NoiseRng::new(99)
@@ -176,6 +177,40 @@ fn ddim20(
         |x, t| unet.forward(x, &Tensor::new(vec![t as u32; b].as_slice(), dev)?, &id, &m),
         |_| ControlFlow::Continue(()),
     )?)
+}
+
+/// E_id and the face source of a preset's trainer. Where the config's own are not on this machine
+/// (paper-112's AdaFace checkpoint and CASIA `.rec`), stand-ins of the same cost: the configured
+/// IResNet with seeded random weights, and the DCGAN stream at the preset's size. The third value
+/// says what was stood in for (empty when nothing was).
+fn training_inputs(
+    cfg: &mut TrainConfig,
+    assets: &std::path::Path,
+    dev: &Device,
+) -> anyhow::Result<(Arc<dyn IdentityEncoder>, Box<dyn FaceSource>, String)> {
+    let mut notes = Vec::new();
+    let encoder = match (build_encoder(&cfg.encoder, assets, dev), &cfg.encoder) {
+        (Ok(e), _) => e,
+        (Err(_), EncoderConfig::Iresnet { arch, .. }) => {
+            notes.push("E_id with random weights");
+            let (_, net) = twin(dev, 9, |vb| IResNet::new(arch.clone(), vb))?;
+            Arc::new(IResNetEncoder::new(net, dev))
+        }
+        (Err(e), _) => return Err(e.into()),
+    };
+    let source = match build_source(cfg, encoder.clone(), assets, dev) {
+        Ok(s) => s,
+        Err(_) => {
+            notes.push("DCGAN faces");
+            cfg.data = DataConfig::Dcgan {
+                weights: None,
+                min_luma: 0.0,
+                min_flip_cos: -1.0,
+            };
+            build_source(cfg, encoder.clone(), assets, dev)?
+        }
+    };
+    Ok((encoder, source, notes.join(", ")))
 }
 
 /// `cemiface device-check`.
@@ -300,11 +335,14 @@ pub fn run_device_check(args: DeviceCheckArgs, ctx: &JobCtx) -> anyhow::Result<(
             );
             // The real trainer; μ from 64 faces (its size does not change a step's cost).
             cfg.train.centre_reference = cfg.train.centre_reference.min(64);
-            let encoder = build_encoder(&cfg.encoder, &args.assets.assets_dir, &dev)?;
-            let source = build_source(&cfg, encoder.clone(), &args.assets.assets_dir, &dev)?;
+            let (encoder, source, stand_in) = training_inputs(&mut cfg, &args.assets.assets_dir, &dev)?;
             let mut trainer = Trainer::new(cfg.clone(), encoder, source, &dev)?;
+            let what = match stand_in.as_str() {
+                "" => "training step".to_owned(),
+                s => format!("training step ({s})"),
+            };
             row(
-                "training step",
+                &what,
                 cfg.train.batch_size,
                 median_secs(&dev, args.iters, || {
                     trainer.train_step().map(drop).map_err(Into::into)
