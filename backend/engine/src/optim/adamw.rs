@@ -109,14 +109,20 @@ impl AdamW {
                 )?;
                 continue;
             }
-            let g = (g * scale)?;
-            let m = ((&self.m[name] * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
-            let v = ((&self.v[name] * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
+            // Detached throughout: optimiser state must never record ops (a recorded m or v
+            // would keep every earlier step's tensors alive through its graph).
+            let g = (g.detach() * scale)?;
+            let m = ((self.m[name].detach() * c.beta1)? + (&g * (1.0 - c.beta1))?)?.detach();
+            let v = ((self.v[name].detach() * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?.detach();
             let update = ((&m / bc1)? / ((&v / bc2)?.sqrt()? + c.eps)?)?;
-            let decayed = (var.as_tensor() * (1.0 - c.lr * c.weight_decay))?;
+            let decayed = (var.as_tensor().detach() * (1.0 - c.lr * c.weight_decay))?;
             var.set(&(decayed - (update * c.lr)?)?)?;
-            self.m.insert(name.clone(), m);
-            self.v.insert(name.clone(), v);
+            if let Some(slot) = self.m.get_mut(name) {
+                crate::optim::fused_update::assign(slot, m)?;
+            }
+            if let Some(slot) = self.v.get_mut(name) {
+                crate::optim::fused_update::assign(slot, v)?;
+            }
         }
         Ok(norm)
     }

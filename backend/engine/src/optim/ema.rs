@@ -18,7 +18,9 @@ impl Ema {
     pub fn new(vars: &[(String, Var)], max_decay: f64) -> Result<Self> {
         let shadow = vars
             .iter()
-            .map(|(n, v)| Ok((n.clone(), v.as_tensor().copy()?)))
+            // Detached: a shadow that recorded its op would chain every update to the last one and
+            // keep them all alive (the generic path's memory grew by the model's size per step).
+            .map(|(n, v)| Ok((n.clone(), v.as_tensor().detach().copy()?)))
             .collect::<Result<_>>()?;
         Ok(Self { shadow, max_decay })
     }
@@ -51,8 +53,10 @@ impl Ema {
                 crate::optim::fused_update::ema(s, var.as_tensor(), d)?;
                 continue;
             }
-            let new = ((s * d)? + (var.as_tensor().detach() * (1.0 - d))?)?;
-            self.shadow.insert(name.clone(), new);
+            let new = ((s.detach() * d)? + (var.as_tensor().detach() * (1.0 - d))?)?.detach();
+            if let Some(slot) = self.shadow.get_mut(name) {
+                crate::optim::fused_update::assign(slot, new)?;
+            }
         }
         Ok(())
     }

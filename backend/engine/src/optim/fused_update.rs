@@ -100,6 +100,20 @@ pub fn applies(tensors: &[&Tensor]) -> bool {
             .all(|t| t.is_contiguous() && t.shape() == first.shape())
 }
 
+/// Stores `new` as optimiser state `slot`, on the generic path: copied into `slot`'s own storage
+/// where it can be (same shape, contiguous, not a scalar), so state that lives for the whole run
+/// keeps one allocation — as on the fast path — instead of a new one per step scattered among the
+/// step's temporaries (which fragments a GPU's memory pool). `slot` must not share storage with a
+/// tensor that should keep the old values.
+pub fn assign(slot: &mut Tensor, new: Tensor) -> Result<()> {
+    if slot.rank() > 0 && slot.is_contiguous() && slot.shape() == new.shape() && slot.dtype() == new.dtype() {
+        slot.slice_set(&new.contiguous()?, 0, 0)
+    } else {
+        *slot = new;
+        Ok(())
+    }
+}
+
 /// One AdamW step for one parameter, in place (`m`, `v` and `p` must not share storage with
 /// anything that should keep its old values).
 #[allow(clippy::too_many_arguments)]

@@ -82,12 +82,13 @@ impl Sgd {
         let (mu, wd) = (self.cfg.momentum, self.cfg.weight_decay);
         for (name, var) in &self.vars {
             let Some(g) = grads.get(var) else { continue };
-            let g = (g + (var.as_tensor() * wd)?)?;
+            // Detached: the momentum buffer must not record ops (see `AdamW::step`).
+            let g = (g.detach() + (var.as_tensor().detach() * wd)?)?;
             let b = match self.buf.get(name) {
-                Some(b) if mu > 0.0 => ((b * mu)? + &g)?,
+                Some(b) if mu > 0.0 => ((b.detach() * mu)? + &g)?.detach(),
                 _ => g,
             };
-            var.set(&(var.as_tensor() - (&b * lr)?)?)?;
+            var.set(&(var.as_tensor().detach() - (&b * lr)?)?)?;
             if mu > 0.0 {
                 self.buf.insert(name.clone(), b);
             }
