@@ -92,6 +92,10 @@ impl ComputeDevice {
             )));
         }
         let device = Device::new_cuda(ordinal).map_err(|e| Error::Device(format!("cuda:{ordinal}: {e}")))?;
+        if tf32_from_env() {
+            set_tf32(true);
+            tracing::info!("CEMIFACE_TF32=1: f32 matrix products on cuda:{ordinal} use TF32 tensor cores");
+        }
         Ok(Self {
             device,
             label: format!("cuda:{ordinal}"),
@@ -109,6 +113,26 @@ impl ComputeDevice {
     }
 }
 
+/// `true` when `CEMIFACE_TF32=1` (or `true`) is set.
+fn tf32_from_env() -> bool {
+    std::env::var("CEMIFACE_TF32")
+        .map(|v| matches!(v.trim(), "1" | "true" | "yes"))
+        .unwrap_or(false)
+}
+
+/// Lets cuBLAS run f32 matrix products (and so the convolutions, which are im2col + GEMM) on TF32
+/// tensor cores: 10-bit mantissa inputs, f32 accumulation; several times the f32 throughput on
+/// Ampere and newer. Off by default (`CEMIFACE_TF32=1` turns it on for a process). No effect on the
+/// CPU or in a build without `cuda`.
+pub fn set_tf32(on: bool) {
+    candle_core::cuda::set_gemm_reduced_precision_f32(on);
+}
+
+/// Whether TF32 matrix products are on (see [`set_tf32`]); always `false` without `cuda`.
+pub fn tf32() -> bool {
+    CUDA_COMPILED && candle_core::cuda::gemm_reduced_precision_f32()
+}
+
 /// A CUDA GPU as the driver describes it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct GpuInfo {
@@ -117,6 +141,34 @@ pub struct GpuInfo {
     pub memory_free_bytes: u64,
     /// `major.minor`, e.g. `9.0` for H100/H200.
     pub compute_capability: String,
+}
+
+/// GPU memory in use on the device's GPU (all processes), in bytes, after waiting for the queued
+/// work; `None` on the CPU.
+pub fn gpu_memory_used(device: &Device) -> Option<u64> {
+    device.synchronize().ok()?;
+    gpu_info(device).map(|g| g.memory_total_bytes - g.memory_free_bytes)
+}
+
+/// A CUDA error that the driver library recorded instead of returning (e.g. a failed free when a
+/// tensor was dropped), cleared by reading it; `None` when there is none or on the CPU.
+pub fn gpu_deferred_error(device: &Device) -> Option<String> {
+    deferred_error(device)
+}
+
+#[cfg(feature = "cuda")]
+fn deferred_error(device: &Device) -> Option<String> {
+    let Device::Cuda(d) = device else { return None };
+    d.cuda_stream()
+        .context()
+        .check_err()
+        .err()
+        .map(|e| format!("{e:?}"))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn deferred_error(_: &Device) -> Option<String> {
+    None
 }
 
 #[cfg(feature = "cuda")]

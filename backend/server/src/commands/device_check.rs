@@ -21,7 +21,7 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use cemiface_engine::data::sources::FaceSource;
-use cemiface_engine::device::{ComputeDevice, CpuInfo, DeviceRequest};
+use cemiface_engine::device::{self, ComputeDevice, CpuInfo, DeviceRequest};
 use cemiface_engine::diffusion::ddim::Ddim;
 use cemiface_engine::diffusion::latent::denoiser::LatentDenoiser;
 use cemiface_engine::diffusion::schedule::NoiseSchedule;
@@ -36,6 +36,8 @@ use cemiface_engine::noise::NoiseRng;
 use cemiface_engine::recognition::iresnet::IResNet;
 use clap::Args;
 use serde::Serialize;
+
+mod memory;
 
 use crate::commands::ctx::JobCtx;
 use crate::commands::diffusion::{load_config, load_generator_config, GeneratorConfig};
@@ -58,6 +60,9 @@ pub struct DeviceCheckArgs {
     /// Parity only.
     #[arg(long)]
     pub no_speed: bool,
+    /// Only the memory rows (GPU memory flat over repeated forwards and training steps), then stop.
+    #[arg(long)]
+    pub memory_only: bool,
     /// Also write the results as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -94,6 +99,7 @@ struct Report<'a> {
     device: String,
     gpu: Option<cemiface_engine::device::GpuInfo>,
     cpu: String,
+    memory: &'a [memory::MemoryCheck],
     parity: &'a [Parity],
     speed: &'a [Speed],
 }
@@ -109,14 +115,16 @@ fn rel_diff(a: &Tensor, b: &Tensor) -> anyhow::Result<f64> {
 }
 
 /// A network on the CPU with seeded weights (every variable moved off its init by N(0, 0.02), so
-/// zero-initialised layers count too) and the same network on `dev`.
+/// zero-initialised layers count too) and the same network on `dev`. Both hold plain (detached)
+/// tensors: weights that were variables would make every forward record its graph, and a DDIM
+/// chain would then keep all its steps' activations alive.
 fn twin<N>(
     dev: &Device,
     seed: u64,
     build: impl Fn(VarBuilder) -> cemiface_engine::Result<N>,
 ) -> anyhow::Result<(N, N)> {
     let vm = VarMap::new();
-    let cpu = build(VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))?;
+    build(VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))?;
     let mut rng = NoiseRng::new(seed);
     let mut names: Vec<_> = vm
         .data()
@@ -126,14 +134,17 @@ fn twin<N>(
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     names.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut map = HashMap::new();
+    let (mut on_cpu, mut on_dev) = (HashMap::new(), HashMap::new());
     for (name, var) in names {
         let noise = (rng.randn(var.dims(), &Device::Cpu)? * 0.02)?;
-        var.set(&(var.as_tensor() + noise)?)?;
-        map.insert(name, var.as_tensor().to_device(dev)?);
+        let w = (var.as_tensor().detach() + noise)?.detach();
+        on_dev.insert(name.clone(), w.to_device(dev)?);
+        on_cpu.insert(name, w);
     }
-    let other = build(VarBuilder::from_tensors(map, DType::F32, dev))?;
-    Ok((cpu, other))
+    Ok((
+        build(VarBuilder::from_tensors(on_cpu, DType::F32, &Device::Cpu))?,
+        build(VarBuilder::from_tensors(on_dev, DType::F32, dev))?,
+    ))
 }
 
 /// Runs `f` on the device: with the generic kernels when the device is the CPU.
@@ -179,6 +190,9 @@ fn ddim20(unet: &UNet, cfg: &TrainConfig, seeds: &[u64], dev: &Device) -> anyhow
     )?)
 }
 
+/// A trainer's identity encoder, its face source, and what was stood in for (empty when nothing was).
+type TrainingInputs = (Arc<dyn IdentityEncoder>, Box<dyn FaceSource>, String);
+
 /// E_id and the face source of a preset's trainer. Where the config's own are not on this machine
 /// (paper-112's AdaFace checkpoint and CASIA `.rec`), stand-ins of the same cost: the configured
 /// IResNet with seeded random weights, and the DCGAN stream at the preset's size. The third value
@@ -187,7 +201,7 @@ fn training_inputs(
     cfg: &mut TrainConfig,
     assets: &std::path::Path,
     dev: &Device,
-) -> anyhow::Result<(Arc<dyn IdentityEncoder>, Box<dyn FaceSource>, String)> {
+) -> anyhow::Result<TrainingInputs> {
     let mut notes = Vec::new();
     let encoder = match (build_encoder(&cfg.encoder, assets, dev), &cfg.encoder) {
         (Ok(e), _) => e,
@@ -217,7 +231,6 @@ fn training_inputs(
 pub fn run_device_check(args: DeviceCheckArgs, ctx: &JobCtx) -> anyhow::Result<()> {
     let target = ComputeDevice::select(args.device)?;
     let dev = target.device.clone();
-    let gpu = target.gpu_info();
     let mut parity = Vec::new();
     let mut check = |what: String, a: &Tensor, b: &Tensor, tolerance: f64| -> anyhow::Result<()> {
         let rel_diff = rel_diff(a, b)?;
@@ -233,6 +246,29 @@ pub fn run_device_check(args: DeviceCheckArgs, ctx: &JobCtx) -> anyhow::Result<(
         Ok(())
     };
     let cpu = Device::Cpu;
+    let mut mem = Vec::new();
+    if !dev.is_cpu() {
+        ctx.phase("memory");
+        let preset = args.presets.first().map_or("demo-64", String::as_str);
+        let mut cfg = load_config(preset)?;
+        let (_, net) = twin(&dev, 1, |vb| UNet::new(cfg.model.clone(), vb))?;
+        let mut log = |line: String| ctx.log(line);
+        mem.push(memory::unet_forwards(&net, &cfg, preset, 8, &dev, &mut log)?);
+        // A training step (backward, AdamW, EMA): where state that outlives a step could keep
+        // the step's tensors alive.
+        cfg.train.centre_reference = cfg.train.centre_reference.min(64);
+        let (encoder, source, _) = training_inputs(&mut cfg, &args.assets.assets_dir, &dev)?;
+        let mut trainer = Trainer::new(cfg.clone(), encoder, source, &dev)?;
+        let mut step = || -> anyhow::Result<()> {
+            trainer.train_step()?;
+            Ok(())
+        };
+        let what = format!("{preset} training step (batch {})", cfg.train.batch_size);
+        mem.push(memory::check(what, 24, &dev, &mut step, &mut log)?);
+    }
+    if args.memory_only {
+        return write_report(&args, &target, ctx, &mem, &[], &[]);
+    }
     for preset in &args.presets {
         ctx.phase("parity: UNet");
         let cfg = load_config(preset)?;
@@ -255,6 +291,18 @@ pub fn run_device_check(args: DeviceCheckArgs, ctx: &JobCtx) -> anyhow::Result<(
         let want = ddim20(&ref_net, &cfg, &[7], &cpu)?;
         let got = on_device(&dev, || ddim20(&dev_net, &cfg, &[7], &dev))?;
         check(format!("{preset} DDIM-20 sample (seed 7)"), &got, &want, 5e-3)?;
+        if !dev.is_cpu() && !device::tf32() {
+            // TF32 rounds every matrix product's inputs to 10 mantissa bits: looser, stated apart.
+            device::set_tf32(true);
+            let got = ddim20(&dev_net, &cfg, &[7], &dev);
+            device::set_tf32(false);
+            check(
+                format!("{preset} DDIM-20 sample, TF32 (seed 7)"),
+                &got?,
+                &want,
+                5e-2,
+            )?;
+        }
     }
 
     ctx.phase("parity: dlib ResNet");
@@ -333,24 +381,71 @@ pub fn run_device_check(args: DeviceCheckArgs, ctx: &JobCtx) -> anyhow::Result<(
                 args.batch,
                 median_secs(&dev, args.iters, || ddim20(&net, &cfg, &seeds, &dev).map(drop))?,
             );
-            // The real trainer; μ from 64 faces (its size does not change a step's cost).
+            if !dev.is_cpu() && !device::tf32() {
+                // The same batch with TF32 tensor-core matrix products (`CEMIFACE_TF32=1`).
+                device::set_tf32(true);
+                let secs = median_secs(&dev, args.iters, || ddim20(&net, &cfg, &seeds, &dev).map(drop));
+                device::set_tf32(false);
+                row("DDIM-20, TF32 (CEMIFACE_TF32=1)", args.batch, secs?);
+            }
+            // The real trainer; μ from 64 faces (its size does not change a step's cost). A
+            // batch that does not fit in the device's memory is halved until one does.
             cfg.train.centre_reference = cfg.train.centre_reference.min(64);
-            let (encoder, source, stand_in) = training_inputs(&mut cfg, &args.assets.assets_dir, &dev)?;
-            let mut trainer = Trainer::new(cfg.clone(), encoder, source, &dev)?;
-            let what = match stand_in.as_str() {
-                "" => "training step".to_owned(),
-                s => format!("training step ({s})"),
+            let configured = cfg.train.batch_size;
+            let (secs, notes) = loop {
+                let mut run = || -> anyhow::Result<(f64, String)> {
+                    let (encoder, source, stand_in) =
+                        training_inputs(&mut cfg, &args.assets.assets_dir, &dev)?;
+                    let mut trainer = Trainer::new(cfg.clone(), encoder, source, &dev)?;
+                    let secs = median_secs(&dev, args.iters, || {
+                        trainer.train_step().map(drop).map_err(Into::into)
+                    })?;
+                    Ok((secs, stand_in))
+                };
+                match run() {
+                    Ok(done) => break done,
+                    Err(e) if is_out_of_memory(&e) && cfg.train.batch_size > 1 => {
+                        ctx.log(format!(
+                            "{preset} training step: batch {} does not fit in the device's memory; trying {}",
+                            cfg.train.batch_size,
+                            cfg.train.batch_size / 2
+                        ));
+                        cfg.train.batch_size /= 2;
+                    }
+                    Err(e) => return Err(e),
+                }
             };
-            row(
-                &what,
-                cfg.train.batch_size,
-                median_secs(&dev, args.iters, || {
-                    trainer.train_step().map(drop).map_err(Into::into)
-                })?,
-            );
+            let mut notes: Vec<String> = [notes].into_iter().filter(|n| !n.is_empty()).collect();
+            if cfg.train.batch_size < configured {
+                notes.push(format!("the configured batch {configured} did not fit"));
+            }
+            let what = if notes.is_empty() {
+                "training step".to_owned()
+            } else {
+                format!("training step ({})", notes.join("; "))
+            };
+            row(&what, cfg.train.batch_size, secs);
         }
     }
 
+    write_report(&args, &target, ctx, &mem, &parity, &speed)
+}
+
+/// Whether an error is the device running out of memory (then a smaller batch may fit).
+fn is_out_of_memory(e: &anyhow::Error) -> bool {
+    format!("{e:?}").contains("OUT_OF_MEMORY")
+}
+
+/// The tables on stdout (and in `--markdown` / `--json`); an error naming every failed row.
+fn write_report(
+    args: &DeviceCheckArgs,
+    target: &ComputeDevice,
+    ctx: &JobCtx,
+    mem: &[memory::MemoryCheck],
+    parity: &[Parity],
+    speed: &[Speed],
+) -> anyhow::Result<()> {
+    let gpu = target.gpu_info();
     let header = format!(
         "device-check: {} {} against the CPU ({})",
         target,
@@ -365,7 +460,7 @@ pub fn run_device_check(args: DeviceCheckArgs, ctx: &JobCtx) -> anyhow::Result<(
         CpuInfo::detect(),
     );
     let mut md = format!("{header}\n\n| parity | relative difference | tolerance | |\n|---|---|---|---|\n");
-    for p in &parity {
+    for p in parity {
         md += &format!(
             "| {} | {:.2e} | {:.0e} | {} |\n",
             p.what,
@@ -378,11 +473,17 @@ pub fn run_device_check(args: DeviceCheckArgs, ctx: &JobCtx) -> anyhow::Result<(
         md += &format!(
             "\n| speed on {target} | preset | batch | seconds | images/s |\n|---|---|---|---|---|\n"
         );
-        for s in &speed {
+        for s in speed {
             md += &format!(
                 "| {} | {} | {} | {:.3} | {:.2} |\n",
                 s.what, s.preset, s.batch, s.seconds, s.per_second
             );
+        }
+    }
+    if !mem.is_empty() {
+        md += memory::MemoryCheck::HEADER;
+        for m in mem {
+            md += &m.markdown();
         }
     }
     crate::out!(ctx, "{md}");
@@ -394,17 +495,19 @@ pub fn run_device_check(args: DeviceCheckArgs, ctx: &JobCtx) -> anyhow::Result<(
             device: target.label.clone(),
             gpu,
             cpu: CpuInfo::detect().to_string(),
-            parity: &parity,
-            speed: &speed,
+            memory: mem,
+            parity,
+            speed,
         };
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
             .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
     }
-    let failed: Vec<&str> = parity
+    let mut failed: Vec<&str> = parity
         .iter()
         .filter(|p| !p.pass)
         .map(|p| p.what.as_str())
         .collect();
-    anyhow::ensure!(failed.is_empty(), "parity failed: {}", failed.join("; "));
+    failed.extend(mem.iter().filter(|m| !m.pass).map(|m| m.what.as_str()));
+    anyhow::ensure!(failed.is_empty(), "device-check failed: {}", failed.join("; "));
     Ok(())
 }
