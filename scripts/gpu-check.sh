@@ -14,11 +14,13 @@
 # Stages, each logged with its wall time; results under --out:
 #   1. environment: binary, libraries (ldd), nvidia-smi, toolchain of the build (BUILD.json)
 #   2. /healthz of `cemiface serve --device cuda`: must say "device": "cuda:0" and name the GPU
-#   3. `cemiface device-check`: CPU-vs-device parity (UNet forward, DDIM-20 from one seed, dlib,
+#   3. `cemiface device-check`: GPU memory flat over repeated steps (3a), CPU-vs-device parity (UNet forward, DDIM-20 from one seed, dlib,
 #      latent denoiser; tolerances in the table) and speed (DDIM-20 latency, images/s, train steps/s)
 #   4. `cemiface generate` with the shipped latent model: images/s of the whole command
 #   5. `cemiface train-diffusion --config latent-dcgan`: training steps/s
 #   6. summary.md / summary.json
+# Stages 1–2 must pass for the rest to mean anything; a failure in 3–5 is logged, the remaining
+# stages still run (one GPU session shows every problem at once), and the script exits 1 at the end.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -58,6 +60,8 @@ stage_start=0
 stage() { stage_start=$(date +%s.%N); say "== $* =="; }
 since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
 stage_end() { say "   ($(since "$stage_start") s)"; }
+FAILED=()
+failed() { FAILED+=("$1"); say "FAILED: $1 (continuing)"; }
 
 # 1. Environment
 stage "1. environment"
@@ -71,13 +75,18 @@ chmod +x "$WORK/cemiface"
 CEMI=$WORK/cemiface
 [ -f "$(dirname "$BIN")/BUILD.json" ] && cp "$(dirname "$BIN")/BUILD.json" "$OUTDIR/build.json"
 if [ "$DEVICE" != cpu ]; then
-  if ! ldd "$CEMI" | grep -q 'libcublasLt.so.13 => /'; then
-    # The math libraries of a CUDA 13 install on the host: a CUDA toolkit or a PyTorch venv.
-    lib=$(find / -xdev -name 'libcublasLt.so.13' 2>/dev/null | head -1 || true)
-    [ -n "$lib" ] || die "libcublasLt.so.13 not found on this host: install CUDA 13 (or a PyTorch cu13x wheel) or put the libraries beside the binary in lib/"
-    export LD_LIBRARY_PATH=$(dirname "$lib")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-    say "CUDA libraries from $(dirname "$lib")"
-  fi
+  # The math libraries of a CUDA 13 install on the host (a CUDA toolkit or a PyTorch cu13x venv):
+  # each library ldd cannot resolve is looked for once over the whole file system.
+  for so in $(ldd "$CEMI" | awk '/=> not found/ { print $1 }'); do
+    # (libcuda.so.1 is the driver's own: found on the host where its loader path misses it, never shipped)
+    LP=${LD_LIBRARY_PATH:-}; for d in ${LP//:/ }; do [ -e "$d/$so" ] && continue 2; done
+    lib=$(find / \( -path /proc -o -path /sys -o -path /dev \) -prune -o -name "$so" -print 2>/dev/null | head -1 || true)
+    [ -n "$lib" ] || die "$so not found on this host: install CUDA 13 (or a PyTorch cu13x wheel) or put the libraries beside the binary in lib/"
+    case ":${LD_LIBRARY_PATH:-}:" in *":$(dirname "$lib"):"*) ;; *)
+      export LD_LIBRARY_PATH=$(dirname "$lib")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+      say "$so (and what lies beside it) from $(dirname "$lib")" ;;
+    esac
+  done
   ldd "$CEMI" | tee "$OUTDIR/ldd.txt" >> "$LOG"
   if grep -q 'not found' "$OUTDIR/ldd.txt"; then die "unresolved libraries: $(grep 'not found' "$OUTDIR/ldd.txt" | tr '\n' ' ')"; fi
   command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv | tee "$OUTDIR/nvidia-smi.csv" >> "$LOG"
@@ -110,11 +119,28 @@ grep -q "\"device\":\"$want_dev\"" "$OUTDIR/healthz.json" || die "/healthz does 
 say "/healthz: device $want_dev$(grep -o '"gpu":{[^}]*}' "$OUTDIR/healthz.json" | sed 's/^/, /')"
 stage_end
 
+# 3a. Memory: GPU memory in use must stay flat over repeated UNet forwards and training steps. If
+# it does not, the rest still runs, at --batch 8, so the other numbers come back.
+mem_ok=""
+if [ "$DEVICE" != cpu ]; then
+  stage "3a. memory (device-check --memory-only)"
+  if "$CEMI" device-check --memory-only --device "$DEVICE" --presets "${PRESETS%%,*}" \
+      --assets-dir "$ASSETS" >> "$LOG" 2>&1; then
+    mem_ok=yes; say "GPU memory flat over repeated forwards and training steps"
+  else
+    mem_ok=no; failed "memory (GPU memory grows step after step; the rows below run at --batch 8)"
+    BATCH=8
+  fi
+  stage_end
+fi
+
 # 3. Parity and speed of the building blocks
 stage "3. device-check ($PRESETS)"
 "$CEMI" device-check --device "$DEVICE" --presets "$PRESETS" --batch "$BATCH" --iters "$ITERS" \
   --assets-dir "$ASSETS" --json "$OUTDIR/device-check.json" --markdown "$OUTDIR/device-check.md" \
-  2>> "$LOG" | tee -a "$LOG"
+  2>> "$LOG" | tee -a "$LOG" || failed "device-check"
+[ -f "$OUTDIR/device-check.json" ] || echo '{"error": "device-check wrote no report"}' > "$OUTDIR/device-check.json"
+[ -f "$OUTDIR/device-check.md" ] || echo "device-check failed before its report: see gpu-check.log" > "$OUTDIR/device-check.md"
 stage_end
 
 # 4. Dataset generation with the shipped model
@@ -122,11 +148,15 @@ stage "4. generate (latent-dcgan)"
 ids=$([ "$QUICK" = 1 ] && echo 1 || echo 16); per=$([ "$QUICK" = 1 ] && echo 4 || echo 64)
 gb=$([ "$QUICK" = 1 ] && echo 4 || echo 256)
 t0=$(date +%s.%N)
-"$CEMI" generate --checkpoint "$ROOT/models/latent-dcgan" --out "$WORK/gen" --identities "$ids" -n "$per" \
-  --batch "$gb" --device "$DEVICE" --assets-dir "$ASSETS" >> "$LOG" 2>&1
-gen_s=$(since "$t0")
-gen_ips=$(awk -v n=$((ids * per)) -v s="$gen_s" 'BEGIN { printf "%.2f", n / s }')
-say "generate: $((ids * per)) images in ${gen_s} s = $gen_ips images/s (whole command: inquiries, inversion, DDIM-20, manifest)"
+gen_ips=null
+if "$CEMI" generate --checkpoint "$ROOT/models/latent-dcgan" --out "$WORK/gen" --identities "$ids" -n "$per" \
+  --batch "$gb" --device "$DEVICE" --assets-dir "$ASSETS" >> "$LOG" 2>&1; then
+  gen_s=$(since "$t0")
+  gen_ips=$(awk -v n=$((ids * per)) -v s="$gen_s" 'BEGIN { printf "%.2f", n / s }')
+  say "generate: $((ids * per)) images in ${gen_s} s = $gen_ips images/s (whole command: inquiries, inversion, DDIM-20, manifest)"
+else
+  failed "generate"
+fi
 stage_end
 
 # 5. Training steps/s of the latent preset
@@ -138,9 +168,9 @@ if [ "$QUICK" = 1 ]; then  # a 32-anchor bank: the preset's 2,048 take minutes o
   latent_cfg=$WORK/latent-quick.toml
 fi
 "$CEMI" train-diffusion --config "$latent_cfg" --run-dir "$WORK/latent-run" --max-steps "$steps" \
-  --device "$DEVICE" --assets-dir "$ASSETS" > "$WORK/train.log" 2>&1 || { tail -20 "$WORK/train.log" >> "$LOG"; die "latent training failed"; }
-latent_its=$(grep -o '[0-9.]* it/s' "$WORK/train.log" | tail -1 | cut -d' ' -f1)
-say "latent-dcgan training: ${latent_its} steps/s ($steps steps)"
+  --device "$DEVICE" --assets-dir "$ASSETS" > "$WORK/train.log" 2>&1 || { tail -20 "$WORK/train.log" >> "$LOG"; failed "latent training"; }
+latent_its=$(grep -o '[0-9.]* it/s' "$WORK/train.log" | tail -1 | cut -d' ' -f1 || true)
+say "latent-dcgan training: ${latent_its:-?} steps/s ($steps steps)"
 stage_end
 
 demo_line=""
@@ -148,7 +178,7 @@ if [ "$TRAIN_DEMO" -gt 0 ]; then
   stage "extra: train demo-64 for $TRAIN_DEMO s"
   timeout "$TRAIN_DEMO" "$CEMI" train-diffusion --config demo-64 --run-dir "$OUTDIR/demo-64-run" --sample-grid \
     --device "$DEVICE" --assets-dir "$ASSETS" > "$OUTDIR/demo-64-train.log" 2>&1 || true
-  demo_line=$(grep -o 'step [0-9]*/[0-9]* | loss [^|]*| [^|]*| [0-9.]* it/s' "$OUTDIR/demo-64-train.log" | tail -1 || true)
+  demo_line=$(grep -o 'step [0-9]*/[0-9]* | loss [0-9.]* .* [0-9.]* it/s' "$OUTDIR/demo-64-train.log" | tail -1 || true)
   say "demo-64 after $TRAIN_DEMO s: ${demo_line:-no step logged}"
   find "$OUTDIR/demo-64-run" -name '*.safetensors' -delete 2>/dev/null || true
   stage_end
@@ -158,7 +188,7 @@ fi
 gpu=$(grep -o '"gpu":{[^}]*}' "$OUTDIR/healthz.json" || echo '"gpu":null')
 cat > "$OUTDIR/summary.json" <<EOF
 {"device": "$want_dev", $gpu, "generate_images_per_s": $gen_ips, "generate_images": $((ids * per)),
- "latent_train_steps_per_s": ${latent_its:-null}, "device_check": $(cat "$OUTDIR/device-check.json")}
+ "latent_train_steps_per_s": ${latent_its:-null}, "memory_flat": "$mem_ok", "device_check": $(cat "$OUTDIR/device-check.json")}
 EOF
 {
   echo "# gpu-check on $want_dev, $(date -u +%Y-%m-%d)"
@@ -170,7 +200,10 @@ EOF
   echo "|---|---|"
   echo "| generate, latent-dcgan, $ids × $per images | $gen_ips images/s |"
   echo "| train-diffusion latent-dcgan, $steps steps | ${latent_its:-?} steps/s |"
-  [ -n "$demo_line" ] && echo "| train demo-64 for $TRAIN_DEMO s | $demo_line |"
+  if [ "$DEVICE" != cpu ]; then echo "| GPU memory flat over repeated forwards and training steps | $mem_ok |"; fi
+  if [ -n "$demo_line" ]; then echo "| train demo-64 for $TRAIN_DEMO s | ${demo_line//|/\\|} |"; fi
+  if [ ${#FAILED[@]} -gt 0 ]; then echo; echo "**Failed stages:** ${FAILED[*]} (see gpu-check.log)"; fi
 } > "$OUTDIR/summary.md"
 say "done: $OUTDIR/summary.md"
 cat "$OUTDIR/summary.md"
+[ ${#FAILED[@]} -eq 0 ] || { say "failed stages: ${FAILED[*]}"; exit 1; }
