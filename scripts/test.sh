@@ -54,4 +54,9 @@ E2E_ADMIN_HASH=$(echo e2e-admin-password | ./target/release/cemiface hash-passwo
 export E2E_ADMIN_HASH
 (cd end2end && npx playwright test)
 
+stamp "CUDA build compile check (scripts/build-cuda.sh --check: CUDA 13 wheels, candle's kernels, cargo check --features cuda)"
+# The CUDA code paths cannot run here (no GPU), but they must keep compiling. Cold on 2 cores:
+# ≈ 1 min of wheels and ≈ 12 min of build (docs/performance.md § GPU); target/cuda is separate.
+scripts/build-cuda.sh --check
+
 stamp "done"
