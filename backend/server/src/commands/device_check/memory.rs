@@ -50,7 +50,7 @@ pub fn check(
             break;
         }
     }
-    let growth_mib = used_mib[used_mib.len() - 1] - used_mib[(used_mib.len() - 1) / 2];
+    let growth_mib = growth_over_second_half(&used_mib);
     let tolerance_mib = 256.0;
     Ok(MemoryCheck {
         what: format!("{what} × {}", used_mib.len()),
@@ -60,6 +60,15 @@ pub fn check(
         deferred_error,
         used_mib,
     })
+}
+
+/// Memory in use after the last run minus after the middle one (the first runs load kernels and
+/// fill caches: growth there is not a leak).
+fn growth_over_second_half(used_mib: &[f64]) -> f64 {
+    match used_mib {
+        [] => 0.0,
+        _ => used_mib[used_mib.len() - 1] - used_mib[(used_mib.len() - 1) / 2],
+    }
 }
 
 /// UNet forwards at `batch` (no gradients): what sampling does 20 times per image.
@@ -108,5 +117,36 @@ impl MemoryCheck {
             self.deferred_error.as_deref().unwrap_or("none"),
             if self.pass { "ok" } else { "FAIL" }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn growth_counts_the_second_half_only() {
+        // Warm-up growth (100 → 600) is not counted; a steady leak of 10 MiB per run is.
+        assert_eq!(growth_over_second_half(&[100.0, 500.0, 600.0, 600.0, 600.0]), 0.0);
+        assert_eq!(
+            growth_over_second_half(&[100.0, 500.0, 600.0, 610.0, 620.0]),
+            20.0
+        );
+        assert_eq!(growth_over_second_half(&[663.0]), 0.0);
+        assert_eq!(growth_over_second_half(&[]), 0.0);
+        let row = MemoryCheck {
+            what: "x".into(),
+            used_mib: vec![1.0, 2.0],
+            growth_mib: 300.0,
+            tolerance_mib: 256.0,
+            pass: false,
+            deferred_error: None,
+        };
+        assert!(
+            row.markdown()
+                .ends_with("| 300 MiB | 256 MiB | 1 2 | none | FAIL |\n"),
+            "{}",
+            row.markdown()
+        );
     }
 }
