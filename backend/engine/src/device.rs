@@ -128,6 +128,15 @@ pub fn set_tf32(on: bool) {
     candle_core::cuda::set_gemm_reduced_precision_f32(on);
 }
 
+/// Runs `f` with TF32 matrix products on, then restores the previous setting.
+pub fn with_tf32<R>(f: impl FnOnce() -> R) -> R {
+    let was = tf32();
+    set_tf32(true);
+    let r = f();
+    set_tf32(was);
+    r
+}
+
 /// Whether TF32 matrix products are on (see [`set_tf32`]); always `false` without `cuda`.
 pub fn tf32() -> bool {
     CUDA_COMPILED && candle_core::cuda::gemm_reduced_precision_f32()
@@ -152,12 +161,8 @@ pub fn gpu_memory_used(device: &Device) -> Option<u64> {
 
 /// A CUDA error that the driver library recorded instead of returning (e.g. a failed free when a
 /// tensor was dropped), cleared by reading it; `None` when there is none or on the CPU.
-pub fn gpu_deferred_error(device: &Device) -> Option<String> {
-    deferred_error(device)
-}
-
 #[cfg(feature = "cuda")]
-fn deferred_error(device: &Device) -> Option<String> {
+pub fn gpu_deferred_error(device: &Device) -> Option<String> {
     let Device::Cuda(d) = device else { return None };
     d.cuda_stream()
         .context()
@@ -166,8 +171,9 @@ fn deferred_error(device: &Device) -> Option<String> {
         .map(|e| format!("{e:?}"))
 }
 
+/// Always `None` without `cuda`.
 #[cfg(not(feature = "cuda"))]
-fn deferred_error(_: &Device) -> Option<String> {
+pub fn gpu_deferred_error(_: &Device) -> Option<String> {
     None
 }
 

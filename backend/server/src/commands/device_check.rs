@@ -293,9 +293,7 @@ pub fn run_device_check(args: DeviceCheckArgs, ctx: &JobCtx) -> anyhow::Result<(
         check(format!("{preset} DDIM-20 sample (seed 7)"), &got, &want, 5e-3)?;
         if !dev.is_cpu() && !device::tf32() {
             // TF32 rounds every matrix product's inputs to 10 mantissa bits: looser, stated apart.
-            device::set_tf32(true);
-            let got = ddim20(&dev_net, &cfg, &[7], &dev);
-            device::set_tf32(false);
+            let got = device::with_tf32(|| ddim20(&dev_net, &cfg, &[7], &dev));
             check(
                 format!("{preset} DDIM-20 sample, TF32 (seed 7)"),
                 &got?,
@@ -383,9 +381,9 @@ pub fn run_device_check(args: DeviceCheckArgs, ctx: &JobCtx) -> anyhow::Result<(
             );
             if !dev.is_cpu() && !device::tf32() {
                 // The same batch with TF32 tensor-core matrix products (`CEMIFACE_TF32=1`).
-                device::set_tf32(true);
-                let secs = median_secs(&dev, args.iters, || ddim20(&net, &cfg, &seeds, &dev).map(drop));
-                device::set_tf32(false);
+                let secs = device::with_tf32(|| {
+                    median_secs(&dev, args.iters, || ddim20(&net, &cfg, &seeds, &dev).map(drop))
+                });
                 row("DDIM-20, TF32 (CEMIFACE_TF32=1)", args.batch, secs?);
             }
             // The real trainer; μ from 64 faces (its size does not change a step's cost). A
