@@ -83,3 +83,87 @@ fn the_pixel_term_makes_the_inversion_look_like_the_face() {
         assert!((r - s).abs() < 1e-4, "reported {s}, measured {r}");
     }
 }
+
+/// A DCGAN inquiry carries the latent it was drawn from: the shipped latent generator adopts it
+/// (m = 1 can then reach the inquiry itself, not the ≈ 0.77 an inversion reaches) and refuses a
+/// latent that draws someone else, so a caller falls back to inverting the face; with this
+/// inquiry, `sample_final` gives `sample`'s images without decoding every step.
+#[test]
+fn a_dcgan_inquiry_s_own_latent_is_adopted_and_sampling_decodes_only_what_is_asked() {
+    use cemiface_engine::diffusion::generator::{Generator, KNOWN_LATENT_MIN};
+    let Some(assets) = common::assets_with(&[
+        "gan-face-generate/weights.tar",
+        "face-api/face_recognition_model-weights_manifest.json",
+    ]) else {
+        return;
+    };
+    let dev = Device::Cpu;
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/latent-dcgan");
+    let gen = Generator::load(&shipped, false, &assets, &dev).unwrap();
+    let gan = gen.decoder().expect("a latent model has a decoder");
+    let z = gan.latents(2, &mut NoiseRng::new(11)).unwrap();
+    let faces = gan.generate(&z).unwrap();
+    let own = z.narrow(0, 0, 1).unwrap();
+    let foreign = z.narrow(0, 1, 1).unwrap();
+    let face = faces.narrow(0, 0, 1).unwrap();
+    let c_id = l2_normalize(&gen.encoder().descriptors(&face).unwrap()).unwrap();
+
+    let refused = gen.adopt_inquiry_latent(&c_id, &foreign).unwrap().unwrap();
+    assert!(
+        refused < KNOWN_LATENT_MIN,
+        "another face's latent scored {refused}"
+    );
+    let adopted = gen.adopt_inquiry_latent(&c_id, &own).unwrap().unwrap();
+    assert!(adopted > 0.999, "G(z) against its own C_id: {adopted}");
+    // Cached: the generator now conditions this identity on z itself, with no inversion.
+    let (za, reached) = gen.inquiry_latent(&c_id).unwrap().unwrap();
+    let diff: f32 = (za - &own)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert_eq!((diff, reached), (0.0, adopted));
+    // `sample_final` decodes once at the end: the same images as `sample`, which decodes every
+    // step for previews.
+    let (m, seeds) = ([0.0f32, 1.0], [5u64, 5]);
+    let mut shapes = (Vec::new(), Vec::new());
+    let with_previews = gen
+        .sample(&c_id, &m, &seeds, 3, 1.0, |s| {
+            shapes.0.push(s.x0.dims().to_vec());
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+    let final_only = gen
+        .sample_final(&c_id, &m, &seeds, 3, 1.0, |s| {
+            shapes.1.push(s.x0.dims().to_vec());
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+    let diff: f32 = (with_previews - final_only)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert_eq!(diff, 0.0);
+    assert_eq!(
+        shapes.0,
+        vec![vec![2, 3, 64, 64]; 3],
+        "previews are decoded faces"
+    );
+    assert_eq!(shapes.1, vec![vec![2, 100, 1, 1]; 3], "no decoding per step");
+    // A latent of the wrong width is a clear error.
+    let err = gen
+        .adopt_inquiry_latent(
+            &c_id,
+            &Tensor::zeros((1, 64), candle_core::DType::F32, &dev).unwrap(),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("100 values"), "{err}");
+}

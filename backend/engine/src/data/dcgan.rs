@@ -73,9 +73,14 @@ impl Dcgan {
         Ok(x)
     }
 
+    /// `n` standard-normal latents (n, 100) drawn from `rng`.
+    pub fn latents(&self, n: usize, rng: &mut NoiseRng) -> Result<Tensor> {
+        rng.randn(&[n, NZ], &self.device)
+    }
+
     /// `n` faces from standard-normal latents drawn from `rng`.
     pub fn sample(&self, n: usize, rng: &mut NoiseRng) -> Result<Tensor> {
-        self.generate(&rng.randn(&[n, NZ], &self.device)?)
+        self.generate(&self.latents(n, rng)?)
     }
 }
 

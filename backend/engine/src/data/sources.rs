@@ -65,12 +65,15 @@ impl DcganSource {
     }
 }
 
-impl FaceSource for DcganSource {
-    fn next_batch(&mut self, n: usize, rng: &mut NoiseRng) -> Result<Tensor> {
+impl DcganSource {
+    /// [`FaceSource::next_batch`] with the latents the faces were drawn from: ((n, 3, S, S), (n, 100)).
+    pub fn next_batch_with_latents(&mut self, n: usize, rng: &mut NoiseRng) -> Result<(Tensor, Tensor)> {
         let mut kept: Vec<Tensor> = Vec::new();
+        let mut latents: Vec<Tensor> = Vec::new();
         let mut count = 0;
         for _ in 0..64 {
-            let x = self.gan.sample(n, rng)?;
+            let z = self.gan.latents(n, rng)?;
+            let x = self.gan.generate(&z)?;
             let luma: Vec<f32> = mean_luma(&x)?.to_vec1()?;
             let flip: Vec<f32> = match &self.encoder {
                 Some(enc) if self.min_flip_cos > -1.0 => {
@@ -82,18 +85,28 @@ impl FaceSource for DcganSource {
             for i in 0..n {
                 if luma[i] >= self.min_luma && flip[i] >= self.min_flip_cos && count < n {
                     kept.push(x.narrow(0, i, 1)?);
+                    latents.push(z.narrow(0, i, 1)?);
                     count += 1;
                 }
             }
             if count == n {
                 self.kept += n as u64;
-                return fit_size(&Tensor::cat(&kept, 0)?, self.size);
+                return Ok((
+                    fit_size(&Tensor::cat(&kept, 0)?, self.size)?,
+                    Tensor::cat(&latents, 0)?,
+                ));
             }
         }
         Err(Error::Config(format!(
             "the DCGAN filter keeps almost nothing (min_luma {}, min_flip_cos {}): loosen it",
             self.min_luma, self.min_flip_cos
         )))
+    }
+}
+
+impl FaceSource for DcganSource {
+    fn next_batch(&mut self, n: usize, rng: &mut NoiseRng) -> Result<Tensor> {
+        Ok(self.next_batch_with_latents(n, rng)?.0)
     }
 
     fn describe(&self) -> String {

@@ -222,12 +222,14 @@ impl Generator {
     }
 
     /// An inquiry face (1, 3, S, S) in [−1, 1] at `image_size()`: its C_id (1, D), L2-normalised,
-    /// from `encoder()`; for latent models it also finds the inquiry's latent from the face itself
-    /// (identity and pixel terms), which `sample` with this C_id then uses. Callers that have the
-    /// face pass it here; `sample` with a C_id alone inverts from the identity only.
-    pub fn inquiry(&self, face: &Tensor) -> Result<Tensor> {
+    /// from `encoder()`; for latent models it also sets the inquiry's latent, which `sample` with
+    /// this C_id then uses: `latent` when the face is a decoder sample drawn from it
+    /// ([`Self::prepare_inquiry`]), else one found from the face itself (identity and pixel terms).
+    /// Callers that have the face pass it here; `sample` with a C_id alone inverts from the
+    /// identity only.
+    pub fn inquiry(&self, face: &Tensor, latent: Option<&Tensor>) -> Result<Tensor> {
         let c_id = crate::identity::encoder::l2_normalize(&self.encoder.descriptors(face)?)?;
-        self.fit_inquiry(&c_id, face)?;
+        self.prepare_inquiry(&c_id, face, latent)?;
         Ok(c_id)
     }
 
@@ -248,9 +250,56 @@ impl Generator {
         Ok(())
     }
 
+    /// For an inquiry that is itself a decoder sample (a DCGAN identity), its latent is known: no
+    /// inversion is needed, and m = 1 can reach the inquiry exactly instead of the ≈ 0.77 an
+    /// inversion from the nearest anchor reaches. Checks that G(z) is the identity `c_id` (1, D)
+    /// describes (centred cosine ≥ [`KNOWN_LATENT_MIN`]; a latent of another decoder is not) and
+    /// returns that similarity; below it nothing is adopted and the caller
+    /// falls back to [`Self::fit_inquiry`]. Pixel models: `Ok(None)`.
+    pub fn adopt_inquiry_latent(&self, c_id: &Tensor, z: &Tensor) -> Result<Option<f32>> {
+        let Denoiser::Latent(lm) = &self.denoiser else {
+            return Ok(None);
+        };
+        let z = z
+            .reshape((1, NZ))
+            .map_err(|_| Error::Config(format!("an inquiry latent has {NZ} values, not {:?}", z.dims())))?;
+        let c = crate::identity::encoder::l2_normalize(c_id)?;
+        let drawn = self.encoder.descriptors(&lm.gan.generate(&z)?)?;
+        let reached = crate::identity::encoder::cosine_rows(&drawn, &c)?.to_vec1::<f32>()?[0];
+        if reached < KNOWN_LATENT_MIN {
+            return Ok(Some(reached));
+        }
+        let mut cache = lm.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() > 4096 {
+            cache.clear();
+        }
+        cache.insert(
+            latent_key(c_id)?,
+            Inversion {
+                z,
+                reached,
+                from_face: true,
+            },
+        );
+        Ok(Some(reached))
+    }
+
+    /// An inquiry with its face and, when it is a decoder sample, its latent: adopts the latent
+    /// ([`Self::adopt_inquiry_latent`]) or, when there is none or it does not draw this identity,
+    /// fits one to the face ([`Self::fit_inquiry`]).
+    pub fn prepare_inquiry(&self, c_id: &Tensor, face: &Tensor, latent: Option<&Tensor>) -> Result<()> {
+        if let Some(z) = latent {
+            if matches!(self.adopt_inquiry_latent(c_id, z)?, Some(r) if r >= KNOWN_LATENT_MIN) {
+                return Ok(());
+            }
+        }
+        self.fit_inquiry(c_id, face)
+    }
+
     /// Samples one image per (m, seed) for the identity `c_id` (1, D), L2-normalised, from
-    /// `encoder()` (or `inquiry()`, which also fits a latent model's z_a to the face). Returns (B, 3, S, S) in [−1, 1]. The callback sees every DDIM step (`x0` is the
-    /// decoded x̂0, for previews) and may stop early.
+    /// `encoder()` (or `inquiry()`, which also fits a latent model's z_a to the face). Returns
+    /// (B, 3, S, S) in [−1, 1]. The callback sees every DDIM step (`x0` is the decoded x̂0, for
+    /// previews) and may stop early.
     pub fn sample(
         &self,
         c_id: &Tensor,
@@ -258,6 +307,35 @@ impl Generator {
         seeds: &[u64],
         steps: usize,
         eta: f64,
+        callback: impl FnMut(StepInfo) -> ControlFlow<()>,
+    ) -> Result<Tensor> {
+        self.sample_impl(c_id, m, seeds, steps, eta, true, callback)
+    }
+
+    /// [`Self::sample`] for callers that want only the final images (data sets, reports, grids):
+    /// a latent model decodes G once at the end instead of at every step, and the callback's `x0`
+    /// is then the latent estimate ẑ0 (B, 100, 1, 1), not an image.
+    pub fn sample_final(
+        &self,
+        c_id: &Tensor,
+        m: &[f32],
+        seeds: &[u64],
+        steps: usize,
+        eta: f64,
+        callback: impl FnMut(StepInfo) -> ControlFlow<()>,
+    ) -> Result<Tensor> {
+        self.sample_impl(c_id, m, seeds, steps, eta, false, callback)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn sample_impl(
+        &self,
+        c_id: &Tensor,
+        m: &[f32],
+        seeds: &[u64],
+        steps: usize,
+        eta: f64,
+        previews: bool,
         mut callback: impl FnMut(StepInfo) -> ControlFlow<()>,
     ) -> Result<Tensor> {
         if m.len() != seeds.len() || m.is_empty() {
@@ -300,16 +378,21 @@ impl Generator {
                                 .predict(&self.schedule, &z.reshape((b, NZ))?, &ts, &z_a, &c, &m_t)?;
                         Ok(eps.reshape((b, NZ, 1, 1))?)
                     },
-                    |s| match s
-                        .x0
-                        .reshape((b, NZ))
-                        .map_err(Error::from)
-                        .and_then(|z| lm.gan.generate(&z))
-                    {
-                        Ok(img) => callback(StepInfo { x0: &img, ..s }),
-                        Err(e) => {
-                            failed = Some(e);
-                            ControlFlow::Break(())
+                    |s| {
+                        if !previews {
+                            return callback(s);
+                        }
+                        match s
+                            .x0
+                            .reshape((b, NZ))
+                            .map_err(Error::from)
+                            .and_then(|z| lm.gan.generate(&z))
+                        {
+                            Ok(img) => callback(StepInfo { x0: &img, ..s }),
+                            Err(e) => {
+                                failed = Some(e);
+                                ControlFlow::Break(())
+                            }
                         }
                     },
                 )?;
@@ -379,12 +462,7 @@ impl LatentModel {
         face: Option<&Tensor>,
         encoder: &dyn IdentityEncoder,
     ) -> Result<(Tensor, f32)> {
-        let key: Vec<u32> = c_id
-            .flatten_all()?
-            .to_vec1::<f32>()?
-            .iter()
-            .map(|v| v.to_bits())
-            .collect();
+        let key = latent_key(c_id)?;
         if let Some(hit) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             if hit.from_face || face.is_none() {
                 return Ok((hit.z.clone(), hit.reached));
@@ -407,6 +485,20 @@ impl LatentModel {
         cache.insert(key, out.clone());
         Ok((out.z, out.reached))
     }
+}
+
+/// The smallest similarity of G(z) to an inquiry for its latent to count as that inquiry's own
+/// (centred; a decoder sample scores 1.0 against itself, up to 8-bit rounding of its image).
+pub const KNOWN_LATENT_MIN: f32 = 0.95;
+
+/// The inversion cache's key: C_id's exact bits.
+fn latent_key(c_id: &Tensor) -> Result<Vec<u32>> {
+    Ok(c_id
+        .flatten_all()?
+        .to_vec1::<f32>()?
+        .iter()
+        .map(|v| v.to_bits())
+        .collect())
 }
 
 fn resolve(path: &Path) -> Result<PathBuf> {

@@ -40,13 +40,19 @@ pub struct ControlReport {
     pub inquiries: Vec<String>,
     pub steps: usize,
     pub seed: u64,
-    /// By judge name.
+    /// By judge name, over every inquiry.
     pub judges: BTreeMap<String, JudgeReport>,
+    /// The same per inquiry source ("photo", "dcgan"; source → judge → report): photos go through
+    /// an inversion, DCGAN inquiries carry their own latent, and the two differ at m = 1.
+    pub by_source: BTreeMap<String, BTreeMap<String, JudgeReport>>,
     /// Share of generated images in which the face detector finds a face, per m (empty without a
     /// detector).
     pub face_rate_by_m: BTreeMap<String, f64>,
     /// The same share for raw DCGAN samples (the baseline), when measured.
     pub baseline_face_rate: Option<f64>,
+    /// Source of each inquiry ("photo", "dcgan", …), in order.
+    #[serde(skip)]
+    pub sources: Vec<String>,
     /// Achieved similarity [judge][inquiry][m index].
     #[serde(skip)]
     pub samples: BTreeMap<String, Vec<Vec<f32>>>,
@@ -89,14 +95,25 @@ pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
     cov / (vx * vy).sqrt()
 }
 
-/// Runs the measurement. `inquiries`: (name, face (1, 3, S, S) in [−1, 1] at the generator's size).
-/// `judges[0]` must be the generator's own E_id (it makes C_id). `on_inquiry(done, total)` reports
-/// progress and may stop the run early (the report then covers the inquiries done).
+/// One held-out inquiry.
+pub struct ControlInquiry {
+    pub name: String,
+    /// Where it comes from ("photo", "dcgan"): the report is also split by it.
+    pub source: String,
+    /// (1, 3, S, S) in [−1, 1] at the generator's size.
+    pub face: Tensor,
+    /// The decoder latent the face was drawn from (DCGAN inquiries; latent models adopt it).
+    pub latent: Option<Tensor>,
+}
+
+/// Runs the measurement. `judges[0]` must be the generator's own E_id (it makes C_id).
+/// `on_inquiry(done, total)` reports progress and may stop the run early (the report then covers
+/// the inquiries done).
 #[allow(clippy::too_many_arguments)]
 pub fn measure(
     gen: &Generator,
     judges: &[&dyn IdentityEncoder],
-    inquiries: &[(String, Tensor)],
+    inquiries: &[ControlInquiry],
     m: &[f32],
     steps: usize,
     seed: u64,
@@ -109,17 +126,19 @@ pub fn measure(
         judges.iter().map(|j| (j.name(), Vec::new())).collect();
     let mut inversions: BTreeMap<String, Vec<f32>> = BTreeMap::new();
     let mut names = Vec::new();
+    let mut sources = Vec::new();
     let mut rows = Vec::new();
-    for (i, (name, face)) in inquiries.iter().enumerate() {
+    for (i, q) in inquiries.iter().enumerate() {
+        let face = &q.face;
         // Each judge embeds the inquiry once; the first (the generator's E_id) also gives C_id.
         let references = judges
             .iter()
             .map(|j| j.descriptors(face))
             .collect::<Result<Vec<_>>>()?;
         let c_id = crate::identity::encoder::l2_normalize(&references[0])?;
-        gen.fit_inquiry(&c_id, face)?;
+        gen.prepare_inquiry(&c_id, face, q.latent.as_ref())?;
         let seeds = vec![crate::noise::NoiseRng::derive(&[seed, i as u64]); m.len()];
-        let out = gen.sample(&c_id, m, &seeds, steps, 1.0, |_| ControlFlow::Continue(()))?;
+        let out = gen.sample_final(&c_id, m, &seeds, steps, 1.0, |_| ControlFlow::Continue(()))?;
         let reconstruction = gen.inquiry_reconstruction(&c_id)?;
         if let Some(g_za) = &reconstruction {
             for (judge, reference) in judges.iter().zip(&references) {
@@ -152,45 +171,20 @@ pub fn measure(
             }
             rows.push(row);
         }
-        names.push(name.clone());
+        names.push(q.name.clone());
+        sources.push(q.source.clone());
         if on_inquiry(i + 1, inquiries.len()).is_break() {
             break;
         }
     }
+    let all: Vec<bool> = vec![true; names.len()];
+    let judges = summarise(&samples, &inversions, m, &all);
+    let mut by_source = BTreeMap::new();
+    for source in sources.iter().collect::<std::collections::BTreeSet<_>>() {
+        let rows: Vec<bool> = sources.iter().map(|s| s == source).collect();
+        by_source.insert(source.clone(), summarise(&samples, &inversions, m, &rows));
+    }
     let key = |v: f32| format!("{v}");
-    let judges = samples
-        .iter()
-        .map(|(judge, per)| {
-            let (mut xs, mut ys) = (Vec::new(), Vec::new());
-            let mut mean_by_m = BTreeMap::new();
-            let mut std_by_m = BTreeMap::new();
-            let mut means = Vec::new();
-            for (k, &mk) in m.iter().enumerate() {
-                let v: Vec<f64> = per.iter().map(|s| s[k] as f64).collect();
-                let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
-                let var = v.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / v.len().max(1) as f64;
-                xs.extend(std::iter::repeat_n(mk as f64, v.len()));
-                ys.extend(v);
-                mean_by_m.insert(key(mk), mean);
-                std_by_m.insert(key(mk), var.sqrt());
-                means.push((mk, mean));
-            }
-            means.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let monotonic = means.windows(2).all(|w| w[1].1 > w[0].1);
-            (
-                judge.clone(),
-                JudgeReport {
-                    spearman: spearman(&xs, &ys),
-                    mean_by_m,
-                    std_by_m,
-                    monotonic,
-                    inversion: inversions
-                        .get(judge)
-                        .map(|v| v.iter().map(|&s| s as f64).sum::<f64>() / v.len().max(1) as f64),
-                },
-            )
-        })
-        .collect();
     let face_rate_by_m = match detector {
         Some(_) => m
             .iter()
@@ -204,6 +198,8 @@ pub fn measure(
         face_rate_by_m,
         baseline_face_rate: None,
         inquiries: names,
+        sources,
+        by_source,
         steps,
         seed,
         judges,
@@ -211,6 +207,63 @@ pub fn measure(
         inversions,
         sheet_rows: rows,
     })
+}
+
+/// Per judge: Spearman, means and spreads by m over the inquiries `rows` selects.
+fn summarise(
+    samples: &BTreeMap<String, Vec<Vec<f32>>>,
+    inversions: &BTreeMap<String, Vec<f32>>,
+    m: &[f32],
+    rows: &[bool],
+) -> BTreeMap<String, JudgeReport> {
+    let picked = |v: &[Vec<f32>]| -> Vec<Vec<f32>> {
+        v.iter()
+            .zip(rows)
+            .filter(|(_, &k)| k)
+            .map(|(s, _)| s.clone())
+            .collect()
+    };
+    samples
+        .iter()
+        .map(|(judge, per)| {
+            let per = picked(per);
+            let (mut xs, mut ys) = (Vec::new(), Vec::new());
+            let mut mean_by_m = BTreeMap::new();
+            let mut std_by_m = BTreeMap::new();
+            let mut means = Vec::new();
+            for (k, &mk) in m.iter().enumerate() {
+                let v: Vec<f64> = per.iter().map(|s| s[k] as f64).collect();
+                let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
+                let var = v.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / v.len().max(1) as f64;
+                xs.extend(std::iter::repeat_n(mk as f64, v.len()));
+                ys.extend(v);
+                mean_by_m.insert(format!("{mk}"), mean);
+                std_by_m.insert(format!("{mk}"), var.sqrt());
+                means.push((mk, mean));
+            }
+            means.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let monotonic = means.windows(2).all(|w| w[1].1 > w[0].1);
+            let inversion = inversions.get(judge).map(|v| {
+                let v: Vec<f64> = v
+                    .iter()
+                    .zip(rows)
+                    .filter(|(_, &k)| k)
+                    .map(|(&s, _)| s as f64)
+                    .collect();
+                v.iter().sum::<f64>() / v.len().max(1) as f64
+            });
+            (
+                judge.clone(),
+                JudgeReport {
+                    spearman: spearman(&xs, &ys),
+                    mean_by_m,
+                    std_by_m,
+                    monotonic,
+                    inversion,
+                },
+            )
+        })
+        .collect()
 }
 
 impl ControlReport {
@@ -307,7 +360,26 @@ fn short_name(name: &str, max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{short_name, spearman};
+    use super::{short_name, spearman, summarise};
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn a_summary_covers_only_the_selected_inquiries() {
+        // Two inquiries of one source follow m, one of another source does not.
+        let m = [0.0f32, 1.0];
+        let samples = BTreeMap::from([(
+            "judge".to_string(),
+            vec![vec![0.1, 0.9], vec![0.2, 0.7], vec![0.5, 0.3]],
+        )]);
+        let inversions = BTreeMap::from([("judge".to_string(), vec![1.0, 1.0, 0.6])]);
+        let dcgan = summarise(&samples, &inversions, &m, &[true, true, false]);
+        let photo = summarise(&samples, &inversions, &m, &[false, false, true]);
+        let (d, p) = (&dcgan["judge"], &photo["judge"]);
+        assert!((d.mean_by_m["0"] - 0.15).abs() < 1e-6 && (d.mean_by_m["1"] - 0.8).abs() < 1e-6);
+        assert!(d.monotonic && (d.spearman - 0.894_427_190_999_915_9).abs() < 1e-9);
+        assert_eq!((d.inversion, p.inversion), (Some(1.0), Some(0.6000000238418579)));
+        assert!(!p.monotonic && (p.mean_by_m["1"] - 0.3).abs() < 1e-6);
+    }
 
     #[test]
     fn caption_names_drop_the_extension_and_mark_cuts() {

@@ -196,7 +196,8 @@ pub fn generate_identity(
 ) -> Result<Option<Vec<ManifestEntry>>> {
     let c_id = Tensor::new(inquiry.embedding.as_slice(), device)?.unsqueeze(0)?;
     if let Some(face) = &inquiry.image {
-        gen.fit_inquiry(&c_id, &image_tensor(face, gen.image_size(), device)?)?;
+        let face = image_tensor(face, gen.image_size(), device)?;
+        gen.prepare_inquiry(&c_id, &face, inquiry.latent_tensor(device)?.as_ref())?;
     }
     let n = settings.images_per_identity;
     let mut entries = Vec::with_capacity(n + settings.inquiry_copies);
@@ -208,7 +209,7 @@ pub fn generate_identity(
             .iter()
             .map(|&k| image_seed(settings.seed, identity, k))
             .collect();
-        let x = gen.sample(&c_id, &m, &seeds, settings.steps, settings.eta, |s| {
+        let x = gen.sample_final(&c_id, &m, &seeds, settings.steps, settings.eta, |s| {
             let flow = on_step(s);
             stopped |= flow.is_break();
             flow

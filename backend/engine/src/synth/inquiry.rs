@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::image_io::{self, ImageLimits};
 use crate::data::recordio::RecordReader;
-use crate::data::sources::{image_tensor, tensor_image, DcganSource, FaceSource};
+use crate::data::sources::{image_tensor, tensor_image, DcganSource};
 use crate::identity::encoder::{l2_normalize, IdentityEncoder};
 use crate::noise::NoiseRng;
 use crate::{Error, Result};
@@ -64,6 +64,20 @@ pub struct Inquiry {
     /// The inquiry face at the generator's size (absent for random identities).
     #[serde(skip)]
     pub image: Option<RgbImage>,
+    /// The decoder latent the face was drawn from (DCGAN inquiries): a latent generator conditions
+    /// on it directly instead of inverting the face (`Generator::prepare_inquiry`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latent: Option<Vec<f32>>,
+}
+
+impl Inquiry {
+    /// The latent as a (1, 100) tensor, when there is one.
+    pub fn latent_tensor(&self, device: &Device) -> Result<Option<Tensor>> {
+        self.latent
+            .as_ref()
+            .map(|z| Ok(Tensor::new(z.as_slice(), device)?.unsqueeze(0)?))
+            .transpose()
+    }
 }
 
 /// What the selection saw.
@@ -161,7 +175,13 @@ impl Selector<'_> {
     }
 
     /// Offers candidates (their faces, or bare embeddings) to the greedy filter.
-    fn offer(&mut self, names: Vec<String>, faces: Option<Tensor>, emb: Option<Tensor>) -> Result<()> {
+    fn offer(
+        &mut self,
+        names: Vec<String>,
+        faces: Option<Tensor>,
+        emb: Option<Tensor>,
+        latents: Option<Tensor>,
+    ) -> Result<()> {
         let emb = match (emb, &faces) {
             (Some(e), _) => e,
             (None, Some(f)) => l2_normalize(&self.encoder.descriptors(f)?)?,
@@ -176,10 +196,15 @@ impl Selector<'_> {
                 Some(f) => Some(tensor_image(&f.get(i)?)?),
                 None => None,
             };
+            let latent = match &latents {
+                Some(z) => Some(z.get(i)?.to_vec1()?),
+                None => None,
+            };
             self.out.push(Inquiry {
                 name: names[i].clone(),
                 embedding: rows[i].clone(),
                 image,
+                latent,
             });
         }
         Ok(())
@@ -249,6 +274,7 @@ pub fn select_until(
                     chunk.iter().map(|c| c.0.clone()).collect(),
                     Some(Tensor::cat(&faces, 0)?),
                     None,
+                    None,
                 )?;
                 if sel.full() {
                     break;
@@ -273,7 +299,7 @@ pub fn select_until(
                 pending.push((format!("label_{label}"), image_tensor(&img, size, device)?));
                 if pending.len() == CHUNK {
                     let (n, f): (Vec<_>, Vec<_>) = std::mem::take(&mut pending).into_iter().unzip();
-                    sel.offer(n, Some(Tensor::cat(&f, 0)?), None)?;
+                    sel.offer(n, Some(Tensor::cat(&f, 0)?), None, None)?;
                     if sel.full() {
                         break;
                     }
@@ -281,7 +307,7 @@ pub fn select_until(
             }
             if !pending.is_empty() && !sel.full() {
                 let (n, f): (Vec<_>, Vec<_>) = pending.into_iter().unzip();
-                sel.offer(n, Some(Tensor::cat(&f, 0)?), None)?;
+                sel.offer(n, Some(Tensor::cat(&f, 0)?), None, None)?;
             }
         }
         InquirySource::Dcgan { weights } => {
@@ -297,12 +323,13 @@ pub fn select_until(
                         sel.stats.considered
                     )));
                 }
-                let faces = stream.next_batch(CHUNK, &mut rng)?;
+                let (faces, latents) = stream.next_batch_with_latents(CHUNK, &mut rng)?;
                 let first = sel.stats.considered;
                 sel.offer(
                     (first..first + CHUNK).map(|i| format!("dcgan_{i:06}")).collect(),
                     Some(faces),
                     None,
+                    Some(latents),
                 )?;
             }
         }
@@ -314,6 +341,7 @@ pub fn select_until(
                     (first..first + CHUNK).map(|i| format!("random_{i:06}")).collect(),
                     None,
                     Some(l2_normalize(&z)?),
+                    None,
                 )?;
             }
         }

@@ -391,7 +391,7 @@ pub fn run_sample(args: SampleArgs, ctx: &crate::commands::ctx::JobCtx) -> anyho
     let gen = Generator::load(&args.checkpoint, args.raw, &args.assets.assets_dir, &dev)?;
     let encoder = gen.encoder();
     let x = inquiry_tensor(&args.inquiry, gen.image_size(), &args.assets.assets_dir, &dev)?;
-    let c_id = gen.inquiry(&x)?;
+    let c_id = gen.inquiry(&x, None)?;
     let ms: Vec<f32> = if args.m_sweep {
         vec![-1.0, -0.5, 0.0, 0.5, 1.0]
     } else {

@@ -2,7 +2,8 @@
 //! (the public-domain photos, aligned, and DCGAN samples from a stream the training never drew
 //! from) are generated at each target m; the achieved similarity to the inquiry is measured by the
 //! generator's own E_id and by an independent judge (MobileFace), with a table, the Spearman
-//! correlation, a plot and a contact sheet.
+//! correlation, a plot and a contact sheet, over all inquiries and per source. A latent generator
+//! conditions DCGAN inquiries on the latent they were drawn from and inverts the photos.
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -17,7 +18,7 @@ use cemiface_engine::face::align::FaceAligner;
 use cemiface_engine::identity::centring::{self, IdentityMean, MeanProvenance};
 use cemiface_engine::identity::encoder::IdentityEncoder;
 use cemiface_engine::identity::mobileface::MobileFace;
-use cemiface_engine::report::control::{measure, ControlReport};
+use cemiface_engine::report::control::{measure, ControlInquiry, ControlReport};
 use cemiface_engine::synth::inquiry::{default_threshold, select, InquirySource};
 use clap::Args;
 
@@ -101,7 +102,7 @@ pub fn run_report_control(args: ReportControlArgs, ctx: &crate::commands::ctx::J
         None => mobileface,
     };
     let detector = FaceAligner::load(assets, &dev)?;
-    let mut inquiries: Vec<(String, Tensor)> = Vec::new();
+    let mut inquiries: Vec<ControlInquiry> = Vec::new();
     if !args.no_photos {
         let aligner = &detector;
         for name in PHOTOS {
@@ -110,7 +111,12 @@ pub fn run_report_control(args: ReportControlArgs, ctx: &crate::commands::ctx::J
             let face = aligner
                 .align(&img, name)
                 .with_context(|| format!("aligning {}", path.display()))?;
-            inquiries.push((format!("photo_{name}"), image_tensor(&face.arcface, size, &dev)?));
+            inquiries.push(ControlInquiry {
+                name: format!("photo_{name}"),
+                source: "photo".into(),
+                face: image_tensor(&face.arcface, size, &dev)?,
+                latent: None,
+            });
         }
     }
     if args.inquiries > 0 {
@@ -129,8 +135,13 @@ pub fn run_report_control(args: ReportControlArgs, ctx: &crate::commands::ctx::J
             &dev,
         )?;
         for q in picked {
-            let img = q.image.context("DCGAN inquiries carry their image")?;
-            inquiries.push((q.name, image_tensor(&img, size, &dev)?));
+            let img = q.image.as_ref().context("DCGAN inquiries carry their image")?;
+            inquiries.push(ControlInquiry {
+                face: image_tensor(img, size, &dev)?,
+                latent: q.latent_tensor(&dev)?,
+                name: q.name,
+                source: "dcgan".into(),
+            });
         }
     }
     let total = inquiries.len() as u64;
@@ -224,6 +235,22 @@ fn print_table(r: &ControlReport, ctx: &crate::commands::ctx::JobCtx) {
             .collect();
         crate::out!(ctx, "| {m:+.2} | {} |", cells.join(" | "));
     }
+    if r.by_source.len() > 1 {
+        for (source, judges) in &r.by_source {
+            let n = r.sources.iter().filter(|s| *s == source).count();
+            let cells: Vec<String> = judges
+                .iter()
+                .map(|(name, j)| {
+                    let means: Vec<String> =
+                        r.m.iter()
+                            .map(|m| format!("{:+.2}", j.mean_by_m[&format!("{m}")]))
+                            .collect();
+                    format!("{name} {} (Spearman {:.2})", means.join(" "), j.spearman)
+                })
+                .collect();
+            crate::out!(ctx, "{source} inquiries ({n}): {}", cells.join("; "));
+        }
+    }
     for (name, j) in &r.judges {
         crate::out!(
             ctx,
@@ -238,7 +265,7 @@ fn print_table(r: &ControlReport, ctx: &crate::commands::ctx::JobCtx) {
         if let Some(inv) = j.inversion {
             crate::out!(
                 ctx,
-                "{name}: G(z_a), the inquiry's inversion, scores {inv:+.3} (the ceiling of m = 1)"
+                "{name}: G(z_a), the inquiry's latent (its own for DCGAN inquiries, inverted for photos), scores {inv:+.3} (the ceiling of m = 1)"
             );
         }
     }

@@ -63,11 +63,14 @@ impl SampleGrid {
         for (r, q) in self.inquiries.iter().enumerate() {
             // C_id under the checkpoint's own (centred) E_id.
             let c_id = match &q.image {
-                Some(face) => gen.inquiry(&image_tensor(face, s as usize, &self.device)?)?,
+                Some(face) => gen.inquiry(
+                    &image_tensor(face, s as usize, &self.device)?,
+                    q.latent_tensor(&self.device)?.as_ref(),
+                )?,
                 None => Tensor::new(q.embedding.as_slice(), &self.device)?.unsqueeze(0)?,
             };
             let seeds = vec![GRID_SEED + r as u64; GRID_M.len()];
-            let x = gen.sample(&c_id, &GRID_M, &seeds, 20, 1.0, |_| ControlFlow::Continue(()))?;
+            let x = gen.sample_final(&c_id, &GRID_M, &seeds, 20, 1.0, |_| ControlFlow::Continue(()))?;
             if let Some(face) = &q.image {
                 imageops::replace(&mut sheet, face, 0, (r as u32 * s) as i64);
             }
