@@ -4,7 +4,7 @@
 //!   identity are dropped, as in the pixel presets' data source) with their raw E_id descriptors.
 //!   μ (`identity::centring`) is the anchors' mean descriptor; each anchor is also an identity to train on.
 //! - **teacher pairs**: per anchor, `mixes` latents moved away from it, z = cos θ·z_a + sin θ·z_1
-//!   (z_1 independent, θ = max_angle·π/2·u^1.5 over stratified u; the first is z_a itself), with
+//!   (z_1 independent, θ = max_angle·π/2·u^angle_power over stratified u; the first is z_a itself), with
 //!   their measured centred similarity s to the anchor. Moving along the sphere keeps z's norm, so
 //!   every teacher decodes to a DCGAN-quality face.
 
@@ -190,7 +190,7 @@ impl Bank {
                 } else {
                     ((j - 1) as f32 + rng.next_u32() as f32 / u32::MAX as f32) / (k - 1) as f32
                 };
-                let theta = b.max_angle * std::f32::consts::FRAC_PI_2 * u.powf(1.5);
+                let theta = b.max_angle * std::f32::consts::FRAC_PI_2 * u.powf(b.angle_power);
                 cos_sin.push((theta.cos(), theta.sin()));
             }
         }
@@ -248,6 +248,7 @@ fn cache_key(cfg: &LatentConfig) -> Vec<u32> {
         b.mixes as u32,
         b.max_angle.to_bits(),
         b.min_luma.to_bits(),
+        b.angle_power.to_bits(),
         b.min_flip_cos.to_bits(),
     ]
 }

@@ -72,6 +72,22 @@ pub struct LatentTrainSettings {
     pub seed: u64,
     /// ẑ0 is clipped to ±this many standard deviations (z ~ N(0, I)), in training and sampling.
     pub x0_clip: f32,
+    /// How the MSE term draws its teachers: `uniform` over the bank (default; most teachers are
+    /// near their anchor), or `balanced`: a similarity bin of the m grid first, weighted by
+    /// min(teachers in it, mean per bin), then a teacher in it, so every well-populated target is
+    /// trained as often as the common ones, and a bin of a handful of teachers is not repeated
+    /// thousands of times.
+    #[serde(default)]
+    pub teachers: TeacherSampling,
+}
+
+/// See [`LatentTrainSettings::teachers`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TeacherSampling {
+    #[default]
+    Uniform,
+    Balanced,
 }
 
 /// The seeded reference set: anchors (μ is their mean descriptor; each is an identity) and, per
@@ -84,6 +100,10 @@ pub struct BankConfig {
     pub mixes: usize,
     /// Largest θ as a multiple of π/2 (θ > π/2 points away from the anchor).
     pub max_angle: f32,
+    /// θ = max_angle·π/2·u^angle_power over stratified u ∈ [0, 1): above 1, more teachers near the
+    /// anchor (default 1.5).
+    #[serde(default = "default_angle_power")]
+    pub angle_power: f32,
     /// DCGAN filters for anchors (as the pixel presets' data source).
     pub min_luma: f32,
     pub min_flip_cos: f32,
@@ -110,6 +130,10 @@ pub struct DecoderConfig {
     /// Defaults to the assets folder's `gan-face-generate/weights.tar`.
     #[serde(default)]
     pub weights: Option<PathBuf>,
+}
+
+fn default_angle_power() -> f32 {
+    1.5
 }
 
 impl LatentConfig {

@@ -1,5 +1,6 @@
 //! Algorithm 1 in z-space. Each step:
-//! - **MSE** on `batch_size` teacher pairs drawn uniformly from the bank: the anchor is the identity
+//! - **MSE** on `batch_size` teacher pairs drawn from the bank (uniformly, or evenly over similarity
+//!   bins with `teachers = "balanced"`): the anchor is the identity
 //!   (z_a, C_id), the teacher z0 is the data, and m is the teacher's measured similarity rounded to the
 //!   0.04 grid (exact labels, no extra E_id pass); t ~ U{0…T−1}, ε ~ N(0, I), L_mse = ‖ε̂ − ε‖²
 //!   (or ‖x̂0 − z0‖² for the `x0_residual` prediction).
@@ -19,7 +20,7 @@ use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::bank::Bank;
-use super::config::{LatentConfig, Prediction};
+use super::config::{LatentConfig, Prediction, TeacherSampling};
 use super::denoiser::LatentDenoiser;
 use crate::data::dcgan::{Dcgan, NZ};
 use crate::diffusion::schedule::NoiseSchedule;
@@ -59,8 +60,39 @@ pub struct LatentTrainer {
     anchor_c: Tensor,
     rng: NoiseRng,
     grid: Vec<f32>,
+    /// Teacher rows by similarity bin of the m grid (non-empty bins only), for `balanced` sampling.
+    bins: Vec<Vec<u32>>,
+    /// Running sum of the bins' weights, min(size, mean size): common bins drawn equally often,
+    /// rare ones (a handful of teachers at the extremes) no more often than they have teachers.
+    bin_cumulative: Vec<usize>,
     device: Device,
     step: u64,
+}
+
+/// Teacher rows grouped by their similarity's grid value, in grid order, empty bins left out.
+fn similarity_bins(mix_s: &[f32], step: f64) -> Vec<Vec<u32>> {
+    let mut bins: std::collections::BTreeMap<i64, Vec<u32>> = Default::default();
+    for (j, &s) in mix_s.iter().enumerate() {
+        bins.entry((to_grid(s, step) as f64 / step).round() as i64)
+            .or_default()
+            .push(j as u32);
+    }
+    bins.into_values().collect()
+}
+
+/// Running sum of min(bin size, mean bin size).
+fn bin_weights(bins: &[Vec<u32>]) -> Vec<usize> {
+    let mean = bins
+        .iter()
+        .map(Vec::len)
+        .sum::<usize>()
+        .div_ceil(bins.len().max(1));
+    bins.iter()
+        .scan(0, |acc, b| {
+            *acc += b.len().min(mean);
+            Some(*acc)
+        })
+        .collect()
 }
 
 /// Rounds to the nearest value of the grid with spacing `step` over [−1, 1].
@@ -101,9 +133,12 @@ impl LatentTrainer {
             t.ema_max_decay,
         )?;
         let mean = bank.mean(&encoder.name(), &cfg)?;
+        let bins = similarity_bins(&bank.mix_s, t.m_step);
         Ok(Self {
             schedule: NoiseSchedule::new(&cfg.schedule)?,
             grid: m_grid(t.m_step),
+            bin_cumulative: bin_weights(&bins),
+            bins,
             rng: NoiseRng::new(t.seed),
             anchor_c: bank.anchor_c()?,
             mean,
@@ -145,7 +180,15 @@ impl LatentTrainer {
         let mut m = Vec::with_capacity(bm + bs);
         let mut s_data = Vec::with_capacity(bs);
         for _ in 0..bm {
-            let j = self.rng.next_u32() as usize % (n * k);
+            let j = match self.cfg.train.teachers {
+                TeacherSampling::Uniform => self.rng.next_u32() as usize % (n * k),
+                TeacherSampling::Balanced => {
+                    let total = *self.bin_cumulative.last().expect("a bank has teachers");
+                    let u = self.rng.next_u32() as usize % total;
+                    let bin = &self.bins[self.bin_cumulative.partition_point(|&c| c <= u)];
+                    bin[self.rng.next_u32() as usize % bin.len()] as usize
+                }
+            };
             rows.push(j as u32);
             anchors.push((j / k) as u32);
             m.push(to_grid(self.bank.mix_s[j], self.cfg.train.m_step));
@@ -267,6 +310,17 @@ pub fn save_anchors(dir: &Path, z: &Tensor, c: &Tensor) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn balanced_bins_group_teachers_by_grid_value() {
+        let bins = super::similarity_bins(&[1.0, 0.51, -0.59, 0.99, 0.53, 0.02], 0.04);
+        // −0.6, 0.0, 0.52 (0.51 and 0.53), 1.0 (1.0 and 0.99), in grid order.
+        assert_eq!(bins, vec![vec![2], vec![5], vec![1, 4], vec![0, 3]]);
+        // Weights min(size, mean size = 2): the rare bins count once, the others twice.
+        assert_eq!(super::bin_weights(&bins), vec![1, 2, 4, 6]);
+        let big = vec![vec![0; 10], vec![0; 1], vec![0; 4]]; // mean 5
+        assert_eq!(super::bin_weights(&big), vec![5, 6, 10]);
+    }
+
     #[test]
     fn measured_similarities_snap_to_the_grid() {
         assert_eq!(super::to_grid(0.013, 0.04), 0.0);
