@@ -1,8 +1,11 @@
 //! Network building blocks Candle lacks or does too slowly on the CPU: the 2-D convolution with its
-//! own backward, GroupNorm, and small differentiable helpers (strided subsampling, max pooling);
+//! own backward, the transposed convolution on the same kernels, GroupNorm, max pooling with an arg-max backward, and small differentiable helpers
+//! (strided subsampling, the composed max pooling);
 //! `kernels` chooses between their fast CPU kernels and the device-generic path.
 
 pub mod conv;
+pub mod conv_transpose;
 pub mod group_norm;
 pub mod kernels;
+pub mod max_pool;
 pub mod ops;

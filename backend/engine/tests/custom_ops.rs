@@ -75,6 +75,121 @@ fn gemm_conv_matches_candle_forward_and_backward() {
     }
 }
 
+/// A frozen weight (a plain tensor: loaded weights, dlib inside SimMat) gets no gradient, and the
+/// input's gradient is still Candle's, on both the batch-parallel and the per-image GEMM path.
+#[test]
+fn gemm_conv_with_a_frozen_weight_skips_its_gradient_and_keeps_the_input_s() {
+    let dev = Device::Cpu;
+    for (b, cin, h, cout, k, s, p) in [
+        (1, 4, 9, 6, 3, 1, 1),
+        (4, 5, 10, 3, 3, 2, 1),
+        (3, 8, 6, 5, 1, 1, 0),
+    ] {
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (b, cin, h, h), &dev).unwrap()).unwrap();
+        let wt = Tensor::randn(0f32, 0.5, (cout, cin, k, k), &dev).unwrap();
+        let oh = (h + 2 * p - k) / s + 1;
+        let probe = Tensor::randn(0f32, 1.0, (b, cout, oh, oh), &dev).unwrap();
+        let g_ours = (conv2d(x.as_tensor(), &wt, s, p).unwrap() * &probe)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let g_ref = (x.as_tensor().conv2d(&wt, p, s, 1, 1).unwrap() * &probe)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        assert!(g_ours.get(&wt).is_none(), "no gradient for a frozen weight");
+        let (a, r) = (g_ours.get(&x).unwrap(), g_ref.get(&x).unwrap());
+        let d = max_diff(a, r) / magnitude(r);
+        assert!(d < 1e-5, "input gradient {:?}: {d}", (b, cin, h, cout, k, s, p));
+    }
+}
+
+/// The transposed convolution against Candle's: values, input and weight gradients (a variable
+/// weight), and no weight gradient for a frozen one; the DCGAN's shapes (1 → 4 with stride 1, then
+/// doubling with stride 2, padding 1) and odd ones.
+#[test]
+fn transposed_conv_matches_candle_forward_and_backward() {
+    use cemiface_engine::nn::conv_transpose::conv_transpose2d;
+    let dev = Device::Cpu;
+    // (batch, cin, h, cout, k, stride, pad)
+    for (b, cin, h, cout, k, s, p) in [
+        (3, 10, 1, 8, 4, 1, 0),
+        (2, 8, 4, 6, 4, 2, 1),
+        (1, 5, 5, 3, 3, 2, 1),
+        (4, 3, 6, 2, 3, 1, 1),
+    ] {
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (b, cin, h, h), &dev).unwrap()).unwrap();
+        let w = Var::from_tensor(&Tensor::randn(0f32, 0.5, (cin, cout, k, k), &dev).unwrap()).unwrap();
+        let ours = conv_transpose2d(x.as_tensor(), w.as_tensor(), s, p).unwrap();
+        let reference = x.as_tensor().conv_transpose2d(w.as_tensor(), p, 0, s, 1).unwrap();
+        assert_eq!(ours.dims(), reference.dims());
+        let case = (b, cin, h, cout, k, s, p);
+        assert!(
+            max_diff(&ours, &reference) / magnitude(&reference) < 1e-5,
+            "forward {case:?}"
+        );
+        let probe = Tensor::randn(0f32, 1.0, ours.dims(), &dev).unwrap();
+        let g_ours = (&ours * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        let g_ref = (&reference * &probe)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        for (name, v) in [("input", &x), ("weight", &w)] {
+            let (a, r) = (g_ours.get(v).unwrap(), g_ref.get(v).unwrap());
+            assert!(max_diff(a, r) / magnitude(r) < 1e-5, "{name} gradient {case:?}");
+        }
+        let frozen = w.as_tensor().detach();
+        let g = (conv_transpose2d(x.as_tensor(), &frozen, s, p).unwrap() * &probe)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        assert!(g.get(&frozen).is_none() && g.get(&x).is_some(), "{case:?}");
+    }
+}
+
+/// The max-pool kernel against the composed ops (forced generic path): values and gradients, on
+/// odd and even sizes, 3×3 (dlib's stem) and 2×2 windows.
+#[test]
+fn max_pool_kernel_matches_the_composed_ops_forward_and_backward() {
+    use cemiface_engine::nn::kernels::with_generic;
+    use cemiface_engine::nn::max_pool::max_pool_s2;
+    let dev = Device::Cpu;
+    for (b, c, h, w, k) in [
+        (2, 3, 11, 8, 3),
+        (8, 4, 73, 73, 3),
+        (1, 2, 6, 7, 2),
+        (3, 1, 3, 3, 3),
+    ] {
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (b, c, h, w), &dev).unwrap()).unwrap();
+        let probe = Tensor::randn(0f32, 1.0, (b, c, (h - k) / 2 + 1, (w - k) / 2 + 1), &dev).unwrap();
+        let run = || {
+            let y = max_pool_s2(x.as_tensor(), k).unwrap();
+            let g = (&y * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            (y, g.get(&x).unwrap().clone())
+        };
+        let (y, dx) = run();
+        let (y_ref, dx_ref) = with_generic(run);
+        assert_eq!(y.dims(), y_ref.dims());
+        assert_eq!(max_diff(&y, &y_ref), 0.0, "forward {:?}", (b, c, h, w, k));
+        assert!(max_diff(&dx, &dx_ref) < 1e-6, "gradient {:?}", (b, c, h, w, k));
+    }
+    let err = max_pool_s2(
+        &Tensor::zeros((1, 1, 2, 2), candle_core::DType::F32, &dev).unwrap(),
+        3,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("does not fit"), "{err}");
+}
+
 #[test]
 fn fused_group_norm_matches_the_composed_ops_forward_and_backward() {
     use candle_nn::{Module, VarBuilder, VarMap};

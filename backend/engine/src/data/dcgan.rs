@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use candle_core::{Device, Module, ModuleT, Tensor};
+use candle_core::{Device, ModuleT, Tensor};
 use candle_nn::{batch_norm, conv_transpose2d_no_bias, BatchNorm, ConvTranspose2d, ConvTranspose2dConfig};
 
 use crate::checkpoint;
@@ -31,7 +31,15 @@ impl Dcgan {
                 path.display()
             )));
         }
-        let vb = checkpoint::var_builder(path, Some("netG_state_dict"), device)?;
+        Self::new(
+            checkpoint::var_builder(path, Some("netG_state_dict"), device)?,
+            device,
+        )
+    }
+
+    /// The generator from a state dict's variables (keys `main.*`; a `VarMap` gives random ones,
+    /// as the benchmark uses).
+    pub fn new(vb: candle_nn::VarBuilder, device: &Device) -> Result<Self> {
         let vb = vb.pp("main");
         let widths = [NZ, 512, 256, 128, 64, 3];
         let mut convs = Vec::new();
@@ -64,7 +72,8 @@ impl Dcgan {
     pub fn generate(&self, z: &Tensor) -> Result<Tensor> {
         let mut x = z.reshape((z.dim(0)?, NZ, 1, 1))?;
         for (i, conv) in self.convs.iter().enumerate() {
-            x = conv.forward(&x)?;
+            let cfg = conv.config();
+            x = crate::nn::conv_transpose::conv_transpose2d(&x, conv.weight(), cfg.stride, cfg.padding)?;
             x = match self.norms.get(i) {
                 Some(bn) => bn.forward_t(&x, false)?.relu()?,
                 None => x.tanh()?,

@@ -1,10 +1,9 @@
-//! Similarity transforms (Umeyama's least-squares fit), bilinear warping of photos, and a
-//! differentiable fixed affine resample of image tensors.
+//! Similarity transforms (Umeyama's least-squares fit) and bilinear warping of photos (the
+//! differentiable resample of image tensors is [`super::affine_resample`]).
 
-use candle_core::{Device, Tensor};
+pub use super::affine_resample::AffineResample;
+
 use image::RgbImage;
-
-use crate::Result;
 
 /// x' = a·x − b·y + tx,  y' = b·x + a·y + ty  (rotation, uniform scale, translation).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -133,86 +132,6 @@ pub fn pyramid_down(img: &RgbImage) -> RgbImage {
     })
 }
 
-/// A fixed affine resample of (B, C, H, W) tensors to (B, C, out, out), differentiable with respect to
-/// the input: each output pixel is a bilinear blend of four input pixels (zero outside), implemented
-/// as four index-selects, so the backward pass is a scatter-add.
-#[derive(Debug, Clone)]
-pub struct AffineResample {
-    in_hw: (usize, usize),
-    out_hw: (usize, usize),
-    index: [Tensor; 4],
-    weight: [Tensor; 4],
-}
-
-impl AffineResample {
-    /// `out_to_src` maps output pixel coordinates to input pixel coordinates.
-    pub fn new(
-        in_hw: (usize, usize),
-        out_hw: (usize, usize),
-        out_to_src: &Similarity,
-        device: &Device,
-    ) -> Result<Self> {
-        let (h, w) = in_hw;
-        let n = out_hw.0 * out_hw.1;
-        let mut idx = [vec![0u32; n], vec![0u32; n], vec![0u32; n], vec![0u32; n]];
-        let mut wt = [vec![0f32; n], vec![0f32; n], vec![0f32; n], vec![0f32; n]];
-        for v in 0..out_hw.0 {
-            for u in 0..out_hw.1 {
-                let o = v * out_hw.1 + u;
-                let [x, y] = out_to_src.apply([u as f64, v as f64]);
-                let (x0, y0) = (x.floor(), y.floor());
-                let (fx, fy) = (x - x0, y - y0);
-                let corners = [
-                    (0, 0, (1.0 - fx) * (1.0 - fy)),
-                    (1, 0, fx * (1.0 - fy)),
-                    (0, 1, (1.0 - fx) * fy),
-                    (1, 1, fx * fy),
-                ];
-                for (k, (dx, dy, wk)) in corners.into_iter().enumerate() {
-                    let (xi, yi) = (x0 as i64 + dx, y0 as i64 + dy);
-                    if xi >= 0 && yi >= 0 && (xi as usize) < w && (yi as usize) < h {
-                        idx[k][o] = (yi as usize * w + xi as usize) as u32;
-                        wt[k][o] = wk as f32;
-                    }
-                }
-            }
-        }
-        let t = |v: Vec<u32>| Tensor::from_vec(v, n, device);
-        let f = |v: Vec<f32>| Tensor::from_vec(v, (1, n), device);
-        let [i0, i1, i2, i3] = idx;
-        let [w0, w1, w2, w3] = wt;
-        Ok(Self {
-            in_hw,
-            out_hw,
-            index: [t(i0)?, t(i1)?, t(i2)?, t(i3)?],
-            weight: [f(w0)?, f(w1)?, f(w2)?, f(w3)?],
-        })
-    }
-
-    /// # Shapes
-    /// `x`: (B, C, H, W) → (B, C, out_h, out_w).
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, c, h, w) = x.dims4()?;
-        if (h, w) != self.in_hw {
-            return Err(crate::Error::Config(format!(
-                "resample built for {:?} input, got {h}×{w}",
-                self.in_hw
-            )));
-        }
-        let flat = x.reshape((b * c, h * w))?;
-        let mut out: Option<Tensor> = None;
-        for (i, wk) in self.index.iter().zip(&self.weight) {
-            let term = flat.index_select(i, 1)?.broadcast_mul(&wk.to_dtype(x.dtype())?)?;
-            out = Some(match out {
-                None => term,
-                Some(o) => (o + term)?,
-            });
-        }
-        let out = out.expect("four corners");
-        Ok(out.reshape((b, c, self.out_hw.0, self.out_hw.1))?)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,50 +152,6 @@ mod tests {
         }
         let back = f.inverse().apply(f.apply([3.0, 4.0]));
         assert!((back[0] - 3.0).abs() < 1e-9 && (back[1] - 4.0).abs() < 1e-9);
-    }
-
-    #[test]
-    fn tensor_resample_equals_the_photo_warp_and_has_a_gradient() {
-        let img = RgbImage::from_fn(9, 7, |x, y| {
-            image::Rgb([(x * 20) as u8, (y * 30) as u8, ((x + y) * 9) as u8])
-        });
-        let map = Similarity {
-            a: 0.8,
-            b: 0.2,
-            tx: 1.5,
-            ty: -0.5,
-        };
-        let want = warp_bilinear(&img, &map, 6, 5);
-        let chw: Vec<f32> = (0..3)
-            .flat_map(|c| img.pixels().map(move |p| p[c] as f32).collect::<Vec<_>>())
-            .collect();
-        let x = candle_core::Var::from_vec(chw, (1, 3, 7, 9), &Device::Cpu).unwrap();
-        let r = AffineResample::new((7, 9), (5, 6), &map, &Device::Cpu).unwrap();
-        let got = r
-            .forward(x.as_tensor())
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
-        for (g, w) in got.iter().zip(&want) {
-            assert!((g - w).abs() < 1e-3, "{g} vs {w}");
-        }
-        let grads = r
-            .forward(x.as_tensor())
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let g = grads
-            .get(x.as_tensor())
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert!(g > 0.0);
     }
 
     #[test]

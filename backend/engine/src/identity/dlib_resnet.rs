@@ -8,7 +8,7 @@
 use candle_core::{Module, Tensor, D};
 use candle_nn::VarBuilder;
 
-use crate::nn::ops::max_pool_s2;
+use crate::nn::max_pool::max_pool_s2;
 use crate::tfjs::hwio_to_oihw;
 use crate::Result;
 

@@ -19,18 +19,18 @@ use crate::nn::ops::cpu_f32;
 
 /// Geometry of one convolution (square stride and padding, no dilation or groups).
 #[derive(Debug, Clone, Copy)]
-struct Geo {
-    b: usize,
-    cin: usize,
-    h: usize,
-    w: usize,
-    cout: usize,
-    kh: usize,
-    kw: usize,
-    stride: usize,
-    pad: usize,
-    oh: usize,
-    ow: usize,
+pub(super) struct Geo {
+    pub b: usize,
+    pub cin: usize,
+    pub h: usize,
+    pub w: usize,
+    pub cout: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: usize,
+    pub pad: usize,
+    pub oh: usize,
+    pub ow: usize,
 }
 
 impl Geo {
@@ -221,7 +221,7 @@ impl Conv2dOp {
 }
 
 /// Y = W · im2col(X) [+ bias] for every image.
-fn forward(x: &[f32], wt: &[f32], bias: Option<&[f32]>, g: &Geo) -> Vec<f32> {
+pub(super) fn forward(x: &[f32], wt: &[f32], bias: Option<&[f32]>, g: &Geo) -> Vec<f32> {
     let (k, ohw, img) = (g.k(), g.ohw(), g.cin * g.h * g.w);
     let mut y = vec![0f32; g.b * g.cout * ohw];
     if let Some(bias) = bias {
@@ -257,10 +257,34 @@ fn forward(x: &[f32], wt: &[f32], bias: Option<&[f32]>, g: &Geo) -> Vec<f32> {
     y
 }
 
-/// (dX, dW) from the output gradient.
-fn backward(x: &[f32], wt: &[f32], dy: &[f32], g: &Geo) -> (Vec<f32>, Vec<f32>) {
+/// (dX, dW) from the output gradient. Without `need_dw` (a frozen weight: dlib inside SimMat and
+/// the inversion) dW is left empty and its im2col and GEMM are skipped: half the backward's work.
+pub(super) fn backward(x: &[f32], wt: &[f32], dy: &[f32], g: &Geo, need_dw: bool) -> (Vec<f32>, Vec<f32>) {
     let (k, ohw, img) = (g.k(), g.ohw(), g.cin * g.h * g.w);
     let mut dx = vec![0f32; g.b * img];
+    if !need_dw {
+        let one = |dyb: &[f32], dxb: &mut [f32], dcol: &mut Vec<f32>, par| {
+            if g.pointwise() {
+                matmul(dxb, (k, ohw, g.cout), wt, (1, k), dyb, (ohw, 1), false, par);
+            } else {
+                dcol.resize(k * ohw, 0.0);
+                matmul(dcol, (k, ohw, g.cout), wt, (1, k), dyb, (ohw, 1), false, par);
+                col2im(dcol, g, dxb);
+            }
+        };
+        if g.b >= threads() && threads() > 1 {
+            dx.par_chunks_mut(img)
+                .zip(dy.par_chunks(g.cout * ohw))
+                .for_each(|(dxb, dyb)| with_scratch(|bufs| one(dyb, dxb, &mut bufs.1, Parallelism::None)));
+        } else {
+            with_scratch(|bufs| {
+                for (dxb, dyb) in dx.chunks_mut(img).zip(dy.chunks(g.cout * ohw)) {
+                    one(dyb, dxb, &mut bufs.1, Parallelism::Rayon(threads()));
+                }
+            });
+        }
+        return (dx, Vec::new());
+    }
     // Per image: dW += dY_b · col_bᵀ, dcol = Wᵀ · dY_b, dX_b = col2im(dcol).
     let one =
         |xb: &[f32], dyb: &[f32], dxb: &mut [f32], dw: &mut [f32], bufs: &mut (Vec<f32>, Vec<f32>), par| {
@@ -344,15 +368,20 @@ impl CustomOp2 for Conv2dOp {
         else {
             candle_core::bail!("conv2d: the custom op runs on the CPU only");
         };
+        // A weight that is neither a variable nor computed from one (loaded, frozen) needs no dW.
+        let need_dw = w.track_op();
         let (dx, dw) = backward(
             cpu_f32(xs, xl, "input")?,
             cpu_f32(ws, wl, "weight")?,
             cpu_f32(ds, dl, "output gradient")?,
             &g,
+            need_dw,
         );
         Ok((
             Some(Tensor::from_vec(dx, x.shape(), x.device())?),
-            Some(Tensor::from_vec(dw, w.shape(), w.device())?),
+            need_dw
+                .then(|| Tensor::from_vec(dw, w.shape(), w.device()))
+                .transpose()?,
         ))
     }
 }

@@ -18,8 +18,9 @@ pub fn subsample2(x: &Tensor) -> Result<Tensor> {
     every_other(&every_other(x, 2, 0, h.div_ceil(2))?, 3, 0, w.div_ceil(2))
 }
 
-/// 'VALID' max-pool of an NCHW tensor with a k×k window and stride 2.
-pub fn max_pool_s2(x: &Tensor, k: usize) -> Result<Tensor> {
+/// 'VALID' max-pool of an NCHW tensor with a k×k window and stride 2, from Candle ops only: the
+/// generic path of [`crate::nn::max_pool::max_pool_s2`] (every device).
+pub fn max_pool_s2_composed(x: &Tensor, k: usize) -> Result<Tensor> {
     let (_, _, h, w) = x.dims4()?;
     let (oh, ow) = ((h - k) / 2 + 1, (w - k) / 2 + 1);
     let mut out: Option<Tensor> = None;
@@ -60,7 +61,7 @@ mod tests {
     #[test]
     fn max_pool_matches_candles_forward_and_has_a_gradient() {
         let x = Var::rand(-1f32, 1f32, (2, 3, 11, 8), &Device::Cpu).unwrap();
-        let ours = max_pool_s2(x.as_tensor(), 3).unwrap();
+        let ours = max_pool_s2_composed(x.as_tensor(), 3).unwrap();
         let reference = x.as_tensor().max_pool2d_with_stride(3, 2).unwrap();
         assert_eq!(ours.dims(), &[2, 3, 5, 3]);
         let diff = (ours.clone() - reference)
