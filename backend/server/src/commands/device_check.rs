@@ -457,7 +457,10 @@ fn write_report(
             .unwrap_or_else(|| "(generic kernels)".into()),
         CpuInfo::detect(),
     );
-    let mut md = format!("{header}\n\n| parity | relative difference | tolerance | |\n|---|---|---|---|\n");
+    let mut md = format!("{header}\n");
+    if !parity.is_empty() {
+        md += "\n| parity | relative difference | tolerance | |\n|---|---|---|---|\n";
+    }
     for p in parity {
         md += &format!(
             "| {} | {:.2e} | {:.0e} | {} |\n",
