@@ -8,11 +8,13 @@ PyTorch from PyPI installed in a virtual environment outside the repository, e.g
     target/release/cemiface bench demo-64 --torch ~/torchvenv/bin/python
 
 Input (stdin, JSON): {"unet": <UNetConfig as in configs/*.toml [model]>, "batches": [1, 8],
-"iters": 3, "threads": 2, "seed": 0}. Output (stdout): one JSON object per timed row,
+"iters": 3, "threads": 2, "seed": 0, "latent": {"denoiser", "train", "optimizer" of
+configs/latent-dcgan.toml} (optional: the latent preset's training step)}. Output (stdout): one JSON object per timed row,
 {"what": ..., "batch": b, "seconds": median}. The twins mirror backend/engine/src/diffusion/unet.rs
 (guided-diffusion's ADM UNet: GroupNorm(32), AdaGN scale-shift, resblock up/down, legacy QKV
 attention with the condition's keys/values prepended, CemiFace's condition path) and
-dlib_resnet.rs (dlib's ResNet-29 metric network at 150×150), with the same shapes and FLOPs.
+dlib_resnet.rs (dlib's ResNet-29 metric network at 150×150), with the same shapes and FLOPs, and the
+latent preset's training step (denoiser.rs, dcgan.rs, latent/trainer.rs).
 """
 import json
 import math
@@ -195,6 +197,93 @@ class DlibResNet(nn.Module):
         return self.fc(self.blocks(x).mean(dim=(2, 3)))
 
 
+def timestep_embedding(t, dim):
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half)
+    args = t.float()[:, None] * freqs[None]
+    return torch.cat([args.cos(), args.sin()], dim=1)
+
+
+def normalise(x):
+    return F.layer_norm(x, x.shape[-1:], eps=1e-5)
+
+
+class LatentDenoiser(nn.Module):
+    """diffusion/latent/denoiser.rs: residual MLP over z with FiLM from [time, Linear(m), Linear(C_id)]."""
+
+    def __init__(self, d):
+        super().__init__()
+        e, h, z, i = d["emb_dim"], d["hidden"], d["latent_dim"], d["id_dim"]
+        self.e, self.h = e, h
+        self.time = nn.Sequential(nn.Linear(e, e), nn.SiLU(), nn.Linear(e, e))
+        self.sim, self.id = nn.Linear(1, e), nn.Linear(i, e)
+        self.cond = nn.Sequential(nn.Linear(3 * e, e), nn.SiLU(), nn.Linear(e, e), nn.SiLU())
+        self.input = nn.Linear(2 * z, h)
+        self.blocks = nn.ModuleList(
+            nn.ModuleDict({"film": nn.Linear(e, 2 * h), "fc1": nn.Linear(h, h), "fc2": nn.Linear(h, h)})
+            for _ in range(d["blocks"]))
+        self.out = nn.Linear(h, z)
+
+    def forward(self, z_t, t, z_a, c_id, m):
+        cond = self.cond(torch.cat([self.time(timestep_embedding(t, self.e)), self.sim(m[:, None]), self.id(c_id)], 1))
+        h = self.input(torch.cat([z_t, z_a], 1))
+        for b in self.blocks:
+            scale, shift = b["film"](cond).chunk(2, dim=1)
+            h = h + b["fc2"](F.silu(b["fc1"](F.silu(normalise(h) * (1 + scale) + shift))))
+        return self.out(F.silu(normalise(h)))
+
+
+def dcgan():
+    """data/dcgan.rs: the PyTorch DCGAN tutorial generator, 100 → 3×64×64."""
+    w = [100, 512, 256, 128, 64, 3]
+    layers = []
+    for i in range(5):
+        layers.append(nn.ConvTranspose2d(w[i], w[i + 1], 4, 1 if i == 0 else 2, 0 if i == 0 else 1, bias=False))
+        layers += [nn.BatchNorm2d(w[i + 1]), nn.ReLU()] if i < 4 else [nn.Tanh()]
+    return nn.Sequential(*layers).eval()
+
+
+def latent_train_step(req, dlib):
+    """diffusion/latent/trainer.rs `train_step`: MSE(x̂0) on batch_size teacher pairs plus λ·SimMat
+    on sim_mat_batch more, through G, the chip resampling and dlib (frozen); AdamW with clipping; EMA."""
+    d, tr, opt_cfg = req["denoiser"], req["train"], req["optimizer"]
+    net, gen = LatentDenoiser(d), dcgan()
+    for p in list(gen.parameters()) + list(dlib.parameters()):
+        p.requires_grad_(False)
+    ema = [p.detach().clone() for p in net.parameters()]
+    opt = torch.optim.AdamW(net.parameters(), lr=opt_cfg["lr"], weight_decay=opt_cfg.get("weight_decay", 0.0))
+    betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
+    abar = torch.cumprod(1 - betas, 0).float()
+    bm, bs, z = tr["batch_size"], tr["sim_mat_batch"], d["latent_dim"]
+    b = bm + bs
+    mu = torch.randn(128)
+
+    def step():
+        z0, z_a, noise = torch.randn(b, z), torch.randn(b, z), torch.randn(b, z)
+        c_id = F.normalize(torch.randn(b, d["id_dim"]), dim=1)
+        m, t = torch.rand(b) * 2 - 1, torch.randint(0, 1000, (b,))
+        a = abar[t][:, None]
+        z_t = a.sqrt() * z0 + (1 - a).sqrt() * noise
+        x0 = z_a + net(z_t, t, z_a, c_id, m)
+        _eps = (z_t - a.sqrt() * x0) / (1 - a).sqrt()
+        mse = (x0 - z0).square().mean()
+        img = gen(x0[bm:].clamp(-tr["x0_clip"], tr["x0_clip"]).reshape(bs, z, 1, 1))
+        chips = F.interpolate(img, size=(150, 150), mode="bilinear", align_corners=False)
+        s = F.cosine_similarity(dlib(chips * 127.5 + 127.5) - mu, c_id[bm:], dim=1)
+        gamma = t[bm:].float() / 1000
+        sim_mat = ((1 - gamma) * (torch.rand(bs) - s).abs() + gamma * (m[bm:] - s).abs()).mean()
+        loss = mse + tr["lambda"] * sim_mat
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), opt_cfg["grad_clip"])
+        opt.step()
+        with torch.no_grad():
+            for e, p in zip(ema, net.parameters()):
+                e.lerp_(p, 1 - tr["ema_max_decay"])
+
+    return step
+
+
 def median_seconds(iters, fn):
     fn()
     times = []
@@ -249,6 +338,11 @@ def main():
         for what, fn in [("unet forward", fwd), ("unet forward + backward", fwd_bwd), ("DDIM step", ddim_step),
                          ("dlib forward", dlib_fwd), ("dlib forward + backward", dlib_fwd_bwd)]:
             print(json.dumps({"what": what, "batch": b, "seconds": median_seconds(req["iters"], fn)}), flush=True)
+    if "latent" in req:
+        lat = req["latent"]
+        what = f"latent-dcgan train step ({lat['train']['batch_size']} MSE + {lat['train']['sim_mat_batch']} SimMat)"
+        seconds = median_seconds(req["iters"], latent_train_step(lat, dlib))
+        print(json.dumps({"what": what, "batch": lat["train"]["sim_mat_batch"], "seconds": seconds}), flush=True)
 
 
 if __name__ == "__main__":

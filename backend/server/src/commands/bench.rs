@@ -1,8 +1,10 @@
-//! `cemiface bench`: UNet forward, forward + backward and DDIM-step times of a preset and the dlib
-//! identity network's, as a table; with `--torch`, the same rows for PyTorch twins of the same
-//! networks (bench/torch_twin.py, run by the given Python) side by side.
+//! `cemiface bench`: UNet forward, forward + backward and DDIM-step times of a preset, the dlib
+//! identity network's, and one training step of the `latent-dcgan` preset, as a table; with
+//! `--torch`, the same rows for PyTorch twins of the same networks (bench/torch_twin.py, run by
+//! the given Python) side by side.
 
 pub mod demo_stream;
+pub mod latent_step;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -124,13 +126,27 @@ fn candle_rows(args: &BenchArgs) -> anyhow::Result<Vec<Row>> {
             })?,
         );
     }
+    let cfg = latent_step::config()?;
+    let images = cfg.train.sim_mat_batch;
+    let what = format!(
+        "latent-dcgan train step ({} MSE + {images} SimMat)",
+        cfg.train.batch_size
+    );
+    let mut trainer = latent_step::trainer(cfg)?;
+    rows.push(Row {
+        what,
+        batch: images,
+        seconds: median_secs(args.iters, || Ok(trainer.train_step().map(drop)?))?,
+    });
     Ok(rows)
 }
 
 fn torch_rows(args: &BenchArgs, python: &PathBuf) -> anyhow::Result<Vec<Row>> {
     let cfg = load_config(&args.config)?;
+    let latent = latent_step::config()?;
     let request = serde_json::json!({
         "unet": cfg.model,
+        "latent": {"denoiser": latent.denoiser, "train": latent.train, "optimizer": latent.optimizer},
         "batches": args.batches,
         "iters": args.iters,
         "threads": candle_core::utils::get_num_threads(),
