@@ -94,6 +94,25 @@ fn interrupted_and_sharded_runs_equal_an_uninterrupted_one() {
         serde_json::from_slice(&std::fs::read(whole.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["by_m"]["0.00"]["count"], 6);
     assert_eq!(report["by_m"]["inquiry"]["count"], 3);
+    // DCGAN inquiries keep the latent they were drawn from (a latent generator conditions on it;
+    // shards and resumed runs read it back from here).
+    let inquiries: serde_json::Value =
+        serde_json::from_slice(&reference[Path::new("inquiries.json")]).unwrap();
+    fn latent_lengths(v: &serde_json::Value, out: &mut Vec<usize>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(z) = m.get("latent").and_then(|z| z.as_array()) {
+                    out.push(z.len());
+                }
+                m.values().for_each(|x| latent_lengths(x, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| latent_lengths(x, out)),
+            _ => {}
+        }
+    }
+    let mut lengths = Vec::new();
+    latent_lengths(&inquiries, &mut lengths);
+    assert_eq!(lengths, vec![100; 3], "{inquiries}");
     assert!(image::open(whole.join("similarity_histogram.png")).is_ok());
     assert!(std::fs::read_to_string(whole.join("similarity_histogram.svg"))
         .unwrap()
