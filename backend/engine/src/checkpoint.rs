@@ -92,3 +92,20 @@ pub fn var_builder(path: &Path, key: Option<&str>, device: &Device) -> Result<Va
         device,
     ))
 }
+
+/// A network on freshly initialised random weights held as plain tensors, as loaded weights are:
+/// `build` runs once on a `VarMap` (to draw the weights) and again on their detached copies, so
+/// the network records no autograd graph and its weights get no gradients. For benchmarks, whose
+/// timings do not depend on the weights' values.
+pub fn random_frozen<N>(device: &Device, build: impl Fn(VarBuilder<'static>) -> Result<N>) -> Result<N> {
+    let vm = candle_nn::VarMap::new();
+    build(VarBuilder::from_varmap(&vm, DType::F32, device))?;
+    let tensors: HashMap<String, Tensor> = vm
+        .data()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
+        .collect();
+    build(VarBuilder::from_tensors(tensors, DType::F32, device))
+}

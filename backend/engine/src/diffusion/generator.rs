@@ -172,23 +172,8 @@ impl Generator {
     /// A pixel generator with freshly initialised (untrained) weights: for benchmarks, whose timings
     /// do not depend on the weights' values.
     pub fn untrained(config: TrainConfig, assets_dir: &Path, device: &Device) -> Result<Self> {
-        let vm = candle_nn::VarMap::new();
-        UNet::new(
-            config.model.clone(),
-            VarBuilder::from_varmap(&vm, DType::F32, device),
-        )?;
         // Plain tensors, not variables: sampling must not record an autograd graph across steps.
-        let weights = vm
-            .data()
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
-            .collect();
-        let unet = UNet::new(
-            config.model.clone(),
-            VarBuilder::from_tensors(weights, DType::F32, device),
-        )?;
+        let unet = crate::checkpoint::random_frozen(device, |vb| UNet::new(config.model.clone(), vb))?;
         Ok(Self {
             schedule: NoiseSchedule::new(&config.schedule)?,
             encoder: build_encoder(&config.encoder, assets_dir, device)?,

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use super::warp::Similarity;
 use crate::nn::kernels::fast_cpu;
-use crate::nn::ops::cpu_f32;
+use crate::nn::ops::{cpu_f32, with_cpu_f32};
 use crate::Result;
 
 /// A fixed affine resample of (B, C, H, W) tensors to (B, C, out, out), differentiable with respect to
@@ -144,23 +144,20 @@ impl CustomOp1 for Gather {
     }
 
     fn bwd(&self, x: &Tensor, _res: &Tensor, dy: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let dy = dy.contiguous()?;
-        let (ds, dl) = dy.storage_and_layout();
-        let candle_core::Storage::Cpu(ds) = &*ds else {
-            candle_core::bail!("resample: the custom op runs on the CPU only");
-        };
-        let dy_v = cpu_f32(ds, dl, "resample gradient")?;
         let n = self.taps.len();
         let mut dx = vec![0f32; x.elem_count()];
-        dx.par_chunks_mut(self.in_len)
-            .zip(dy_v.par_chunks(n))
-            .for_each(|(dxp, dyp)| {
-                for (&g, taps) in dyp.iter().zip(self.taps.iter()) {
-                    for &(i, w) in taps {
-                        dxp[i as usize] += w * g;
+        with_cpu_f32("resample", &[(dy, "output gradient")], |v| {
+            dx.par_chunks_mut(self.in_len)
+                .zip(v[0].par_chunks(n))
+                .for_each(|(dxp, dyp)| {
+                    for (&g, taps) in dyp.iter().zip(self.taps.iter()) {
+                        for &(i, w) in taps {
+                            dxp[i as usize] += w * g;
+                        }
                     }
-                }
-            });
+                });
+            Ok(())
+        })?;
         Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
     }
 }

@@ -15,7 +15,7 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Module, Result, Shape, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use crate::nn::ops::cpu_f32;
+use crate::nn::ops::{cpu_f32, with_cpu_f32};
 
 /// Geometry of one convolution (square stride and padding, no dilation or groups).
 #[derive(Debug, Clone, Copy)]
@@ -359,24 +359,13 @@ impl CustomOp2 for Conv2dOp {
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let g = self.geo(x.dims(), w.dims())?;
-        let dy = dy.contiguous()?;
-        let (xs, xl) = x.storage_and_layout();
-        let (ws, wl) = w.storage_and_layout();
-        let (ds, dl) = dy.storage_and_layout();
-        let (candle_core::Storage::Cpu(xs), candle_core::Storage::Cpu(ws), candle_core::Storage::Cpu(ds)) =
-            (&*xs, &*ws, &*ds)
-        else {
-            candle_core::bail!("conv2d: the custom op runs on the CPU only");
-        };
         // A weight that is neither a variable nor computed from one (loaded, frozen) needs no dW.
         let need_dw = w.track_op();
-        let (dx, dw) = backward(
-            cpu_f32(xs, xl, "input")?,
-            cpu_f32(ws, wl, "weight")?,
-            cpu_f32(ds, dl, "output gradient")?,
-            &g,
-            need_dw,
-        );
+        let (dx, dw) = with_cpu_f32(
+            "conv2d",
+            &[(x, "input"), (w, "weight"), (dy, "output gradient")],
+            |v| Ok(backward(v[0], v[1], v[2], &g, need_dw)),
+        )?;
         Ok((
             Some(Tensor::from_vec(dx, x.shape(), x.device())?),
             need_dw

@@ -13,7 +13,7 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
 use crate::nn::conv::{backward, forward, Geo};
 use crate::nn::kernels::fast_cpu;
-use crate::nn::ops::cpu_f32;
+use crate::nn::ops::{cpu_f32, with_cpu_f32};
 
 /// `x` through the transposed convolution `weight`: the GEMM op for f32 CPU tensors, Candle's
 /// kernel on other devices (see [`crate::nn::kernels`]).
@@ -97,27 +97,19 @@ impl CustomOp2 for ConvTranspose2dOp {
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let g = self.geo(x.dims(), w.dims())?;
-        let dy = dy.contiguous()?;
-        let (xs, xl) = x.storage_and_layout();
-        let (ws, wl) = w.storage_and_layout();
-        let (ds, dl) = dy.storage_and_layout();
-        let (candle_core::Storage::Cpu(xs), candle_core::Storage::Cpu(ws), candle_core::Storage::Cpu(ds)) =
-            (&*xs, &*ws, &*ds)
-        else {
-            candle_core::bail!("conv_transpose2d: the custom op runs on the CPU only");
-        };
-        let (xv, wv, dv) = (
-            cpu_f32(xs, xl, "input")?,
-            cpu_f32(ws, wl, "weight")?,
-            cpu_f32(ds, dl, "output gradient")?,
-        );
-        let dx = forward(dv, wv, None, &g);
-        let dw = if w.track_op() {
-            let (_, dw) = backward(dv, wv, xv, &g, true);
-            Some(Tensor::from_vec(dw, w.shape(), w.device())?)
-        } else {
-            None
-        };
+        let need_dw = w.track_op();
+        let (dx, dw) = with_cpu_f32(
+            "conv_transpose2d",
+            &[(x, "input"), (w, "weight"), (dy, "output gradient")],
+            |v| {
+                let dx = forward(v[2], v[1], None, &g);
+                // The weight gradient only for a weight that is a variable (or computed from one).
+                Ok((dx, need_dw.then(|| backward(v[2], v[1], v[0], &g, true).1)))
+            },
+        )?;
+        let dw = dw
+            .map(|dw| Tensor::from_vec(dw, w.shape(), w.device()))
+            .transpose()?;
         Ok((Some(Tensor::from_vec(dx, x.shape(), x.device())?), dw))
     }
 }

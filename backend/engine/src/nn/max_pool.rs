@@ -10,7 +10,7 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::nn::kernels::fast_cpu;
-use crate::nn::ops::{cpu_f32, max_pool_s2_composed};
+use crate::nn::ops::{cpu_f32, max_pool_s2_composed, with_cpu_f32};
 
 /// Max pooling over k×k windows with stride 2: the fast CPU op for f32 CPU tensors, the composed
 /// ops elsewhere (see [`crate::nn::kernels`]).
@@ -79,26 +79,19 @@ impl CustomOp1 for MaxPoolS2 {
         let (b, c, h, w) = x.dims4()?;
         let device = x.device().clone();
         let (oh, ow) = self.out_hw(h, w);
-        let dy = dy.contiguous()?;
-        let (xs, xl) = x.storage_and_layout();
-        let (ds, dl) = dy.storage_and_layout();
-        let (candle_core::Storage::Cpu(xs), candle_core::Storage::Cpu(ds)) = (&*xs, &*ds) else {
-            candle_core::bail!("max pool: the custom op runs on the CPU only");
-        };
-        let (x, dy) = (
-            cpu_f32(xs, xl, "max pool input")?,
-            cpu_f32(ds, dl, "max pool gradient")?,
-        );
         let mut dx = vec![0f32; b * c * h * w];
-        dx.par_chunks_mut(h * w)
-            .zip(x.par_chunks(h * w).zip(dy.par_chunks(oh * ow)))
-            .for_each(|(dxp, (xp, dyp))| {
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        dxp[self.arg_max(xp, w, oy, ox)] += dyp[oy * ow + ox];
+        with_cpu_f32("max pool", &[(x, "input"), (dy, "output gradient")], |v| {
+            dx.par_chunks_mut(h * w)
+                .zip(v[0].par_chunks(h * w).zip(v[1].par_chunks(oh * ow)))
+                .for_each(|(dxp, (xp, dyp))| {
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            dxp[self.arg_max(xp, w, oy, ox)] += dyp[oy * ow + ox];
+                        }
                     }
-                }
-            });
+                });
+            Ok(())
+        })?;
         Ok(Some(Tensor::from_vec(dx, (b, c, h, w), &device)?))
     }
 }

@@ -46,6 +46,28 @@ pub fn cpu_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32
 }
 
 /// [`cpu_f32`] for in-place ops.
+/// Runs `f` on the f32 slices of CPU tensors (each made contiguous first; `what` names each in
+/// errors): how a custom op's backward reads its arguments and output gradient.
+pub fn with_cpu_f32<R>(
+    op: &str,
+    tensors: &[(&Tensor, &str)],
+    f: impl FnOnce(&[&[f32]]) -> Result<R>,
+) -> Result<R> {
+    let owned = tensors
+        .iter()
+        .map(|(t, _)| t.contiguous())
+        .collect::<Result<Vec<_>>>()?;
+    let guards: Vec<_> = owned.iter().map(|t| t.storage_and_layout()).collect();
+    let mut slices = Vec::with_capacity(tensors.len());
+    for ((storage, layout), (_, what)) in guards.iter().zip(tensors) {
+        let candle_core::Storage::Cpu(s) = &**storage else {
+            candle_core::bail!("{op}: the custom op runs on the CPU only");
+        };
+        slices.push(cpu_f32(s, layout, what)?);
+    }
+    f(&slices)
+}
+
 pub fn cpu_f32_mut<'a>(s: &'a mut CpuStorage, l: &Layout, what: &str) -> Result<&'a mut [f32]> {
     match (s, l.contiguous_offsets()) {
         (CpuStorage::F32(v), Some((a, b))) => Ok(&mut v[a..b]),

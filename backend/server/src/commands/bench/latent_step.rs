@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_core::{Device, Tensor};
+use cemiface_engine::checkpoint::random_frozen;
 use cemiface_engine::data::dcgan::{Dcgan, NZ};
 use cemiface_engine::diffusion::latent::bank::Bank;
 use cemiface_engine::diffusion::latent::config::LatentConfig;
@@ -27,27 +27,11 @@ pub fn config() -> anyhow::Result<LatentConfig> {
     }
 }
 
-/// A network on random weights held as plain tensors, as loaded weights are: frozen, so the
-/// backward pass computes no gradients for them (variables would).
-fn frozen<N>(build: impl Fn(VarBuilder<'static>) -> cemiface_engine::Result<N>) -> anyhow::Result<N> {
-    let dev = Device::Cpu;
-    let vm = VarMap::new();
-    build(VarBuilder::from_varmap(&vm, DType::F32, &dev))?;
-    let tensors = vm
-        .data()
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
-        .collect();
-    Ok(build(VarBuilder::from_tensors(tensors, DType::F32, &dev))?)
-}
-
 /// A trainer of the preset on random, frozen G and dlib weights and a random bank.
 pub fn trainer(cfg: LatentConfig) -> anyhow::Result<LatentTrainer> {
     let dev = Device::Cpu;
-    let gan = frozen(|vb| Dcgan::new(vb, &Device::Cpu))?;
-    let dlib = frozen(DlibResNet::new)?;
+    let gan = random_frozen(&dev, |vb| Dcgan::new(vb, &Device::Cpu))?;
+    let dlib = random_frozen(&dev, DlibResNet::new)?;
     let encoder: Arc<dyn IdentityEncoder> = Arc::new(DlibEncoder::new(dlib, &dev));
     let k = cfg.bank.mixes;
     let bank = Bank {
