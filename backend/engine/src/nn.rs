@@ -1,7 +1,8 @@
 //! Network building blocks Candle lacks or does too slowly on the CPU: the 2-D convolution with its
-//! own backward, the transposed convolution on the same kernels, GroupNorm, max pooling with an arg-max backward, and small differentiable helpers
-//! (strided subsampling, the composed max pooling);
-//! `kernels` chooses between their fast CPU kernels and the device-generic path.
+//! own backward, the transposed convolution on the same kernels, GroupNorm, max pooling with an
+//! arg-max backward, single-pass ReLU and residual `relu(a + b)`, and small differentiable helpers
+//! (strided subsampling, the composed max pooling); `kernels` chooses between their fast CPU
+//! kernels and the device-generic path.
 
 pub mod conv;
 pub mod conv_transpose;
@@ -9,3 +10,5 @@ pub mod group_norm;
 pub mod kernels;
 pub mod max_pool;
 pub mod ops;
+pub mod relu;
+pub mod vector_math;

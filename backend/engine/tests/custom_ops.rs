@@ -31,7 +31,8 @@ fn magnitude(t: &Tensor) -> f32 {
 #[test]
 fn gemm_conv_matches_candle_forward_and_backward() {
     let dev = Device::Cpu;
-    // (batch, cin, h, w, cout, k, stride, pad): 3×3 same, strided, 1×1, 1×1 strided, odd sizes, valid.
+    // (batch, cin, h, w, cout, k, stride, pad): 3×3 same, strided, 1×1, 1×1 strided, odd sizes, valid,
+    // wide strided kernels.
     let cases = [
         (2, 5, 9, 9, 7, 3, 1, 1),
         (3, 4, 10, 10, 6, 3, 2, 1),
@@ -40,6 +41,9 @@ fn gemm_conv_matches_candle_forward_and_backward() {
         (1, 3, 11, 8, 4, 3, 1, 1),
         (2, 2, 9, 9, 3, 4, 2, 0),
         (5, 16, 8, 8, 16, 3, 1, 1),
+        // dlib's input layer (7×7, stride 2, no padding) and a strided kernel wider than its pad.
+        (2, 3, 17, 15, 4, 7, 2, 0),
+        (1, 2, 12, 11, 3, 5, 3, 2),
     ];
     for (b, cin, h, w, cout, k, s, p) in cases {
         let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (b, cin, h, w), &dev).unwrap()).unwrap();

@@ -9,6 +9,7 @@ use candle_core::{Module, Tensor, D};
 use candle_nn::VarBuilder;
 
 use crate::nn::max_pool::max_pool_s2;
+use crate::nn::relu::{add_relu, relu};
 use crate::tfjs::hwio_to_oihw;
 use crate::Result;
 
@@ -66,7 +67,7 @@ impl Module for ConvLayer {
         let b = ((&self.bias * &self.scale)? + &self.shift)?.flatten_all()?;
         let y = crate::nn::conv::conv2d_bias(x, &w, Some(&b), self.stride, self.padding)?;
         if self.relu {
-            y.relu()
+            relu(&y)
         } else {
             Ok(y)
         }
@@ -97,7 +98,7 @@ impl Module for Residual {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let mut out = self.conv2.forward(&self.conv1.forward(x)?)?;
         if !self.down {
-            return (out + x)?.relu();
+            return add_relu(&out, x);
         }
         let mut pooled = x.avg_pool2d(2)?;
         let (_, c, h, w) = out.dims4()?;
@@ -109,7 +110,7 @@ impl Module for Residual {
         if pc != c {
             pooled = pooled.pad_with_zeros(1, 0, c - pc)?;
         }
-        (pooled + out)?.relu()
+        add_relu(&pooled, &out)
     }
 }
 

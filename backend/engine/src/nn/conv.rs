@@ -45,6 +45,18 @@ impl Geo {
     }
 }
 
+/// The output columns `[lo, hi)` whose input column `ox·stride + kx − pad` lies inside the image:
+/// everything outside reads the zero padding.
+fn valid_cols(g: &Geo, kx: usize) -> (usize, usize) {
+    let lo = g.pad.saturating_sub(kx).div_ceil(g.stride).min(g.ow);
+    let hi = if g.w + g.pad > kx {
+        ((g.w - 1 + g.pad - kx) / g.stride + 1).min(g.ow)
+    } else {
+        0
+    };
+    (lo, hi.max(lo))
+}
+
 /// Fills `col` (K × HoWo) from one image `x` (Cin × H × W).
 fn im2col(x: &[f32], g: &Geo, col: &mut [f32]) {
     let ohw = g.ohw();
@@ -52,6 +64,7 @@ fn im2col(x: &[f32], g: &Geo, col: &mut [f32]) {
         for ky in 0..g.kh {
             for kx in 0..g.kw {
                 let row = &mut col[((ci * g.kh + ky) * g.kw + kx) * ohw..][..ohw];
+                let (lo, hi) = valid_cols(g, kx);
                 for oy in 0..g.oh {
                     let dst = &mut row[oy * g.ow..(oy + 1) * g.ow];
                     let iy = (oy * g.stride + ky) as isize - g.pad as isize;
@@ -60,22 +73,14 @@ fn im2col(x: &[f32], g: &Geo, col: &mut [f32]) {
                         continue;
                     }
                     let src = &x[(ci * g.h + iy as usize) * g.w..][..g.w];
+                    dst[..lo].fill(0.0);
+                    dst[hi..].fill(0.0);
+                    let start = lo * g.stride + kx - g.pad;
                     if g.stride == 1 {
-                        // ix = ox + kx − pad is valid for ox in [lo, hi).
-                        let lo = g.pad.saturating_sub(kx).min(g.ow);
-                        let hi = (g.w + g.pad).saturating_sub(kx).min(g.ow).max(lo);
-                        dst[..lo].fill(0.0);
-                        dst[hi..].fill(0.0);
-                        let start = lo + kx - g.pad;
                         dst[lo..hi].copy_from_slice(&src[start..start + hi - lo]);
                     } else {
-                        for (ox, d) in dst.iter_mut().enumerate() {
-                            let ix = (ox * g.stride + kx) as isize - g.pad as isize;
-                            *d = if ix >= 0 && ix < g.w as isize {
-                                src[ix as usize]
-                            } else {
-                                0.0
-                            };
+                        for (d, s) in dst[lo..hi].iter_mut().zip(src[start..].iter().step_by(g.stride)) {
+                            *d = *s;
                         }
                     }
                 }
@@ -91,17 +96,25 @@ fn col2im(col: &[f32], g: &Geo, dx: &mut [f32]) {
         for ky in 0..g.kh {
             for kx in 0..g.kw {
                 let row = &col[((ci * g.kh + ky) * g.kw + kx) * ohw..][..ohw];
+                let (lo, hi) = valid_cols(g, kx);
+                if lo == hi {
+                    continue;
+                }
                 for oy in 0..g.oh {
                     let iy = (oy * g.stride + ky) as isize - g.pad as isize;
                     if iy < 0 || iy >= g.h as isize {
                         continue;
                     }
-                    let src = &row[oy * g.ow..(oy + 1) * g.ow];
+                    let src = &row[oy * g.ow + lo..oy * g.ow + hi];
+                    let start = lo * g.stride + kx - g.pad;
                     let dst = &mut dx[(ci * g.h + iy as usize) * g.w..][..g.w];
-                    for (ox, s) in src.iter().enumerate() {
-                        let ix = (ox * g.stride + kx) as isize - g.pad as isize;
-                        if ix >= 0 && ix < g.w as isize {
-                            dst[ix as usize] += s;
+                    if g.stride == 1 {
+                        for (d, s) in dst[start..start + hi - lo].iter_mut().zip(src) {
+                            *d += s;
+                        }
+                    } else {
+                        for (d, s) in dst[start..].iter_mut().step_by(g.stride).zip(src) {
+                            *d += s;
                         }
                     }
                 }
