@@ -83,8 +83,16 @@ for so in "$CU"/lib/lib*.so.*; do
   base=$(basename "$so"); ln -sf "$so" "$R/lib64/$base"
   ln -sf "$base" "$R/lib64/${base%%.so.*}.so"
 done
-CUDARC=$(ls -d "$HOME"/.cargo/registry/src/*/cudarc-0.19.10 2>/dev/null | head -1)
-if [ -z "$CUDARC" ]; then (cd "$ROOT" && cargo fetch --quiet); CUDARC=$(ls -d "$HOME"/.cargo/registry/src/*/cudarc-0.19.10 | head -1); fi
+CUDARC=$(ls -d "$HOME"/.cargo/registry/src/*/cudarc-0.19.10 "$TC"/src/cudarc-0.19.10 2>/dev/null | head -1 || true)
+if [ -z "$CUDARC" ]; then
+  # `cargo fetch` downloads the .crate archive; cargo unpacks it into registry/src only when it
+  # builds it, so on a fresh machine read the archive directly.
+  (cd "$ROOT" && cargo fetch --quiet)
+  CRATE=$(ls "$HOME"/.cargo/registry/cache/*/cudarc-0.19.10.crate 2>/dev/null | head -1 || true)
+  [ -n "$CRATE" ] || die "cudarc 0.19.10 not in cargo's registry cache after cargo fetch"
+  mkdir -p "$TC/src" && tar -xzf "$CRATE" -C "$TC/src"
+  CUDARC=$TC/src/cudarc-0.19.10
+fi
 [ -n "$CUDARC" ] || die "cudarc 0.19.10 sources not found after cargo fetch"
 # Every driver entry point cudarc declares, each returning CUDA_ERROR_NO_DEVICE (100): a binary linked
 # against it that somehow ran without the real driver would fail cleanly rather than crash.
