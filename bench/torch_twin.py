@@ -301,6 +301,9 @@ def main():
     cfg = req["unet"]
     unet = UNet(cfg)
     dlib = DlibResNet()
+    e_id = DlibResNet()  # E_id as training uses it: frozen weights, gradient for the input only
+    for p in e_id.parameters():
+        p.requires_grad_(False)
     s, d = cfg["image_size"], cfg["condition"]["id_dim"]
     for b in req["batches"]:
         x = torch.randn(b, cfg["in_channels"], s, s)
@@ -335,8 +338,18 @@ def main():
             dlib.zero_grad(set_to_none=True)
             dlib(chips_grad).square().sum().backward()
 
+        def e_id_fwd():
+            with torch.no_grad():
+                e_id(chips)
+
+        def e_id_fwd_bwd():
+            chips_grad.grad = None
+            e_id(chips_grad).square().sum().backward()
+
         for what, fn in [("unet forward", fwd), ("unet forward + backward", fwd_bwd), ("DDIM step", ddim_step),
-                         ("dlib forward", dlib_fwd), ("dlib forward + backward", dlib_fwd_bwd)]:
+                         ("dlib forward", dlib_fwd), ("dlib forward + backward", dlib_fwd_bwd),
+                         ("E_id forward (dlib, frozen)", e_id_fwd),
+                         ("E_id forward + backward (dlib, frozen)", e_id_fwd_bwd)]:
             print(json.dumps({"what": what, "batch": b, "seconds": median_seconds(req["iters"], fn)}), flush=True)
     if "latent" in req:
         lat = req["latent"]

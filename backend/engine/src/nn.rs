@@ -7,6 +7,7 @@
 pub mod conv;
 pub mod conv_transpose;
 pub mod group_norm;
+mod im2col;
 pub mod kernels;
 pub mod max_pool;
 pub mod ops;

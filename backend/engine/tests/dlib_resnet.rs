@@ -119,3 +119,51 @@ fn dequantized_tensors_equal_the_numpy_reference() {
         );
     }
 }
+
+/// Frozen weights fold the affine into the convolutions once; trainable ones at every forward. Both
+/// must give the same descriptors and the same input gradient (random weights: no assets needed).
+#[test]
+fn frozen_weights_fold_once_and_match_trainable_ones() {
+    use candle_nn::{VarBuilder, VarMap};
+    let dev = Device::Cpu;
+    let vm = VarMap::new();
+    let trainable = DlibResNet::new(VarBuilder::from_varmap(&vm, candle_core::DType::F32, &dev)).unwrap();
+    let tensors: std::collections::HashMap<String, Tensor> = vm
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
+        .collect();
+    let frozen = DlibResNet::new(VarBuilder::from_tensors(tensors, candle_core::DType::F32, &dev)).unwrap();
+    let mut batch = pattern(2);
+    batch.extend(pattern(3));
+    let x = candle_core::Var::from_vec(batch, (2, 3, 150, 150), &dev).unwrap();
+    let run = |net: &DlibResNet| {
+        let y = net.forward(x.as_tensor()).unwrap();
+        let grads = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        let g = grads
+            .get(x.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        (y.flatten_all().unwrap().to_vec1::<f32>().unwrap(), g, grads)
+    };
+    let (y_t, g_t, grads_t) = run(&trainable);
+    let (y_f, g_f, _) = run(&frozen);
+    let close = |a: &[f32], b: &[f32], what: &str| {
+        let scale = a.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+        let err = a.iter().zip(b).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+        assert!(
+            err <= 1e-4 * scale,
+            "{what}: max |Δ| {err} against max |v| {scale}"
+        );
+    };
+    close(&y_t, &y_f, "descriptors");
+    close(&g_t, &g_f, "input gradients");
+    // Only the trainable net gives its weights gradients.
+    let any_weight = vm.all_vars().into_iter().next().unwrap();
+    assert!(grads_t.get(any_weight.as_tensor()).is_some());
+}

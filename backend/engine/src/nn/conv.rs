@@ -15,113 +15,8 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Module, Result, Shape, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+use crate::nn::im2col::{col2im, im2col, Geo};
 use crate::nn::ops::{cpu_f32, with_cpu_f32};
-
-/// Geometry of one convolution (square stride and padding, no dilation or groups).
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Geo {
-    pub b: usize,
-    pub cin: usize,
-    pub h: usize,
-    pub w: usize,
-    pub cout: usize,
-    pub kh: usize,
-    pub kw: usize,
-    pub stride: usize,
-    pub pad: usize,
-    pub oh: usize,
-    pub ow: usize,
-}
-
-impl Geo {
-    fn k(&self) -> usize {
-        self.cin * self.kh * self.kw
-    }
-    fn ohw(&self) -> usize {
-        self.oh * self.ow
-    }
-    fn pointwise(&self) -> bool {
-        self.kh == 1 && self.kw == 1 && self.stride == 1 && self.pad == 0
-    }
-}
-
-/// The output columns `[lo, hi)` whose input column `ox·stride + kx − pad` lies inside the image:
-/// everything outside reads the zero padding.
-fn valid_cols(g: &Geo, kx: usize) -> (usize, usize) {
-    let lo = g.pad.saturating_sub(kx).div_ceil(g.stride).min(g.ow);
-    let hi = if g.w + g.pad > kx {
-        ((g.w - 1 + g.pad - kx) / g.stride + 1).min(g.ow)
-    } else {
-        0
-    };
-    (lo, hi.max(lo))
-}
-
-/// Fills `col` (K × HoWo) from one image `x` (Cin × H × W).
-fn im2col(x: &[f32], g: &Geo, col: &mut [f32]) {
-    let ohw = g.ohw();
-    for ci in 0..g.cin {
-        for ky in 0..g.kh {
-            for kx in 0..g.kw {
-                let row = &mut col[((ci * g.kh + ky) * g.kw + kx) * ohw..][..ohw];
-                let (lo, hi) = valid_cols(g, kx);
-                for oy in 0..g.oh {
-                    let dst = &mut row[oy * g.ow..(oy + 1) * g.ow];
-                    let iy = (oy * g.stride + ky) as isize - g.pad as isize;
-                    if iy < 0 || iy >= g.h as isize {
-                        dst.fill(0.0);
-                        continue;
-                    }
-                    let src = &x[(ci * g.h + iy as usize) * g.w..][..g.w];
-                    dst[..lo].fill(0.0);
-                    dst[hi..].fill(0.0);
-                    let start = lo * g.stride + kx - g.pad;
-                    if g.stride == 1 {
-                        dst[lo..hi].copy_from_slice(&src[start..start + hi - lo]);
-                    } else {
-                        for (d, s) in dst[lo..hi].iter_mut().zip(src[start..].iter().step_by(g.stride)) {
-                            *d = *s;
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Adds `col` (K × HoWo) back into one image gradient `dx` (Cin × H × W).
-fn col2im(col: &[f32], g: &Geo, dx: &mut [f32]) {
-    let ohw = g.ohw();
-    for ci in 0..g.cin {
-        for ky in 0..g.kh {
-            for kx in 0..g.kw {
-                let row = &col[((ci * g.kh + ky) * g.kw + kx) * ohw..][..ohw];
-                let (lo, hi) = valid_cols(g, kx);
-                if lo == hi {
-                    continue;
-                }
-                for oy in 0..g.oh {
-                    let iy = (oy * g.stride + ky) as isize - g.pad as isize;
-                    if iy < 0 || iy >= g.h as isize {
-                        continue;
-                    }
-                    let src = &row[oy * g.ow + lo..oy * g.ow + hi];
-                    let start = lo * g.stride + kx - g.pad;
-                    let dst = &mut dx[(ci * g.h + iy as usize) * g.w..][..g.w];
-                    if g.stride == 1 {
-                        for (d, s) in dst[start..start + hi - lo].iter_mut().zip(src) {
-                            *d += s;
-                        }
-                    } else {
-                        for (d, s) in dst[start..].iter_mut().step_by(g.stride).zip(src) {
-                            *d += s;
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
 
 /// dst (m × n, row-major) = [dst +] lhs · rhs, with explicit (row, column) strides of lhs and rhs.
 #[allow(clippy::too_many_arguments, unsafe_code)]
@@ -135,9 +30,39 @@ fn matmul(
     accumulate: bool,
     par: Parallelism,
 ) {
+    matmul_to(
+        dst,
+        (m, n, k),
+        false,
+        lhs,
+        (lhs_rs, lhs_cs),
+        rhs,
+        (rhs_rs, rhs_cs),
+        accumulate,
+        par,
+    );
+}
+
+/// [`matmul`], or with `transposed` its transpose: dst (n × m, row-major) = [dst +] (lhs · rhs)ᵀ.
+/// The `gemm` crate packs its left operand in column panels; for the weight gradient, whose two
+/// operands both run along the reduction, asking for the transposed product makes that operand
+/// the small output gradient rather than the column matrix (9·Cin/Cout times larger).
+#[allow(clippy::too_many_arguments, unsafe_code)]
+fn matmul_to(
+    dst: &mut [f32],
+    (m, n, k): (usize, usize, usize),
+    transposed: bool,
+    lhs: &[f32],
+    (lhs_rs, lhs_cs): (usize, usize),
+    rhs: &[f32],
+    (rhs_rs, rhs_cs): (usize, usize),
+    accumulate: bool,
+    par: Parallelism,
+) {
     if m == 0 || n == 0 || k == 0 {
         return;
     }
+    let (dst_rs, dst_cs) = if transposed { (1, m) } else { (n, 1) };
     assert!(dst.len() >= m * n, "gemm: dst too short");
     assert!(
         (m - 1) * lhs_rs + (k - 1) * lhs_cs < lhs.len(),
@@ -155,8 +80,8 @@ fn matmul(
             n,
             k,
             dst.as_mut_ptr(),
-            1,
-            n as isize,
+            dst_cs as isize,
+            dst_rs as isize,
             accumulate,
             lhs.as_ptr(),
             lhs_cs as isize,
@@ -174,6 +99,26 @@ fn matmul(
     }
 }
 
+/// Whether a GEMM runs on several threads: the im2col copies around it are then spread too.
+fn spreads(par: Parallelism) -> bool {
+    matches!(par, Parallelism::Rayon(n) if n > 1)
+}
+
+/// dst (cols × rows) += srcᵀ for src (rows × cols), both row-major, in cache-sized tiles.
+fn add_transposed(dst: &mut [f32], src: &[f32], rows: usize, cols: usize) {
+    const T: usize = 32;
+    for r0 in (0..rows).step_by(T) {
+        for c0 in (0..cols).step_by(T) {
+            for r in r0..(r0 + T).min(rows) {
+                let s = &src[r * cols..][c0..(c0 + T).min(cols)];
+                for (j, &v) in s.iter().enumerate() {
+                    dst[(c0 + j) * rows + r] += v;
+                }
+            }
+        }
+    }
+}
+
 /// Candle's thread count, read once (Candle re-reads the environment and the CPU topology files at
 /// every call, which shows up in profiles).
 pub fn threads() -> usize {
@@ -185,6 +130,14 @@ thread_local! {
     /// Per-thread im2col buffers, kept between calls: allocating (and zero-filling) megabytes per
     /// convolution showed up as 8 % of a training step.
     static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Makes `buf` at least `n` long. Never shrinks it: `Vec::resize` back up would zero-fill the
+/// regrown part again at every call after a smaller convolution.
+fn grow(buf: &mut Vec<f32>, n: usize) {
+    if buf.len() < n {
+        buf.resize(n, 0.0);
+    }
 }
 
 /// Runs `f` with this thread's scratch buffers (fresh ones if they are in use further up the stack).
@@ -250,8 +203,8 @@ pub(super) fn forward(x: &[f32], wt: &[f32], bias: Option<&[f32]>, g: &Geo) -> V
         let rhs: &[f32] = if g.pointwise() {
             xb
         } else {
-            col.resize(k * ohw, 0.0);
-            im2col(xb, g, col);
+            grow(col, k * ohw);
+            im2col(xb, g, col, spreads(par));
             col
         };
         matmul(yb, (g.cout, ohw, k), wt, (k, 1), rhs, (ohw, 1), accumulate, par);
@@ -280,9 +233,9 @@ pub(super) fn backward(x: &[f32], wt: &[f32], dy: &[f32], g: &Geo, need_dw: bool
             if g.pointwise() {
                 matmul(dxb, (k, ohw, g.cout), wt, (1, k), dyb, (ohw, 1), false, par);
             } else {
-                dcol.resize(k * ohw, 0.0);
+                grow(dcol, k * ohw);
                 matmul(dcol, (k, ohw, g.cout), wt, (1, k), dyb, (ohw, 1), false, par);
-                col2im(dcol, g, dxb);
+                col2im(dcol, g, dxb, spreads(par));
             }
         };
         if g.b >= threads() && threads() > 1 {
@@ -298,27 +251,38 @@ pub(super) fn backward(x: &[f32], wt: &[f32], dy: &[f32], g: &Geo, need_dw: bool
         }
         return (dx, Vec::new());
     }
-    // Per image: dW += dY_b · col_bᵀ, dcol = Wᵀ · dY_b, dX_b = col2im(dcol).
+    // Per image: dWᵀ += (dY_b · col_bᵀ)ᵀ, dcol = Wᵀ · dY_b, dX_b = col2im(dcol).
     let one =
-        |xb: &[f32], dyb: &[f32], dxb: &mut [f32], dw: &mut [f32], bufs: &mut (Vec<f32>, Vec<f32>), par| {
+        |xb: &[f32], dyb: &[f32], dxb: &mut [f32], dw_t: &mut [f32], bufs: &mut (Vec<f32>, Vec<f32>), par| {
             let (col, dcol) = bufs;
             let colr: &[f32] = if g.pointwise() {
                 xb
             } else {
-                col.resize(k * ohw, 0.0);
-                im2col(xb, g, col);
+                grow(col, k * ohw);
+                im2col(xb, g, col, spreads(par));
                 col
             };
-            matmul(dw, (g.cout, k, ohw), dyb, (ohw, 1), colr, (1, ohw), true, par);
+            matmul_to(
+                dw_t,
+                (g.cout, k, ohw),
+                true,
+                dyb,
+                (ohw, 1),
+                colr,
+                (1, ohw),
+                true,
+                par,
+            );
             if g.pointwise() {
                 matmul(dxb, (k, ohw, g.cout), wt, (1, k), dyb, (ohw, 1), false, par);
             } else {
-                dcol.resize(k * ohw, 0.0);
+                grow(dcol, k * ohw);
                 matmul(dcol, (k, ohw, g.cout), wt, (1, k), dyb, (ohw, 1), false, par);
-                col2im(dcol, g, dxb);
+                col2im(dcol, g, dxb, spreads(par));
             }
         };
-    let dw = if g.b >= threads() && threads() > 1 {
+    // dWᵀ (K × Cout), accumulated image by image (see `matmul_to`), transposed once at the end.
+    let dw_t = if g.b >= threads() && threads() > 1 {
         let dws: Vec<Vec<f32>> = dx
             .par_chunks_mut(img)
             .zip(x.par_chunks(img).zip(dy.par_chunks(g.cout * ohw)))
@@ -344,6 +308,8 @@ pub(super) fn backward(x: &[f32], wt: &[f32], dy: &[f32], g: &Geo, need_dw: bool
         });
         dw
     };
+    let mut dw = vec![0f32; g.cout * k];
+    add_transposed(&mut dw, &dw_t, k, g.cout);
     (dx, dw)
 }
 

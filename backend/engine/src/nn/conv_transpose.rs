@@ -11,7 +11,8 @@
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
-use crate::nn::conv::{backward, forward, Geo};
+use crate::nn::conv::{backward, forward};
+use crate::nn::im2col::Geo;
 use crate::nn::kernels::fast_cpu;
 use crate::nn::ops::{cpu_f32, with_cpu_f32};
 

@@ -62,8 +62,16 @@ pub fn sum(x: &[f32], f: impl Fn(f32) -> f32) -> f64 {
 /// Writes `out_i = f(a_i, b_i).0` and returns (Σ f(a_i, b_i).1, Σ f(a_i, b_i).2): a map and two sums
 /// in one pass, summed as in [`sum`].
 #[inline(always)]
-pub fn map_sum2(out: &mut [f32], a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> (f32, f32, f32)) -> (f64, f64) {
-    assert!(out.len() == a.len() && a.len() == b.len(), "map_sum2: lengths differ");
+pub fn map_sum2(
+    out: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    f: impl Fn(f32, f32) -> (f32, f32, f32),
+) -> (f64, f64) {
+    assert!(
+        out.len() == a.len() && a.len() == b.len(),
+        "map_sum2: lengths differ"
+    );
     let (mut t1, mut t2) = (0f64, 0f64);
     for ((ob, ab), bb) in out.chunks_mut(BLOCK).zip(a.chunks(BLOCK)).zip(b.chunks(BLOCK)) {
         let (mut l1, mut l2) = ([0f32; LANES], [0f32; LANES]);
@@ -71,8 +79,10 @@ pub fn map_sum2(out: &mut [f32], a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> (
         let (mut a_chunks, mut b_chunks) = (ab.chunks_exact(LANES), bb.chunks_exact(LANES));
         for ((o, a), b) in (&mut o_chunks).zip(&mut a_chunks).zip(&mut b_chunks) {
             let o: &mut [f32; LANES] = o.try_into().expect("chunks_exact");
-            let (a, b): (&[f32; LANES], &[f32; LANES]) =
-                (a.try_into().expect("chunks_exact"), b.try_into().expect("chunks_exact"));
+            let (a, b): (&[f32; LANES], &[f32; LANES]) = (
+                a.try_into().expect("chunks_exact"),
+                b.try_into().expect("chunks_exact"),
+            );
             for i in 0..LANES {
                 let (v, s1, s2) = f(a[i], b[i]);
                 o[i] = v;
@@ -123,17 +133,30 @@ mod tests {
     fn blocked_sums_match_f64_sums_and_map_sum2_maps() {
         // Lengths around the lane and block sizes, values with a large common offset.
         for n in [0, 1, 15, 16, 17, 1023, 1024, 1025, 5000] {
-            let x: Vec<f32> = (0..n).map(|i| 3.0 + ((i * 7919) % 1000) as f32 / 1000.0).collect();
-            let y: Vec<f32> = (0..n).map(|i| ((i * 104_729) % 997) as f32 / 997.0 - 0.5).collect();
+            let x: Vec<f32> = (0..n)
+                .map(|i| 3.0 + ((i * 7919) % 1000) as f32 / 1000.0)
+                .collect();
+            let y: Vec<f32> = (0..n)
+                .map(|i| ((i * 104_729) % 997) as f32 / 997.0 - 0.5)
+                .collect();
             let exact: f64 = x.iter().map(|&v| (v as f64).powi(2)).sum();
             let ours = sum(&x, |v| v * v);
-            assert!((ours - exact).abs() <= 1e-6 * exact.max(1.0), "n = {n}: {ours} vs {exact}");
+            assert!(
+                (ours - exact).abs() <= 1e-6 * exact.max(1.0),
+                "n = {n}: {ours} vs {exact}"
+            );
             let mut out = vec![0f32; n];
             let (s1, s2) = map_sum2(&mut out, &x, &y, |a, b| (a - b, a * b, b));
             let e1: f64 = x.iter().zip(&y).map(|(&a, &b)| (a * b) as f64).sum();
             let e2: f64 = y.iter().map(|&b| b as f64).sum();
-            assert!((s1 - e1).abs() <= 1e-5 * e1.abs().max(1.0), "n = {n}: {s1} vs {e1}");
-            assert!((s2 - e2).abs() <= 1e-5 * e2.abs().max(1.0), "n = {n}: {s2} vs {e2}");
+            assert!(
+                (s1 - e1).abs() <= 1e-5 * e1.abs().max(1.0),
+                "n = {n}: {s1} vs {e1}"
+            );
+            assert!(
+                (s2 - e2).abs() <= 1e-5 * e2.abs().max(1.0),
+                "n = {n}: {s2} vs {e2}"
+            );
             assert!(out.iter().zip(x.iter().zip(&y)).all(|(&o, (&a, &b))| o == a - b));
         }
     }

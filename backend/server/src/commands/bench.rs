@@ -14,6 +14,7 @@ use std::time::Instant;
 use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
+use cemiface_engine::checkpoint::random_frozen;
 use cemiface_engine::diffusion::ddim::Ddim;
 use cemiface_engine::diffusion::schedule::NoiseSchedule;
 use cemiface_engine::diffusion::unet::UNet;
@@ -63,6 +64,11 @@ fn median_secs(iters: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyho
     Ok(t[t.len() / 2])
 }
 
+/// Rows of dlib as E_id (frozen weights, input gradient only: what SimMat pays per sample), next to
+/// the trainable-weight rows above them.
+const E_ID_FORWARD: &str = "E_id forward (dlib, frozen)";
+const E_ID_FORWARD_BACKWARD: &str = "E_id forward + backward (dlib, frozen)";
+
 /// One timed row.
 struct Row {
     what: String,
@@ -77,6 +83,8 @@ fn candle_rows(args: &BenchArgs) -> anyhow::Result<Vec<Row>> {
     let unet = UNet::new(cfg.model.clone(), VarBuilder::from_varmap(&vm, DType::F32, &dev))?;
     let dvm = VarMap::new();
     let dlib = DlibResNet::new(VarBuilder::from_varmap(&dvm, DType::F32, &dev))?;
+    // E_id as training uses it: loaded (frozen) weights, gradient for the input only.
+    let e_id = random_frozen(&dev, DlibResNet::new)?;
     let ddim = Ddim::new(NoiseSchedule::new(&cfg.schedule)?, 20, 1.0)?;
     let (s, d) = (cfg.model.image_size, cfg.model.condition.id_dim);
     let mut rows = Vec::new();
@@ -122,6 +130,17 @@ fn candle_rows(args: &BenchArgs) -> anyhow::Result<Vec<Row>> {
             "dlib forward + backward",
             median_secs(args.iters, || {
                 dlib.forward(var.as_tensor())?.sqr()?.sum_all()?.backward()?;
+                Ok(())
+            })?,
+        );
+        row(
+            E_ID_FORWARD,
+            median_secs(args.iters, || Ok(e_id.forward(&chips).map(drop)?))?,
+        );
+        row(
+            E_ID_FORWARD_BACKWARD,
+            median_secs(args.iters, || {
+                e_id.forward(var.as_tensor())?.sqr()?.sum_all()?.backward()?;
                 Ok(())
             })?,
         );
