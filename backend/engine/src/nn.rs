@@ -13,3 +13,4 @@ pub mod max_pool;
 pub mod ops;
 pub mod relu;
 pub mod vector_math;
+mod winograd;

@@ -17,10 +17,11 @@ use rayon::prelude::*;
 
 use crate::nn::im2col::{col2im, im2col, Geo};
 use crate::nn::ops::{cpu_f32, with_cpu_f32};
+use crate::nn::winograd;
 
 /// dst (m × n, row-major) = [dst +] lhs · rhs, with explicit (row, column) strides of lhs and rhs.
 #[allow(clippy::too_many_arguments, unsafe_code)]
-fn matmul(
+pub(super) fn matmul(
     dst: &mut [f32],
     (m, n, k): (usize, usize, usize),
     lhs: &[f32],
@@ -33,7 +34,7 @@ fn matmul(
     matmul_to(
         dst,
         (m, n, k),
-        false,
+        (n, 1),
         lhs,
         (lhs_rs, lhs_cs),
         rhs,
@@ -43,15 +44,16 @@ fn matmul(
     );
 }
 
-/// [`matmul`], or with `transposed` its transpose: dst (n × m, row-major) = [dst +] (lhs · rhs)ᵀ.
-/// The `gemm` crate packs its left operand in column panels; for the weight gradient, whose two
-/// operands both run along the reduction, asking for the transposed product makes that operand
-/// the small output gradient rather than the column matrix (9·Cin/Cout times larger).
+/// [`matmul`] into a dst (m × n) with explicit (row, column) strides: (1, m) stores the transpose,
+/// dst (n × m, row-major) = [dst +] (lhs · rhs)ᵀ. The `gemm` crate packs its left operand in column
+/// panels; for the weight gradient, whose two operands both run along the reduction, asking for the
+/// transposed product makes that operand the small output gradient rather than the column matrix
+/// (9·Cin/Cout times larger).
 #[allow(clippy::too_many_arguments, unsafe_code)]
-fn matmul_to(
+pub(super) fn matmul_to(
     dst: &mut [f32],
     (m, n, k): (usize, usize, usize),
-    transposed: bool,
+    (dst_rs, dst_cs): (usize, usize),
     lhs: &[f32],
     (lhs_rs, lhs_cs): (usize, usize),
     rhs: &[f32],
@@ -62,8 +64,10 @@ fn matmul_to(
     if m == 0 || n == 0 || k == 0 {
         return;
     }
-    let (dst_rs, dst_cs) = if transposed { (1, m) } else { (n, 1) };
-    assert!(dst.len() >= m * n, "gemm: dst too short");
+    assert!(
+        (m - 1) * dst_rs + (n - 1) * dst_cs < dst.len(),
+        "gemm: dst too short"
+    );
     assert!(
         (m - 1) * lhs_rs + (k - 1) * lhs_cs < lhs.len(),
         "gemm: lhs too short"
@@ -134,7 +138,7 @@ thread_local! {
 
 /// Makes `buf` at least `n` long. Never shrinks it: `Vec::resize` back up would zero-fill the
 /// regrown part again at every call after a smaller convolution.
-fn grow(buf: &mut Vec<f32>, n: usize) {
+pub(super) fn grow(buf: &mut Vec<f32>, n: usize) {
     if buf.len() < n {
         buf.resize(n, 0.0);
     }
@@ -188,6 +192,9 @@ impl Conv2dOp {
 
 /// Y = W · im2col(X) [+ bias] for every image.
 pub(super) fn forward(x: &[f32], wt: &[f32], bias: Option<&[f32]>, g: &Geo) -> Vec<f32> {
+    if winograd::applies(g) {
+        return winograd::conv3x3(x, wt, bias, g);
+    }
     let (k, ohw, img) = (g.k(), g.ohw(), g.cin * g.h * g.w);
     let mut y = vec![0f32; g.b * g.cout * ohw];
     if let Some(bias) = bias {
@@ -227,7 +234,16 @@ pub(super) fn forward(x: &[f32], wt: &[f32], bias: Option<&[f32]>, g: &Geo) -> V
 /// the inversion) dW is left empty and its im2col and GEMM are skipped: half the backward's work.
 pub(super) fn backward(x: &[f32], wt: &[f32], dy: &[f32], g: &Geo, need_dw: bool) -> (Vec<f32>, Vec<f32>) {
     let (k, ohw, img) = (g.k(), g.ohw(), g.cin * g.h * g.w);
-    let mut dx = vec![0f32; g.b * img];
+    // A 3×3 same layer gets dX from Winograd's transforms; dW stays one GEMM per image below.
+    let by_winograd = winograd::applies(g);
+    let mut dx = if by_winograd {
+        winograd::input_grad(dy, wt, g)
+    } else {
+        vec![0f32; g.b * img]
+    };
+    if by_winograd && !need_dw {
+        return (dx, Vec::new());
+    }
     if !need_dw {
         let one = |dyb: &[f32], dxb: &mut [f32], dcol: &mut Vec<f32>, par| {
             if g.pointwise() {
@@ -265,7 +281,7 @@ pub(super) fn backward(x: &[f32], wt: &[f32], dy: &[f32], g: &Geo, need_dw: bool
             matmul_to(
                 dw_t,
                 (g.cout, k, ohw),
-                true,
+                (1, g.cout),
                 dyb,
                 (ohw, 1),
                 colr,
@@ -273,7 +289,9 @@ pub(super) fn backward(x: &[f32], wt: &[f32], dy: &[f32], g: &Geo, need_dw: bool
                 true,
                 par,
             );
-            if g.pointwise() {
+            if by_winograd {
+                // dX came from Winograd's transforms above.
+            } else if g.pointwise() {
                 matmul(dxb, (k, ohw, g.cout), wt, (1, k), dyb, (ohw, 1), false, par);
             } else {
                 grow(dcol, k * ohw);
