@@ -55,9 +55,10 @@ fn enabled() -> bool {
 
 /// Whether the layer is a 3×3 same convolution with enough pixels per thread for its transforms
 /// to pay off. Every block of tiles streams all of U (36·Cin·Cout floats) through its GEMMs, so the
-/// layer needs about Cin·Cout/1024 tiles of output per thread (measured with `cemiface bench` and
-/// single layers of demo-64: 128 channels at 16×16 and batch 1, or 256 channels at 8×8 and batch
-/// 8, are faster as im2col + GEMM; everything larger is faster here).
+/// layer needs about Cin·Cout/512 tiles of output per thread (measured with `cemiface bench` and
+/// single layers: 128 channels at 16×16 and batch 1, 128 at 8×8 and batch 8 (dlib), or 256 at 8×8
+/// and batch 8, are faster as im2col + GEMM; 128 at 32×32 and batch 1 and everything larger are
+/// faster here).
 pub(super) fn applies(g: &Geo) -> bool {
     enabled()
         && g.kh == 3
@@ -66,7 +67,7 @@ pub(super) fn applies(g: &Geo) -> bool {
         && g.pad == 1
         && g.cin >= 8
         && g.cout >= 8
-        && g.b * g.ohw() * 64 >= g.cin * g.cout * crate::nn::conv::threads()
+        && g.b * g.ohw() * 32 >= g.cin * g.cout * crate::nn::conv::threads()
 }
 
 /// A channel count rounded up to whole lanes: the row length of U, V and M, so that every lane is
