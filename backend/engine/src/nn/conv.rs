@@ -9,7 +9,9 @@
 //! - input:   dX_b = col2im(Wᵀ · dY_b)
 //!
 //! Images run in parallel (one GEMM each) when the batch can keep every thread busy, otherwise the
-//! GEMM itself is parallel. Other devices use Candle's own kernels.
+//! GEMM itself is parallel. Large enough 3×3 layers with stride 1 and padding 1 run the forward
+//! pass and dX as Winograd F(4×4, 3×3) instead ([`crate::nn::winograd`]). Other devices use
+//! Candle's own kernels.
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Module, Result, Shape, Tensor};
 use gemm::Parallelism;
@@ -21,7 +23,7 @@ use crate::nn::winograd;
 
 /// dst (m × n, row-major) = [dst +] lhs · rhs, with explicit (row, column) strides of lhs and rhs.
 #[allow(clippy::too_many_arguments, unsafe_code)]
-pub(super) fn matmul(
+fn matmul(
     dst: &mut [f32],
     (m, n, k): (usize, usize, usize),
     lhs: &[f32],
@@ -145,7 +147,7 @@ pub(super) fn grow(buf: &mut Vec<f32>, n: usize) {
 }
 
 /// Runs `f` with this thread's scratch buffers (fresh ones if they are in use further up the stack).
-fn with_scratch<R>(f: impl FnOnce(&mut (Vec<f32>, Vec<f32>)) -> R) -> R {
+pub(super) fn with_scratch<R>(f: impl FnOnce(&mut (Vec<f32>, Vec<f32>)) -> R) -> R {
     SCRATCH.with(|s| match s.try_borrow_mut() {
         Ok(mut bufs) => f(&mut bufs),
         Err(_) => f(&mut (Vec::new(), Vec::new())),

@@ -83,7 +83,7 @@ fn tiles(g: &Geo) -> (usize, usize) {
 
 /// Where one tile lies: the offset of its image in the input (and output) and the top-left corner
 /// of its 6×6 input patch (one pixel above and left of the output tile, so possibly −1).
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct TileAt {
     b: usize,
     y0: isize,
@@ -187,11 +187,6 @@ fn transform_output(m: &[f32], g: &Geo, at: &[TileAt], bias: Option<&[f32]>, y: 
     }
 }
 
-thread_local! {
-    /// Per-thread V and M of one block, kept between calls.
-    static BLOCK: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
-}
-
 /// y (B, Cout, H, W) = conv(x, w) [+ bias] for a layer that [`applies`].
 pub(super) fn conv3x3(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &Geo) -> Vec<f32> {
     let u = transform_weights(w, g.cout, g.cin, false);
@@ -228,13 +223,8 @@ fn run(x: &[f32], u: &[f32], bias: Option<&[f32]>, g: &Geo) -> Vec<f32> {
             .map(|t| tile_at(g, t))
             .collect();
         let n = at.len();
-        BLOCK.with(|cell| {
-            let mut fresh = (Vec::new(), Vec::new());
-            let mut guard = cell.try_borrow_mut();
-            let (v, m) = match guard.as_deref_mut() {
-                Ok(bufs) => bufs,
-                Err(_) => &mut fresh,
-            };
+        // The block's V and M live in this thread's convolution scratch buffers.
+        crate::nn::conv::with_scratch(|(v, m)| {
             let (cip, cop) = (padded(g.cin), padded(g.cout));
             crate::nn::conv::grow(v, cip * P * n);
             crate::nn::conv::grow(m, cop * P * n);
@@ -270,6 +260,23 @@ fn run(x: &[f32], u: &[f32], bias: Option<&[f32]>, g: &Geo) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The dispatch: demo-64's largest layers take the path at batch 1, its deepest small ones,
+    /// strided layers and thin ones do not (whatever the thread count up to 16).
+    #[test]
+    fn applies_to_large_same_layers_only() {
+        let strided = Geo {
+            stride: 2,
+            oh: 32,
+            ow: 32,
+            ..geo(8, 64, 64, 64, 64)
+        };
+        assert!(applies(&geo(1, 64, 64, 64, 64)));
+        assert!(applies(&geo(8, 128, 128, 32, 32)));
+        assert!(!applies(&geo(8, 256, 256, 8, 8)));
+        assert!(!applies(&strided));
+        assert!(!applies(&geo(8, 3, 64, 64, 64)));
+    }
 
     /// A direct 3×3 same convolution in f64: the reference.
     fn direct(x: &[f32], w: &[f32], g: &Geo) -> Vec<f32> {
