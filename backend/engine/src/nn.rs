@@ -6,6 +6,7 @@
 
 pub mod conv;
 pub mod conv_transpose;
+pub mod depthwise;
 pub mod group_norm;
 mod im2col;
 pub mod kernels;

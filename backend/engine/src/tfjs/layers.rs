@@ -75,7 +75,6 @@ pub struct SeparableConv {
     dw: Tensor,
     pw: Tensor,
     b: Tensor,
-    cin: usize,
     stride: usize,
 }
 
@@ -89,7 +88,6 @@ impl SeparableConv {
             dw,
             pw: hwio_to_oihw(&vb.get((1, 1, cin, cout), "pointwise_filter")?)?,
             b: vb.get(cout, "bias")?.reshape((1, cout, 1, 1))?,
-            cin,
             stride,
         })
     }
@@ -98,7 +96,7 @@ impl SeparableConv {
 impl Module for SeparableConv {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let x = pad_same(x, 3, self.stride, 0.0)?;
-        let x = x.conv2d(&self.dw, 0, self.stride, 1, self.cin)?;
+        let x = crate::nn::depthwise::depthwise_conv2d(&x, &self.dw, self.stride)?;
         crate::nn::conv::conv2d(&x, &self.pw, 1, 0)?.broadcast_add(&self.b)
     }
 }
