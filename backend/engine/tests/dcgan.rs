@@ -62,3 +62,90 @@ fn samples_are_faces_with_flip_consistent_identities() {
         mean(&other)
     );
 }
+
+/// With a detector, the DCGAN stream keeps only samples in which it finds a face (the filter behind
+/// `bank.faces` and the DCGAN inquiries), and the latents it returns decode to those faces.
+#[test]
+fn detector_filter_keeps_only_detected_faces() {
+    use cemiface_engine::data::sources::{tensor_image, DcganSource};
+    use cemiface_engine::face::align::FaceAligner;
+    let assets = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets");
+    if !assets.join("gan-face-generate/weights.tar").exists() || !assets.join("face-api").exists() {
+        assert!(
+            std::env::var_os("CEMIFACE_SKIP_MISSING_ASSETS").is_some(),
+            "run scripts/setup.sh"
+        );
+        return;
+    }
+    let dev = Device::Cpu;
+    let gan = Dcgan::load(&assets.join("gan-face-generate/weights.tar"), &dev).unwrap();
+    let det = FaceAligner::load(&assets, &dev).unwrap();
+    let mut stream = DcganSource::new(gan.clone(), 64, 0.2, -1.0, None)
+        .with_detector(FaceAligner::load(&assets, &dev).unwrap());
+    let (faces, z) = stream.next_batch_with_latents(6, &mut NoiseRng::new(3)).unwrap();
+    assert!(
+        stream.drawn > stream.kept,
+        "the detector rejects some DCGAN samples ({} of {})",
+        stream.kept,
+        stream.drawn
+    );
+    let again = gan.generate(&z).unwrap();
+    for i in 0..6 {
+        let img = tensor_image(&faces.get(i).unwrap()).unwrap();
+        assert!(det.finds_face(&img).unwrap(), "sample {i} kept without a face");
+        assert_eq!(img, tensor_image(&again.get(i).unwrap()).unwrap());
+    }
+}
+
+/// DCGAN inquiries with `faces` (what `generate --inquiries dcgan`, `report-control` and the sample
+/// grids use) are faces the detector finds, and carry the latent that draws them.
+#[test]
+fn dcgan_inquiries_are_detected_faces() {
+    use cemiface_engine::data::sources::tensor_image;
+    use cemiface_engine::face::align::FaceAligner;
+    use cemiface_engine::synth::inquiry::{select, InquirySource};
+    let assets = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets");
+    if !assets.join("gan-face-generate/weights.tar").exists() || !assets.join("face-api").exists() {
+        assert!(
+            std::env::var_os("CEMIFACE_SKIP_MISSING_ASSETS").is_some(),
+            "run scripts/setup.sh"
+        );
+        return;
+    }
+    let dev = Device::Cpu;
+    let weights = assets.join("gan-face-generate/weights.tar");
+    let enc = DlibEncoder::load(&assets, &dev).unwrap();
+    let det = FaceAligner::load(&assets, &dev).unwrap();
+    let gan = Dcgan::load(&weights, &dev).unwrap();
+    let source = InquirySource::Dcgan {
+        weights,
+        faces: Some(assets.clone()),
+    };
+    let (picked, _) = select(&source, 6, 0.99, &enc, 64, 5, &dev).unwrap();
+    assert_eq!(picked.len(), 6);
+    for q in &picked {
+        let img = q.image.as_ref().unwrap();
+        assert!(
+            det.finds_face(img).unwrap(),
+            "{} is not a face the detector finds",
+            q.name
+        );
+        let z = candle_core::Tensor::new(q.latent.as_ref().unwrap().as_slice(), &dev)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        assert_eq!(
+            &tensor_image(&gan.generate(&z).unwrap().get(0).unwrap()).unwrap(),
+            img
+        );
+    }
+    // The field is optional in saved specs: an old spec without it still reads.
+    let old: InquirySource = serde_json::from_str(r#"{"kind": "dcgan", "weights": "w.tar"}"#).unwrap();
+    assert_eq!(
+        old,
+        InquirySource::Dcgan {
+            weights: "w.tar".into(),
+            faces: None
+        }
+    );
+}

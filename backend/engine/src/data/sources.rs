@@ -9,6 +9,7 @@ use candle_core::{Device, Tensor};
 
 use crate::data::dcgan::{mean_luma, Dcgan};
 use crate::data::image_io::{self, ImageLimits};
+use crate::face::align::FaceAligner;
 use crate::identity::encoder::{cosine_rows, IdentityEncoder};
 use crate::noise::NoiseRng;
 use crate::{Error, Result};
@@ -32,14 +33,16 @@ pub fn fit_size(x: &Tensor, size: usize) -> Result<Tensor> {
     })
 }
 
-/// The DCGAN stream with DCGAN-specific filters: very dark samples (mean luma below `min_luma`) and
-/// broken ones (identity of the sample and its mirror image disagree: cosine below `min_flip_cos`).
+/// The DCGAN stream with DCGAN-specific filters: very dark samples (mean luma below `min_luma`),
+/// broken ones (identity of the sample and its mirror image disagree: cosine below `min_flip_cos`)
+/// and, with [`DcganSource::with_detector`], samples in which the face detector finds no face.
 pub struct DcganSource {
     gan: Dcgan,
     size: usize,
     min_luma: f32,
     min_flip_cos: f32,
     encoder: Option<Arc<dyn IdentityEncoder>>,
+    detector: Option<FaceAligner>,
     /// Samples drawn and kept so far, for reporting the filter rate.
     pub drawn: u64,
     pub kept: u64,
@@ -59,9 +62,16 @@ impl DcganSource {
             min_luma,
             min_flip_cos,
             encoder,
+            detector: None,
             drawn: 0,
             kept: 0,
         }
+    }
+
+    /// Keeps only samples in which `detector` finds a face (`FaceAligner::finds_face`).
+    pub fn with_detector(mut self, detector: FaceAligner) -> Self {
+        self.detector = Some(detector);
+        self
     }
 }
 
@@ -84,6 +94,11 @@ impl DcganSource {
             self.drawn += n as u64;
             for i in 0..n {
                 if luma[i] >= self.min_luma && flip[i] >= self.min_flip_cos && count < n {
+                    if let Some(det) = &self.detector {
+                        if !det.finds_face(&tensor_image(&x.get(i)?)?)? {
+                            continue;
+                        }
+                    }
                     kept.push(x.narrow(0, i, 1)?);
                     latents.push(z.narrow(0, i, 1)?);
                     count += 1;

@@ -49,8 +49,14 @@ pub enum InquirySource {
     Folder { path: PathBuf },
     /// An insightface `.rec`: the first image of each label.
     Recordio { path: PathBuf },
-    /// The DCGAN stream (dark samples dropped).
-    Dcgan { weights: PathBuf },
+    /// The DCGAN stream (dark samples dropped). With `faces` (an assets folder holding face-api's
+    /// detector), only samples in which the detector finds a face: the faces a data set's
+    /// identities should be, and the faces `report-control`'s face rate is measured against.
+    Dcgan {
+        weights: PathBuf,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        faces: Option<PathBuf>,
+    },
     /// Random unit vectors in E_id's space (no inquiry image).
     Random,
 }
@@ -310,9 +316,14 @@ pub fn select_until(
                 sel.offer(n, Some(Tensor::cat(&f, 0)?), None, None)?;
             }
         }
-        InquirySource::Dcgan { weights } => {
+        InquirySource::Dcgan { weights, faces } => {
             let gan = crate::data::dcgan::Dcgan::load(weights, device)?;
             let mut stream = DcganSource::new(gan, size, 0.2, -1.0, None);
+            if let Some(assets) = faces {
+                // On the CPU: see `nn::depthwise` (the GPU would run one convolution per channel).
+                let det = crate::face::align::FaceAligner::load(assets, &Device::Cpu)?;
+                stream = stream.with_detector(det);
+            }
             let mut tries = 0;
             while !sel.full() {
                 tries += 1;

@@ -159,6 +159,7 @@ fn inquiry_source(spec: &str, assets: &std::path::Path) -> anyhow::Result<Inquir
     Ok(match spec {
         "dcgan" => InquirySource::Dcgan {
             weights: assets.join("gan-face-generate/weights.tar"),
+            faces: Some(assets.to_path_buf()),
         },
         "random" => InquirySource::Random,
         p if p.ends_with(".rec") => InquirySource::Recordio { path: p.into() },

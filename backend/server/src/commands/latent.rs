@@ -62,10 +62,21 @@ pub fn run_train_latent(args: TrainArgs, cfg: LatentConfig, ctx: &JobCtx) -> any
             .display()
     ));
     let mut last_report = Instant::now();
+    // On the CPU on every device: it reads 8-bit images, and its depthwise convolutions have a CPU
+    // kernel only (Candle's grouped convolution is one small convolution per channel).
+    let detector = if cfg.bank.faces {
+        Some(cemiface_engine::face::align::FaceAligner::load(
+            assets,
+            &candle_core::Device::Cpu,
+        )?)
+    } else {
+        None
+    };
     let bank = Bank::load_or_build(
         &cfg,
         &gan,
         encoder.as_ref(),
+        detector.as_ref(),
         &args.run.run_dir,
         &device.device,
         |done, total| {

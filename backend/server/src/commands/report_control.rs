@@ -101,7 +101,8 @@ pub fn run_report_control(args: ReportControlArgs, ctx: &crate::commands::ctx::J
         }
         None => mobileface,
     };
-    let detector = FaceAligner::load(assets, &dev)?;
+    // The face detector runs on the CPU on every device (`nn::depthwise`).
+    let detector = FaceAligner::load(assets, &candle_core::Device::Cpu)?;
     let mut inquiries: Vec<ControlInquiry> = Vec::new();
     if !args.no_photos {
         let aligner = &detector;
@@ -122,6 +123,7 @@ pub fn run_report_control(args: ReportControlArgs, ctx: &crate::commands::ctx::J
     if args.inquiries > 0 {
         let source = InquirySource::Dcgan {
             weights: assets.join("gan-face-generate/weights.tar"),
+            faces: Some(assets.to_path_buf()),
         };
         // A seed domain of its own: training draws its faces from NoiseRng::new(train.seed).
         let stream_seed = cemiface_engine::noise::NoiseRng::derive(&[args.seed, 0xC0_27_01]);

@@ -35,6 +35,7 @@ impl SampleGrid {
     ) -> anyhow::Result<Self> {
         let source = InquirySource::Dcgan {
             weights: assets_dir.join("gan-face-generate/weights.tar"),
+            faces: Some(assets_dir.to_path_buf()),
         };
         let (inquiries, _) = select(
             &source,

@@ -1,20 +1,25 @@
 //! The seeded reference set of the latent preset, computed once per run (each descriptor once, never
 //! per step) and cached in the run folder (`bank.safetensors`):
 //! - **anchors**: filtered DCGAN latents z_a (dark samples and samples whose mirror image has another
-//!   identity are dropped, as in the pixel presets' data source) with their raw E_id descriptors.
+//!   identity are dropped, as in the pixel presets' data source; with `bank.faces`, also samples in
+//!   which the face detector finds no face) with their raw E_id descriptors.
 //!   μ (`identity::centring`) is the anchors' mean descriptor; each anchor is also an identity to train on.
 //! - **teacher pairs**: per anchor, `mixes` latents moved away from it, z = cos θ·z_a + sin θ·z_1
-//!   (z_1 independent, θ = max_angle·π/2·u^angle_power over stratified u; the first is z_a itself), with
-//!   their measured centred similarity s to the anchor. Moving along the sphere keeps z's norm, so
-//!   every teacher decodes to a DCGAN-quality face.
+//!   (θ = max_angle·π/2·u^angle_power over stratified u; the first is z_a itself), with their measured
+//!   centred similarity s to the anchor. z_1 is an independent Gaussian latent, or (`bank.toward =
+//!   "anchors"`) another anchor, every other one drawn from those least similar to z_a: teachers
+//!   then run between two filtered faces and reach the negative similarities strangers can have.
+//!   Moving along the sphere keeps z's norm, so every teacher decodes to a DCGAN-quality face.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
 
-use super::config::LatentConfig;
+use super::config::{LatentConfig, Toward};
 use crate::data::dcgan::{mean_luma, Dcgan, NZ};
+use crate::data::sources::tensor_image;
+use crate::face::align::FaceAligner;
 use crate::identity::centring::{IdentityMean, MeanProvenance};
 use crate::identity::encoder::{cosine_rows, l2_normalize, IdentityEncoder};
 use crate::noise::NoiseRng;
@@ -49,8 +54,15 @@ impl Bank {
             MeanProvenance {
                 encoder: encoder.to_string(),
                 reference: format!(
-                    "filtered DCGAN samples of the latent bank (seed {}, min_luma {}, min_flip_cos {})",
-                    cfg.train.seed, cfg.bank.min_luma, cfg.bank.min_flip_cos
+                    "filtered DCGAN samples of the latent bank (seed {}, min_luma {}, min_flip_cos {}{})",
+                    cfg.train.seed,
+                    cfg.bank.min_luma,
+                    cfg.bank.min_flip_cos,
+                    if cfg.bank.faces {
+                        ", faces the detector finds"
+                    } else {
+                        ""
+                    }
                 ),
                 count: self.anchor_raw.dim(0)?,
             },
@@ -72,11 +84,13 @@ impl Bank {
     }
 
     /// Builds the bank (or reads the run folder's cache made with the same settings). `progress`
-    /// sees (descriptors done, total estimate).
+    /// sees (descriptors done, total estimate). `detector` is required with `bank.faces`.
+    #[allow(clippy::too_many_arguments)]
     pub fn load_or_build(
         cfg: &LatentConfig,
         gan: &Dcgan,
         encoder: &dyn IdentityEncoder,
+        detector: Option<&FaceAligner>,
         run_dir: &Path,
         device: &Device,
         mut progress: impl FnMut(usize, usize),
@@ -94,7 +108,7 @@ impl Bank {
                 }
             }
         }
-        let bank = Self::build(cfg, gan, encoder, device, &mut progress)?;
+        let bank = Self::build(cfg, gan, encoder, detector, device, &mut progress)?;
         let map: HashMap<String, Tensor> = [
             ("anchor_z".to_string(), bank.anchor_z.clone()),
             ("anchor_raw".to_string(), bank.anchor_raw.clone()),
@@ -132,6 +146,7 @@ impl Bank {
         cfg: &LatentConfig,
         gan: &Dcgan,
         encoder: &dyn IdentityEncoder,
+        detector: Option<&FaceAligner>,
         device: &Device,
         progress: &mut impl FnMut(usize, usize),
     ) -> Result<Self> {
@@ -141,6 +156,21 @@ impl Bank {
                 "bank.anchors and bank.mixes must be at least 2".into(),
             ));
         }
+        if !(b.dissimilar > 0.0 && b.dissimilar <= 1.0) {
+            return Err(Error::Config(format!(
+                "bank.dissimilar = {} must be in (0, 1]",
+                b.dissimilar
+            )));
+        }
+        let detector = match (b.faces, detector) {
+            (true, None) => {
+                return Err(Error::Config(
+                    "bank.faces needs the face detector (face-api's weights in the assets folder)".into(),
+                ))
+            }
+            (true, d) => d,
+            (false, _) => None,
+        };
         let mut rng = NoiseRng::new(NoiseRng::derive(&[cfg.train.seed, 0xBA4C]));
         let total = b.anchors * 2 + b.anchors * (b.mixes - 1);
         let mut done = 0;
@@ -167,6 +197,11 @@ impl Bank {
             done += 2 * CHUNK;
             for i in 0..CHUNK {
                 if kept < b.anchors && luma[i] >= b.min_luma && flip[i] >= b.min_flip_cos {
+                    if let Some(det) = detector {
+                        if !det.finds_face(&tensor_image(&x.get(i)?)?)? {
+                            continue;
+                        }
+                    }
                     zs.push(z.narrow(0, i, 1)?);
                     ds.push(d.narrow(0, i, 1)?);
                     kept += 1;
@@ -183,6 +218,14 @@ impl Bank {
         let n = b.anchors;
         let mut cos_sin = Vec::with_capacity(n * k);
         let z1 = rng.randn(&[n * k, NZ], device)?;
+        let z1 = match b.toward {
+            Toward::Gaussian => z1,
+            Toward::Anchors => {
+                let sim = anchor_c.matmul(&anchor_c.t()?)?.to_vec2()?;
+                let partners = partners(&sim, k, b.dissimilar, &mut rng);
+                anchor_z.index_select(&Tensor::new(partners.as_slice(), device)?, 0)?
+            }
+        };
         for _ in 0..n {
             for j in 0..k {
                 let u = if j == 0 {
@@ -238,6 +281,25 @@ impl Bank {
     }
 }
 
+/// Partner anchor of every teacher (anchor-major, k per anchor; the first, the anchor itself, is
+/// unused): odd teachers draw from the share `dissimilar` of other anchors least similar to the
+/// anchor (`sim`: centred cosines between anchors), even ones from all other anchors.
+fn partners(sim: &[Vec<f32>], k: usize, dissimilar: f32, rng: &mut NoiseRng) -> Vec<u32> {
+    let n = sim.len();
+    let mut out = Vec::with_capacity(n * k);
+    for (a, row) in sim.iter().enumerate() {
+        let mut order: Vec<usize> = (0..n).filter(|&o| o != a).collect();
+        order.sort_by(|&x, &y| row[x].total_cmp(&row[y]));
+        let few = ((order.len() as f32 * dissimilar).ceil() as usize).clamp(1, order.len());
+        for j in 0..k {
+            let pool = if j % 2 == 1 { few } else { order.len() };
+            let pick = (rng.next_u32() as usize) % pool;
+            out.push(order[pick] as u32);
+        }
+    }
+    out
+}
+
 /// What the cache depends on.
 fn cache_key(cfg: &LatentConfig) -> Vec<u32> {
     let b = &cfg.bank;
@@ -250,5 +312,47 @@ fn cache_key(cfg: &LatentConfig) -> Vec<u32> {
         b.min_luma.to_bits(),
         b.angle_power.to_bits(),
         b.min_flip_cos.to_bits(),
+        b.faces as u32 | (matches!(b.toward, Toward::Anchors) as u32) << 1,
+        b.dissimilar.to_bits(),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn odd_teachers_pair_with_the_least_similar_tenth_and_never_with_the_anchor() {
+        // 30 anchors on a line of similarities: anchor o's similarity to a is −|a − o|.
+        let n = 30;
+        let sim: Vec<Vec<f32>> = (0..n)
+            .map(|a: i32| (0..n).map(|o: i32| -((a - o).abs() as f32)).collect())
+            .collect();
+        let k = 6;
+        let p = partners(&sim, k, 0.1, &mut NoiseRng::new(1));
+        assert_eq!(p.len(), n as usize * k);
+        for a in 0..n as usize {
+            let row = &p[a * k..(a + 1) * k];
+            assert!(
+                row.iter().all(|&o| o as usize != a),
+                "anchor {a} paired with itself"
+            );
+            // The least similar tenth of the 29 others: 3 anchors, all at distance ≥ the 3rd largest.
+            let mut far: Vec<i32> = (0..n)
+                .filter(|&o| o as usize != a)
+                .map(|o| (a as i32 - o).abs())
+                .collect();
+            far.sort_unstable();
+            let bar = far[far.len() - 3];
+            for j in (1..k).step_by(2) {
+                assert!(
+                    (a as i32 - row[j] as i32).abs() >= bar,
+                    "anchor {a} teacher {j}: {}",
+                    row[j]
+                );
+            }
+        }
+        // Even teachers reach beyond the tenth.
+        assert!((0..n as usize).any(|a| (a as i32 - p[a * k + 2] as i32).abs() < 10));
+    }
 }

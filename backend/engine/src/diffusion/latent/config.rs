@@ -107,6 +107,34 @@ pub struct BankConfig {
     /// DCGAN filters for anchors (as the pixel presets' data source).
     pub min_luma: f32,
     pub min_flip_cos: f32,
+    /// Anchors must also be faces the face detector finds (`FaceAligner::finds_face`, report-control's
+    /// face rate): default false.
+    #[serde(default)]
+    pub faces: bool,
+    /// What teachers move toward (default `gaussian`).
+    #[serde(default)]
+    pub toward: Toward,
+    /// With `toward = "anchors"`: every other teacher's partner is drawn from this share of the
+    /// other anchors, the least similar ones (default 0.1).
+    #[serde(default = "default_dissimilar")]
+    pub dissimilar: f32,
+}
+
+fn default_dissimilar() -> f32 {
+    0.1
+}
+
+/// See [`BankConfig::toward`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Toward {
+    /// An independent Gaussian latent z_1 (a random DCGAN sample, filtered or not).
+    #[default]
+    Gaussian,
+    /// Another anchor (a filtered face with a measured similarity): every other teacher's partner is
+    /// among the anchors least similar to this one (`dissimilar`), so teachers cover m < 0; at
+    /// θ = π/2 the teacher is that anchor.
+    Anchors,
 }
 
 /// Inversion: z_a = argmin 1 − cos_c(C_id, E_id(G(z))) + pixel·‖G(z) − face‖²/n + prior·(‖z‖²/d − 1)²,
