@@ -4,7 +4,7 @@
 
 mod common;
 
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use cemiface_engine::data::dcgan::Dcgan;
 use cemiface_engine::data::sources::tensor_image;
 use cemiface_engine::diffusion::latent::bank::Bank;
