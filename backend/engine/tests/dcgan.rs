@@ -1,6 +1,6 @@
 //! The DCGAN port loads the real checkpoint and makes faces the identity network recognises as such.
 
-use std::path::PathBuf;
+mod common;
 
 use candle_core::Device;
 use cemiface_engine::data::dcgan::{mean_luma, Dcgan};
@@ -9,14 +9,9 @@ use cemiface_engine::noise::NoiseRng;
 
 #[test]
 fn samples_are_faces_with_flip_consistent_identities() {
-    let assets = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets");
-    if !assets.join("gan-face-generate/weights.tar").exists() {
-        assert!(
-            std::env::var_os("CEMIFACE_SKIP_MISSING_ASSETS").is_some(),
-            "run scripts/setup.sh"
-        );
+    let Some(assets) = common::assets_with(&["gan-face-generate/weights.tar"]) else {
         return;
-    }
+    };
     let dev = Device::Cpu;
     let gan = Dcgan::load(&assets.join("gan-face-generate/weights.tar"), &dev).unwrap();
     let x = gan.sample(16, &mut NoiseRng::new(1)).unwrap();
@@ -69,14 +64,9 @@ fn samples_are_faces_with_flip_consistent_identities() {
 fn detector_filter_keeps_only_detected_faces() {
     use cemiface_engine::data::sources::{tensor_image, DcganSource};
     use cemiface_engine::face::align::FaceAligner;
-    let assets = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets");
-    if !assets.join("gan-face-generate/weights.tar").exists() || !assets.join("face-api").exists() {
-        assert!(
-            std::env::var_os("CEMIFACE_SKIP_MISSING_ASSETS").is_some(),
-            "run scripts/setup.sh"
-        );
+    let Some(assets) = common::assets_with(&["gan-face-generate/weights.tar", "face-api"]) else {
         return;
-    }
+    };
     let dev = Device::Cpu;
     let gan = Dcgan::load(&assets.join("gan-face-generate/weights.tar"), &dev).unwrap();
     let det = FaceAligner::load(&assets, &dev).unwrap();
@@ -104,14 +94,9 @@ fn dcgan_inquiries_are_detected_faces() {
     use cemiface_engine::data::sources::tensor_image;
     use cemiface_engine::face::align::FaceAligner;
     use cemiface_engine::synth::inquiry::{select, InquirySource};
-    let assets = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets");
-    if !assets.join("gan-face-generate/weights.tar").exists() || !assets.join("face-api").exists() {
-        assert!(
-            std::env::var_os("CEMIFACE_SKIP_MISSING_ASSETS").is_some(),
-            "run scripts/setup.sh"
-        );
+    let Some(assets) = common::assets_with(&["gan-face-generate/weights.tar", "face-api"]) else {
         return;
-    }
+    };
     let dev = Device::Cpu;
     let weights = assets.join("gan-face-generate/weights.tar");
     let enc = DlibEncoder::load(&assets, &dev).unwrap();
