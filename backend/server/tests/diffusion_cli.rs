@@ -405,3 +405,16 @@ fn latent_preset_trains_resumes_and_samples_centred() {
         "a name column, then inquiry, G(z_a), m = 0, m = 1"
     );
 }
+
+/// The shipped model was trained with the preset as it is in `configs/` (its `state.json` saves
+/// the run's config), so `train-diffusion --config latent-dcgan` reproduces what ships.
+#[test]
+fn shipped_model_is_the_latent_preset() {
+    use cemiface_engine::diffusion::latent::config::LatentConfig;
+    let preset: LatentConfig = toml::from_str(include_str!("../../../configs/latent-dcgan.toml")).unwrap();
+    let state: serde_json::Value =
+        serde_json::from_str(include_str!("../../../models/latent-dcgan/state.json")).unwrap();
+    let shipped: LatentConfig = serde_json::from_value(state["config"].clone()).unwrap();
+    assert_eq!(shipped, preset);
+    assert_eq!(state["step"].as_u64(), Some(preset.train.steps as u64));
+}
