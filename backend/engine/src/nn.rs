@@ -2,7 +2,7 @@
 //! own backward, the transposed convolution on the same kernels, GroupNorm, max pooling with an
 //! arg-max backward, single-pass ReLU and residual `relu(a + b)`, and small differentiable helpers
 //! (strided subsampling, the composed max pooling); `kernels` chooses between their fast CPU
-//! kernels and the device-generic path.
+//! kernels and the device-generic path; `stacked` runs a batch of small layers as one GEMM.
 
 pub mod conv;
 pub mod conv_transpose;
@@ -13,5 +13,6 @@ pub mod kernels;
 pub mod max_pool;
 pub mod ops;
 pub mod relu;
+mod stacked;
 pub mod vector_math;
 mod winograd;

@@ -54,6 +54,12 @@ fn gemm_conv_matches_candle_forward_and_backward() {
         // (sizes where Candle's own backward, the reference, fits the input exactly).
         (2, 3, 17, 15, 4, 7, 2, 0),
         (1, 2, 13, 16, 3, 5, 3, 2),
+        // Batches of small outputs run stacked, one GEMM for the batch: every direction at 4×4, the
+        // weight gradient only for a 1×1 layer (and the strided 5×5 outputs above); larger ones
+        // image by image (with a batch, this one: 18×18 outputs, 3 input channels).
+        (6, 12, 4, 4, 10, 3, 1, 1),
+        (3, 7, 1, 1, 5, 1, 1, 0),
+        (2, 3, 18, 18, 4, 3, 1, 1),
     ];
     for (b, cin, h, w, cout, k, s, p) in cases {
         let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (b, cin, h, w), &dev).unwrap()).unwrap();
@@ -140,6 +146,8 @@ fn transposed_conv_matches_candle_forward_and_backward() {
         (2, 8, 4, 6, 4, 2, 1),
         (1, 5, 5, 3, 3, 2, 1),
         (4, 3, 6, 2, 3, 1, 1),
+        (8, 16, 4, 8, 4, 2, 1),
+        (8, 12, 1, 10, 4, 1, 0),
     ] {
         let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (b, cin, h, h), &dev).unwrap()).unwrap();
         let w = Var::from_tensor(&Tensor::randn(0f32, 0.5, (cin, cout, k, k), &dev).unwrap()).unwrap();

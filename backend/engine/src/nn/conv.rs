@@ -9,7 +9,9 @@
 //! - input:   dX_b = col2im(Wᵀ · dY_b)
 //!
 //! Images run in parallel (one GEMM each) when the batch can keep every thread busy, otherwise the
-//! GEMM itself is parallel. Large enough 3×3 layers with stride 1 and padding 1 run the forward
+//! GEMM itself is parallel; for a batch of small outputs (≤ 16×16) the weight gradient, and at 4×4
+//! and below every direction, is one GEMM over the batch's stacked column matrices
+//! ([`crate::nn::stacked`]). Large enough 3×3 layers with stride 1 and padding 1 run the forward
 //! pass and dX as Winograd F(4×4, 3×3) instead ([`crate::nn::winograd`]). Other devices use
 //! Candle's own kernels.
 
@@ -19,11 +21,11 @@ use rayon::prelude::*;
 
 use crate::nn::im2col::{col2im, im2col, Geo};
 use crate::nn::ops::{cpu_f32, with_cpu_f32};
-use crate::nn::winograd;
+use crate::nn::{stacked, winograd};
 
 /// dst (m × n, row-major) = [dst +] lhs · rhs, with explicit (row, column) strides of lhs and rhs.
 #[allow(clippy::too_many_arguments, unsafe_code)]
-fn matmul(
+pub(super) fn matmul(
     dst: &mut [f32],
     (m, n, k): (usize, usize, usize),
     lhs: &[f32],
@@ -111,7 +113,7 @@ fn spreads(par: Parallelism) -> bool {
 }
 
 /// dst (cols × rows) += srcᵀ for src (rows × cols), both row-major, in cache-sized tiles.
-fn add_transposed(dst: &mut [f32], src: &[f32], rows: usize, cols: usize) {
+pub(super) fn add_transposed(dst: &mut [f32], src: &[f32], rows: usize, cols: usize) {
     const T: usize = 32;
     for r0 in (0..rows).step_by(T) {
         for c0 in (0..cols).step_by(T) {
@@ -197,6 +199,9 @@ pub(super) fn forward(x: &[f32], wt: &[f32], bias: Option<&[f32]>, g: &Geo) -> V
     if winograd::applies(g) {
         return winograd::conv3x3(x, wt, bias, g);
     }
+    if stacked::applies_forward(g) {
+        return stacked::forward(x, wt, bias, g);
+    }
     let (k, ohw, img) = (g.k(), g.ohw(), g.cin * g.h * g.w);
     let mut y = vec![0f32; g.b * g.cout * ohw];
     if let Some(bias) = bias {
@@ -236,15 +241,23 @@ pub(super) fn forward(x: &[f32], wt: &[f32], bias: Option<&[f32]>, g: &Geo) -> V
 /// the inversion) dW is left empty and its im2col and GEMM are skipped: half the backward's work.
 pub(super) fn backward(x: &[f32], wt: &[f32], dy: &[f32], g: &Geo, need_dw: bool) -> (Vec<f32>, Vec<f32>) {
     let (k, ohw, img) = (g.k(), g.ohw(), g.cin * g.h * g.w);
-    // A 3×3 same layer gets dX from Winograd's transforms; dW stays one GEMM per image below.
-    let by_winograd = winograd::applies(g);
-    let mut dx = if by_winograd {
+    // dX from Winograd's transforms (a large 3×3 same layer) or from one stacked GEMM (a batch of
+    // tiny outputs); dW from one stacked GEMM for a batch of small outputs. The rest per image.
+    let dx_done = winograd::applies(g) || stacked::applies_forward(g);
+    let mut dx = if winograd::applies(g) {
         winograd::input_grad(dy, wt, g)
+    } else if stacked::applies_forward(g) {
+        stacked::input_grad(wt, dy, g)
     } else {
         vec![0f32; g.b * img]
     };
-    if by_winograd && !need_dw {
-        return (dx, Vec::new());
+    let mut dw = Vec::new();
+    if need_dw && stacked::applies(g) {
+        dw = stacked::weight_grad(x, dy, g);
+    }
+    let need_dw = need_dw && dw.is_empty();
+    if dx_done && !need_dw {
+        return (dx, dw);
     }
     if !need_dw {
         let one = |dyb: &[f32], dxb: &mut [f32], dcol: &mut Vec<f32>, par| {
@@ -267,7 +280,7 @@ pub(super) fn backward(x: &[f32], wt: &[f32], dy: &[f32], g: &Geo, need_dw: bool
                 }
             });
         }
-        return (dx, Vec::new());
+        return (dx, dw);
     }
     // Per image: dWᵀ += (dY_b · col_bᵀ)ᵀ, dcol = Wᵀ · dY_b, dX_b = col2im(dcol).
     let one =
@@ -291,8 +304,8 @@ pub(super) fn backward(x: &[f32], wt: &[f32], dy: &[f32], g: &Geo, need_dw: bool
                 true,
                 par,
             );
-            if by_winograd {
-                // dX came from Winograd's transforms above.
+            if dx_done {
+                // dX came from Winograd or the stacked GEMM above.
             } else if g.pointwise() {
                 matmul(dxb, (k, ohw, g.cout), wt, (1, k), dyb, (ohw, 1), false, par);
             } else {

@@ -60,12 +60,13 @@ fn input_row(g: &Geo, oy: usize, ky: usize) -> Option<usize> {
     (oy * g.stride + ky).checked_sub(g.pad).filter(|&iy| iy < g.h)
 }
 
-/// Fills one channel's kh·kw column rows from that channel's plane `x` (H × W).
-fn im2col_channel(x: &[f32], g: &Geo, col: &mut [f32]) {
+/// Fills one channel's kh·kw column rows from that channel's plane `x` (H × W); row r starts at
+/// `col[r · stride]` (HoWo for one image's matrix, B·HoWo for the batch-stacked one).
+fn im2col_channel(x: &[f32], g: &Geo, col: &mut [f32], stride: usize) {
     let ohw = g.ohw();
     for ky in 0..g.kh {
         for kx in 0..g.kw {
-            let row = &mut col[(ky * g.kw + kx) * ohw..][..ohw];
+            let row = &mut col[(ky * g.kw + kx) * stride..][..ohw];
             let (lo, hi) = valid_cols(g, kx);
             for oy in 0..g.oh {
                 let dst = &mut row[oy * g.ow..(oy + 1) * g.ow];
@@ -89,12 +90,13 @@ fn im2col_channel(x: &[f32], g: &Geo, col: &mut [f32]) {
     }
 }
 
-/// Adds one channel's kh·kw column rows back onto that channel's gradient plane `dx` (H × W).
-fn col2im_channel(col: &[f32], g: &Geo, dx: &mut [f32]) {
+/// Adds one channel's kh·kw column rows (row r at `col[r · stride]`) back onto that channel's
+/// gradient plane `dx` (H × W).
+fn col2im_channel(col: &[f32], g: &Geo, dx: &mut [f32], stride: usize) {
     let ohw = g.ohw();
     for ky in 0..g.kh {
         for kx in 0..g.kw {
-            let row = &col[(ky * g.kw + kx) * ohw..][..ohw];
+            let row = &col[(ky * g.kw + kx) * stride..][..ohw];
             let (lo, hi) = valid_cols(g, kx);
             if lo == hi {
                 continue;
@@ -127,11 +129,11 @@ pub(super) fn im2col(x: &[f32], g: &Geo, col: &mut [f32], par: bool) {
     if par {
         col.par_chunks_mut(rows)
             .zip(x.par_chunks(plane))
-            .for_each(|(c, xc)| im2col_channel(xc, g, c));
+            .for_each(|(c, xc)| im2col_channel(xc, g, c, g.ohw()));
     } else {
         col.chunks_mut(rows)
             .zip(x.chunks(plane))
-            .for_each(|(c, xc)| im2col_channel(xc, g, c));
+            .for_each(|(c, xc)| im2col_channel(xc, g, c, g.ohw()));
     }
 }
 
@@ -143,12 +145,49 @@ pub(super) fn col2im(col: &[f32], g: &Geo, dx: &mut [f32], par: bool) {
     if par {
         dx.par_chunks_mut(plane)
             .zip(col.par_chunks(rows))
-            .for_each(|(d, c)| col2im_channel(c, g, d));
+            .for_each(|(d, c)| col2im_channel(c, g, d, g.ohw()));
     } else {
         dx.chunks_mut(plane)
             .zip(col.chunks(rows))
-            .for_each(|(d, c)| col2im_channel(c, g, d));
+            .for_each(|(d, c)| col2im_channel(c, g, d, g.ohw()));
     }
+}
+
+/// The whole batch's column matrix, K × B·HoWo: image b's columns of row r at
+/// `col[r · B·HoWo + b · HoWo]`, so one GEMM covers the batch (see [`crate::nn::stacked`]). Input
+/// channels in parallel: each owns kh·kw whole rows.
+pub(super) fn im2col_stacked(x: &[f32], g: &Geo, col: &mut [f32]) {
+    let (plane, ohw, n) = (g.h * g.w, g.ohw(), g.b * g.ohw());
+    let rows = g.kh * g.kw * n;
+    col[..g.cin * rows]
+        .par_chunks_mut(rows)
+        .enumerate()
+        .for_each(|(ci, c)| {
+            for b in 0..g.b {
+                let xc = &x[(b * g.cin + ci) * plane..][..plane];
+                im2col_channel(xc, g, &mut c[b * ohw..], n);
+            }
+        });
+}
+
+/// Adds a batch-stacked column matrix (K × B·HoWo, as [`im2col_stacked`] lays it out) back onto
+/// the batch's input gradient `dx` (B × Cin × H × W). Input channels in parallel.
+pub(super) fn col2im_stacked(col: &[f32], g: &Geo, dx: &mut [f32]) {
+    let (plane, ohw, n) = (g.h * g.w, g.ohw(), g.b * g.ohw());
+    let rows = g.kh * g.kw * n;
+    // Channel ci of every image: planes ci, Cin + ci, 2·Cin + ci, … of dx.
+    let mut planes: Vec<Vec<&mut [f32]>> = (0..g.cin).map(|_| Vec::with_capacity(g.b)).collect();
+    for (i, p) in dx[..g.b * g.cin * plane].chunks_mut(plane).enumerate() {
+        planes[i % g.cin].push(p);
+    }
+    planes
+        .into_par_iter()
+        .zip(col[..g.cin * rows].par_chunks(rows))
+        .for_each(|(ps, c)| {
+            for (b, d) in ps.into_iter().enumerate() {
+                col2im_channel(&c[b * ohw..], g, d, n);
+            }
+        });
 }
 
 #[cfg(test)]
@@ -230,6 +269,40 @@ mod tests {
                 (lhs - rhs).abs() < 1e-4 * lhs.abs().max(1.0),
                 "adjoint {g:?}: {lhs} vs {rhs}"
             );
+        }
+    }
+
+    /// The batch-stacked matrix holds each image's own matrix in its column block, and its col2im
+    /// adds each block back onto that image.
+    #[test]
+    fn stacked_blocks_are_the_images_own_matrices() {
+        for g in [
+            geo(3, 4, 6, 5, 3, 1, 1),
+            geo(2, 3, 9, 9, 4, 2, 1),
+            geo(4, 2, 1, 1, 1, 1, 0),
+        ] {
+            let img = g.cin * g.h * g.w;
+            let x: Vec<f32> = (0..g.b * img).map(|i| (i as f32 * 0.23).sin()).collect();
+            let (k, ohw, n) = (g.k(), g.ohw(), g.b * g.ohw());
+            let mut col = vec![f32::NAN; k * n];
+            im2col_stacked(&x, &g, &mut col);
+            let c: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.17).cos()).collect();
+            let mut dx = vec![0.5f32; g.b * img];
+            col2im_stacked(&c, &g, &mut dx);
+            for b in 0..g.b {
+                let xb = &x[b * img..][..img];
+                let want = im2col_reference(xb, &g);
+                let block: Vec<f32> = (0..k)
+                    .flat_map(|r| col[r * n + b * ohw..][..ohw].to_vec())
+                    .collect();
+                assert_eq!(block, want, "im2col block {b} of {g:?}");
+                let cb: Vec<f32> = (0..k)
+                    .flat_map(|r| c[r * n + b * ohw..][..ohw].to_vec())
+                    .collect();
+                let mut want_dx = vec![0.5f32; img];
+                col2im(&cb, &g, &mut want_dx, false);
+                assert_eq!(&dx[b * img..][..img], &want_dx[..], "col2im block {b} of {g:?}");
+            }
         }
     }
 }
