@@ -243,23 +243,26 @@ pub(super) fn backward(x: &[f32], wt: &[f32], dy: &[f32], g: &Geo, need_dw: bool
     let (k, ohw, img) = (g.k(), g.ohw(), g.cin * g.h * g.w);
     // dX from Winograd's transforms (a large 3×3 same layer) or from one stacked GEMM (a batch of
     // tiny outputs); dW from one stacked GEMM for a batch of small outputs. The rest per image.
-    let dx_done = winograd::applies(g) || stacked::applies_forward(g);
-    let mut dx = if winograd::applies(g) {
-        winograd::input_grad(dy, wt, g)
+    let dx_whole = if winograd::applies(g) {
+        Some(winograd::input_grad(dy, wt, g))
     } else if stacked::applies_forward(g) {
-        stacked::input_grad(wt, dy, g)
+        Some(stacked::input_grad(wt, dy, g))
     } else {
-        vec![0f32; g.b * img]
+        None
     };
-    let mut dw = Vec::new();
-    if need_dw && stacked::applies(g) {
-        dw = stacked::weight_grad(x, dy, g);
-    }
-    let need_dw = need_dw && dw.is_empty();
-    if dx_done && !need_dw {
+    let dx_done = dx_whole.is_some();
+    let mut dx = dx_whole.unwrap_or_else(|| vec![0f32; g.b * img]);
+    let stacked_dw = need_dw && stacked::applies(g);
+    let dw = if stacked_dw {
+        stacked::weight_grad(x, dy, g)
+    } else {
+        Vec::new()
+    };
+    let per_image_dw = need_dw && !stacked_dw;
+    if dx_done && !per_image_dw {
         return (dx, dw);
     }
-    if !need_dw {
+    if !per_image_dw {
         let one = |dyb: &[f32], dxb: &mut [f32], dcol: &mut Vec<f32>, par| {
             if g.pointwise() {
                 matmul(dxb, (k, ohw, g.cout), wt, (1, k), dyb, (ohw, 1), false, par);

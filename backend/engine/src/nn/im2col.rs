@@ -289,18 +289,17 @@ mod tests {
             let c: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.17).cos()).collect();
             let mut dx = vec![0.5f32; g.b * img];
             col2im_stacked(&c, &g, &mut dx);
+            // Image b's column block of a stacked matrix, as one image's K × HoWo matrix.
+            let block = |m: &[f32], b: usize| -> Vec<f32> {
+                (0..k)
+                    .flat_map(|r| m[r * n + b * ohw..][..ohw].to_vec())
+                    .collect()
+            };
             for b in 0..g.b {
-                let xb = &x[b * img..][..img];
-                let want = im2col_reference(xb, &g);
-                let block: Vec<f32> = (0..k)
-                    .flat_map(|r| col[r * n + b * ohw..][..ohw].to_vec())
-                    .collect();
-                assert_eq!(block, want, "im2col block {b} of {g:?}");
-                let cb: Vec<f32> = (0..k)
-                    .flat_map(|r| c[r * n + b * ohw..][..ohw].to_vec())
-                    .collect();
+                let want = im2col_reference(&x[b * img..][..img], &g);
+                assert_eq!(block(&col, b), want, "im2col block {b} of {g:?}");
                 let mut want_dx = vec![0.5f32; img];
-                col2im(&cb, &g, &mut want_dx, false);
+                col2im(&block(&c, b), &g, &mut want_dx, false);
                 assert_eq!(&dx[b * img..][..img], &want_dx[..], "col2im block {b} of {g:?}");
             }
         }
