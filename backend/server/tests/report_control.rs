@@ -22,6 +22,8 @@ fn report_control_measures_each_m_under_both_judges_and_writes_plot_and_sheet() 
             "-1,0,1",
             "--sheet-rows",
             "2",
+            "--eta",
+            "0",
             "--json",
         ])
         .arg("--checkpoint")
@@ -52,6 +54,34 @@ fn report_control_measures_each_m_under_both_judges_and_writes_plot_and_sheet() 
     let file: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(file["judges"], v["judges"]);
+    assert_eq!(v["eta"], 0.0, "the sampler's η is part of the report");
+    // Every sample, so one can plot or re-analyse the run: [judge][inquiry][m], and the means above
+    // are their column means.
+    let samples: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("samples.json")).unwrap()).unwrap();
+    assert_eq!(samples["sources"].as_array().unwrap().len(), 5, "{samples}");
+    for (name, j) in judges {
+        let rows = samples["similarity"][name].as_array().unwrap();
+        assert_eq!(rows.len(), 5, "{name}: one row per inquiry");
+        for (k, m) in ["-1", "0", "1"].iter().enumerate() {
+            let mean = rows.iter().map(|r| r[k].as_f64().unwrap()).sum::<f64>() / 5.0;
+            let reported = j["mean_by_m"][m].as_f64().unwrap();
+            assert!(
+                (mean - reported).abs() < 1e-5,
+                "{name} m {m}: {mean} vs {reported}"
+            );
+        }
+    }
+    let found = samples["face_found"].as_array().unwrap();
+    assert_eq!(found.len(), 5);
+    for (k, m) in ["-1", "0", "1"].iter().enumerate() {
+        let rate = found.iter().filter(|r| r[k].as_bool().unwrap()).count() as f64 / 5.0;
+        assert_eq!(
+            rate,
+            v["face_rate_by_m"][m].as_f64().unwrap(),
+            "face rate at m {m}"
+        );
+    }
     let sheet = image::open(out.join("contact_sheet.png")).unwrap();
     assert_eq!(
         (sheet.width(), sheet.height()),
@@ -81,4 +111,11 @@ fn report_control_measures_each_m_under_both_judges_and_writes_plot_and_sheet() 
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("1.5 is outside [-1, 1]"));
+    let bad = Command::new(env!("CARGO_BIN_EXE_cemiface"))
+        .args(["report-control", "--eta", "2", "--checkpoint"])
+        .arg(&gen)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--eta 2 is outside [0, 1]"));
 }

@@ -39,6 +39,8 @@ pub struct ControlReport {
     pub m: Vec<f32>,
     pub inquiries: Vec<String>,
     pub steps: usize,
+    /// DDIM η (1: stochastic, the paper's sampler; 0: deterministic).
+    pub eta: f64,
     pub seed: u64,
     /// By judge name, over every inquiry.
     pub judges: BTreeMap<String, JudgeReport>,
@@ -56,6 +58,9 @@ pub struct ControlReport {
     /// Achieved similarity [judge][inquiry][m index].
     #[serde(skip)]
     pub samples: BTreeMap<String, Vec<Vec<f32>>>,
+    /// Whether the detector found a face [inquiry][m index] (empty without a detector).
+    #[serde(skip)]
+    pub faces: Vec<Vec<bool>>,
     /// Similarity of G(z_a) to the inquiry [judge][inquiry] (latent models).
     #[serde(skip)]
     pub inversions: BTreeMap<String, Vec<f32>>,
@@ -116,12 +121,14 @@ pub fn measure(
     inquiries: &[ControlInquiry],
     m: &[f32],
     steps: usize,
+    eta: f64,
     seed: u64,
     sheet_rows: usize,
     detector: Option<&crate::face::align::FaceAligner>,
     mut on_inquiry: impl FnMut(usize, usize) -> ControlFlow<()>,
 ) -> Result<ControlReport> {
     let mut faces_found = vec![0usize; m.len()];
+    let mut faces = Vec::new();
     let mut samples: BTreeMap<String, Vec<Vec<f32>>> =
         judges.iter().map(|j| (j.name(), Vec::new())).collect();
     let mut inversions: BTreeMap<String, Vec<f32>> = BTreeMap::new();
@@ -138,7 +145,7 @@ pub fn measure(
         let c_id = crate::identity::encoder::l2_normalize(&references[0])?;
         gen.prepare_inquiry(&c_id, face, q.latent.as_ref())?;
         let seeds = vec![crate::noise::NoiseRng::derive(&[seed, i as u64]); m.len()];
-        let out = gen.sample_final(&c_id, m, &seeds, steps, 1.0, |_| ControlFlow::Continue(()))?;
+        let out = gen.sample_final(&c_id, m, &seeds, steps, eta, |_| ControlFlow::Continue(()))?;
         let reconstruction = gen.inquiry_reconstruction(&c_id)?;
         if let Some(g_za) = &reconstruction {
             for (judge, reference) in judges.iter().zip(&references) {
@@ -157,9 +164,13 @@ pub fn measure(
                 .push(sims);
         }
         if let Some(det) = detector {
+            let mut row = Vec::with_capacity(m.len());
             for (k, found) in faces_found.iter_mut().enumerate() {
-                *found += det.finds_face(&tensor_image(&out.get(k)?)?)? as usize;
+                let f = det.finds_face(&tensor_image(&out.get(k)?)?)?;
+                *found += f as usize;
+                row.push(f);
             }
+            faces.push(row);
         }
         if rows.len() < sheet_rows {
             let mut row = vec![tensor_image(&face.squeeze(0)?)?];
@@ -201,9 +212,11 @@ pub fn measure(
         sources,
         by_source,
         steps,
+        eta,
         seed,
         judges,
         samples,
+        faces,
         inversions,
         sheet_rows: rows,
     })
@@ -267,6 +280,20 @@ fn summarise(
 }
 
 impl ControlReport {
+    /// Every sample, for plots and analyses of one's own: m, the inquiries and their sources, the
+    /// achieved similarity [judge][inquiry][m index], G(z_a)'s similarity [judge][inquiry] and
+    /// whether the detector found a face [inquiry][m index].
+    pub fn samples_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "m": self.m,
+            "inquiries": self.inquiries,
+            "sources": self.sources,
+            "similarity": self.samples,
+            "inversion": self.inversions,
+            "face_found": self.faces,
+        })
+    }
+
     /// Mean achieved similarity against m, one line per judge, with the ideal y = m.
     pub fn plot(&self) -> Chart {
         let mut ms = self.m.clone();

@@ -47,13 +47,16 @@ pub struct ReportControlArgs {
     /// DDIM steps.
     #[arg(long, default_value_t = 20)]
     pub steps: usize,
+    /// DDIM η in [0, 1] (1: the stochastic sampler `generate` and the demo default to).
+    #[arg(long, default_value_t = 1.0)]
+    pub eta: f64,
     /// Seed of the inquiry stream and of the sampling noise.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
     /// Leave the photos out.
     #[arg(long)]
     pub no_photos: bool,
-    /// Folder for report.json, control.png and contact_sheet.png.
+    /// Folder for report.json, samples.json (every sample), control.png and contact_sheet.png.
     #[arg(long, default_value = "report-control")]
     pub out: PathBuf,
     /// Inquiries shown on the contact sheet.
@@ -75,6 +78,11 @@ pub fn run_report_control(args: ReportControlArgs, ctx: &crate::commands::ctx::J
     if let Some(bad) = args.m.iter().find(|v| !(-1.0..=1.0).contains(*v)) {
         anyhow::bail!("--m {bad} is outside [-1, 1]");
     }
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.eta),
+        "--eta {} is outside [0, 1]",
+        args.eta
+    );
     let dev = ComputeDevice::select(args.device)?.device;
     let assets = &args.assets.assets_dir;
     let gen = Generator::load(&args.checkpoint, false, assets, &dev)?;
@@ -156,6 +164,7 @@ pub fn run_report_control(args: ReportControlArgs, ctx: &crate::commands::ctx::J
         &inquiries,
         &args.m,
         args.steps,
+        args.eta,
         args.seed,
         args.sheet_rows,
         Some(&detector),
@@ -198,6 +207,10 @@ fn write(report: &ControlReport, args: &ReportControlArgs) -> anyhow::Result<()>
     let mut json = serde_json::to_value(report)?;
     json["checkpoint"] = args.checkpoint.display().to_string().into();
     std::fs::write(args.out.join("report.json"), serde_json::to_string_pretty(&json)?)?;
+    std::fs::write(
+        args.out.join("samples.json"),
+        serde_json::to_string(&report.samples_json())?,
+    )?;
     report.plot().save(&args.out.join("control"), 720, 480)?;
     image_io::write(&report.contact_sheet(), &args.out.join("contact_sheet.png"))?;
     Ok(())
