@@ -104,18 +104,20 @@ fn report_control_measures_each_m_under_both_judges_and_writes_plot_and_sheet() 
         "legend in the SVG"
     );
 
-    let bad = Command::new(env!("CARGO_BIN_EXE_cemiface"))
-        .args(["report-control", "--m", "0,1.5", "--checkpoint"])
-        .arg(&gen)
-        .output()
-        .unwrap();
-    assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("1.5 is outside [-1, 1]"));
-    let bad = Command::new(env!("CARGO_BIN_EXE_cemiface"))
-        .args(["report-control", "--eta", "2", "--checkpoint"])
-        .arg(&gen)
-        .output()
-        .unwrap();
-    assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("--eta 2 is outside [0, 1]"));
+    // Bad arguments fail with a message naming them.
+    for (flag, value, message) in [
+        ("--m", "0,1.5", "1.5 is outside [-1, 1]"),
+        ("--eta", "2", "--eta 2 is outside [0, 1]"),
+    ] {
+        let bad = Command::new(env!("CARGO_BIN_EXE_cemiface"))
+            .args(["report-control", flag, value, "--checkpoint"])
+            .arg(&gen)
+            .output()
+            .unwrap();
+        assert!(!bad.status.success(), "{flag} {value}");
+        assert!(
+            String::from_utf8_lossy(&bad.stderr).contains(message),
+            "{flag} {value}"
+        );
+    }
 }
