@@ -29,14 +29,18 @@ fn config() -> LatentConfig {
     .unwrap()
 }
 
-/// Residual of the best fit of `t` as a·z_a + b·z_o, relative to ‖t‖.
-fn plane_residual(t: &[f32], za: &[f32], zo: &[f32]) -> f32 {
+/// Best fit of `t` as a·z_a + b·z_o: (a, residual relative to ‖t‖).
+fn plane_fit(t: &[f32], za: &[f32], zo: &[f32]) -> (f32, f32) {
     let dot = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(a, b)| a * b).sum::<f32>();
     let (aa, ab, bb, ta, tb) = (dot(za, za), dot(za, zo), dot(zo, zo), dot(t, za), dot(t, zo));
     let det = aa * bb - ab * ab;
     let (ca, cb) = ((ta * bb - tb * ab) / det, (tb * aa - ta * ab) / det);
     let r: Vec<f32> = (0..t.len()).map(|i| t[i] - ca * za[i] - cb * zo[i]).collect();
-    (dot(&r, &r) / dot(t, t)).sqrt()
+    (ca, (dot(&r, &r) / dot(t, t)).sqrt())
+}
+
+fn plane_residual(t: &[f32], za: &[f32], zo: &[f32]) -> f32 {
+    plane_fit(t, za, zo).1
 }
 
 #[test]
@@ -104,4 +108,81 @@ fn anchors_are_detected_faces_and_teachers_run_between_anchors() {
     let again = Bank::load_or_build(&cfg, &gan, &enc, None, &dir, &dev, |_, _| {});
     assert!(again.is_ok(), "a cached bank reads without the detector");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn teacher_faces_draws_again_only_the_teachers_the_detector_misses() {
+    let Some(assets) = common::assets_with(&[
+        "gan-face-generate/weights.tar",
+        "face-api/face_recognition_model-weights_manifest.json",
+        "face-api/tiny_face_detector_model-weights_manifest.json",
+    ]) else {
+        return;
+    };
+    let dev = Device::Cpu;
+    let gan = Dcgan::load(&assets.join("gan-face-generate/weights.tar"), &dev).unwrap();
+    let enc = DlibEncoder::load(&assets, &dev).unwrap();
+    let det = FaceAligner::load(&assets, &dev).unwrap();
+    let k = 8;
+    let build = |teacher_faces: bool| {
+        let mut cfg = config();
+        cfg.bank.mixes = k;
+        cfg.bank.teacher_faces = teacher_faces;
+        let dir = std::env::temp_dir().join(format!(
+            "cemiface-bank-tf{}-{}",
+            teacher_faces as u8,
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        if teacher_faces {
+            let err = Bank::load_or_build(&cfg, &gan, &enc, None, &dir, &dev, |_, _| {})
+                .err()
+                .expect("bank.teacher_faces without a detector is an error")
+                .to_string();
+            assert!(err.contains("bank.teacher_faces"), "{err}");
+        }
+        let bank = Bank::load_or_build(&cfg, &gan, &enc, Some(&det), &dir, &dev, |_, _| {}).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        bank
+    };
+    let (plain, faces) = (build(false), build(true));
+    let is_face = |z: &candle_core::Tensor| -> Vec<bool> {
+        let x = gan.generate(z).unwrap();
+        (0..z.dim(0).unwrap())
+            .map(|i| det.finds_face(&tensor_image(&x.get(i).unwrap()).unwrap()).unwrap())
+            .collect()
+    };
+    let (face_a, face_b) = (is_face(&plain.mix_z), is_face(&faces.mix_z));
+    let (za, a_rows, b_rows): (Vec<Vec<f32>>, Vec<Vec<f32>>, Vec<Vec<f32>>) = (
+        plain.anchor_z.to_vec2().unwrap(),
+        plain.mix_z.to_vec2().unwrap(),
+        faces.mix_z.to_vec2().unwrap(),
+    );
+    assert_eq!(za, faces.anchor_z.to_vec2::<f32>().unwrap(), "same anchors");
+    let missed = face_a.iter().filter(|f| !**f).count();
+    assert!(missed > 0, "this seed's plain bank has teachers the detector misses");
+    let mut redrawn = 0;
+    for r in 0..a_rows.len() {
+        if face_a[r] || r % k == 0 {
+            assert_eq!(a_rows[r], b_rows[r], "teacher {r} was a face and must stay as drawn");
+            assert_eq!(plain.mix_s[r], faces.mix_s[r]);
+        } else if a_rows[r] != b_rows[r] {
+            redrawn += 1;
+            assert!(face_b[r], "teacher {r} was drawn again but is no face");
+            // Same anchor, same θ (the z_a coefficient), a new partner among the anchors.
+            let a = r / k;
+            let best = |row: &[f32]| {
+                (0..za.len())
+                    .filter(|&o| o != a)
+                    .map(|o| plane_fit(row, &za[a], &za[o]))
+                    .min_by(|p, q| p.1.total_cmp(&q.1))
+                    .unwrap()
+            };
+            let ((ca, _), (cb, res)) = (best(&a_rows[r]), best(&b_rows[r]));
+            assert!(res < 1e-4, "teacher {r} off every anchor plane ({res})");
+            assert!((ca - cb).abs() < 1e-3, "teacher {r}: θ changed ({ca} → {cb})");
+        }
+    }
+    let missed_b = face_b.iter().filter(|f| !**f).count();
+    assert!(redrawn > 0 && missed_b == missed - redrawn, "missed {missed}, redrawn {redrawn}, still missed {missed_b}");
 }

@@ -10,6 +10,10 @@
 //!   "anchors"`) another anchor, every other one drawn from those least similar to z_a: teachers
 //!   then run between two filtered faces and reach the negative similarities strangers can have.
 //!   Moving along the sphere keeps z's norm, so every teacher decodes to a DCGAN-quality face.
+//!   With `bank.teacher_faces`, teachers the detector finds no face in are drawn again
+//!   (`teacher_faces`).
+
+mod teacher_faces;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -162,17 +166,18 @@ impl Bank {
                 b.dissimilar
             )));
         }
-        let detector = match (b.faces, detector) {
+        let detector = match (b.faces || b.teacher_faces, detector) {
             (true, None) => {
                 return Err(Error::Config(
-                    "bank.faces needs the face detector (face-api's weights in the assets folder)".into(),
+                    "bank.faces and bank.teacher_faces need the face detector (face-api's weights in the assets folder)".into(),
                 ))
             }
             (true, d) => d,
             (false, _) => None,
         };
         let mut rng = NoiseRng::new(NoiseRng::derive(&[cfg.train.seed, 0xBA4C]));
-        let total = b.anchors * 2 + b.anchors * (b.mixes - 1);
+        let detected = if b.teacher_faces { b.anchors * (b.mixes - 1) } else { 0 };
+        let total = b.anchors * 2 + b.anchors * (b.mixes - 1) + detected;
         let mut done = 0;
         // Anchors.
         let (mut zs, mut ds) = (Vec::new(), Vec::new());
@@ -218,11 +223,14 @@ impl Bank {
         let n = b.anchors;
         let mut cos_sin = Vec::with_capacity(n * k);
         let z1 = rng.randn(&[n * k, NZ], device)?;
-        let z1 = match b.toward {
-            Toward::Gaussian => z1,
-            Toward::Anchors => {
-                let sim = anchor_c.matmul(&anchor_c.t()?)?.to_vec2()?;
-                let partners = partners(&sim, k, b.dissimilar, &mut rng);
+        let sim: Option<Vec<Vec<f32>>> = match b.toward {
+            Toward::Gaussian => None,
+            Toward::Anchors => Some(anchor_c.matmul(&anchor_c.t()?)?.to_vec2()?),
+        };
+        let z1 = match &sim {
+            None => z1,
+            Some(sim) => {
+                let partners = partners(sim, k, b.dissimilar, &mut rng);
                 anchor_z.index_select(&Tensor::new(partners.as_slice(), device)?, 0)?
             }
         };
@@ -251,7 +259,19 @@ impl Bank {
             .unsqueeze(1)?
             .broadcast_as((n, k, NZ))?
             .reshape((n * k, NZ))?;
-        let mix_z = (rep.broadcast_mul(&cos)? + z1.broadcast_mul(&sin)?)?;
+        let mut mix_z = (rep.broadcast_mul(&cos)? + z1.broadcast_mul(&sin)?)?;
+        if let (true, Some(det)) = (b.teacher_faces, detector) {
+            let teachers = teacher_faces::Teachers {
+                anchor_z: &anchor_z,
+                cos_sin: &cos_sin,
+                sim: sim.as_deref(),
+                dissimilar: b.dissimilar,
+            };
+            mix_z = teachers.redraw_missed(&mix_z, cfg.train.seed, gan, det, device, |len| {
+                done += len;
+                progress(done.min(total), total);
+            })?;
+        }
         let c_rep = anchor_c
             .unsqueeze(1)?
             .broadcast_as((n, k, anchor_c.dim(1)?))?
@@ -285,25 +305,42 @@ impl Bank {
 /// unused): odd teachers draw from the share `dissimilar` of other anchors least similar to the
 /// anchor (`sim`: centred cosines between anchors), even ones from all other anchors.
 fn partners(sim: &[Vec<f32>], k: usize, dissimilar: f32, rng: &mut NoiseRng) -> Vec<u32> {
-    let n = sim.len();
-    let mut out = Vec::with_capacity(n * k);
+    let mut out = Vec::with_capacity(sim.len() * k);
     for (a, row) in sim.iter().enumerate() {
-        let mut order: Vec<usize> = (0..n).filter(|&o| o != a).collect();
-        order.sort_by(|&x, &y| row[x].total_cmp(&row[y]));
-        let few = ((order.len() as f32 * dissimilar).ceil() as usize).clamp(1, order.len());
+        let pool = PartnerPool::new(row, a, dissimilar);
         for j in 0..k {
-            let pool = if j % 2 == 1 { few } else { order.len() };
-            let pick = (rng.next_u32() as usize) % pool;
-            out.push(order[pick] as u32);
+            out.push(pool.draw(j, rng) as u32);
         }
     }
     out
 }
 
+/// The other anchors of one anchor, least similar first, and how many of them count as "least
+/// similar" (the share `dissimilar`).
+struct PartnerPool {
+    order: Vec<usize>,
+    few: usize,
+}
+
+impl PartnerPool {
+    fn new(row: &[f32], a: usize, dissimilar: f32) -> Self {
+        let mut order: Vec<usize> = (0..row.len()).filter(|&o| o != a).collect();
+        order.sort_by(|&x, &y| row[x].total_cmp(&row[y]));
+        let few = ((order.len() as f32 * dissimilar).ceil() as usize).clamp(1, order.len());
+        Self { order, few }
+    }
+
+    /// Partner of teacher `j`: odd teachers draw from the least similar, even ones from all.
+    fn draw(&self, j: usize, rng: &mut NoiseRng) -> usize {
+        let pool = if j % 2 == 1 { self.few } else { self.order.len() };
+        self.order[(rng.next_u32() as usize) % pool]
+    }
+}
+
 /// What the cache depends on.
 fn cache_key(cfg: &LatentConfig) -> Vec<u32> {
     let b = &cfg.bank;
-    vec![
+    let mut key = vec![
         (cfg.train.seed & 0xffff_ffff) as u32,
         (cfg.train.seed >> 32) as u32,
         b.anchors as u32,
@@ -314,7 +351,11 @@ fn cache_key(cfg: &LatentConfig) -> Vec<u32> {
         b.min_flip_cos.to_bits(),
         b.faces as u32 | (matches!(b.toward, Toward::Anchors) as u32) << 1,
         b.dissimilar.to_bits(),
-    ]
+    ];
+    if b.teacher_faces {
+        key.push(1); // banks built before the key existed stay valid
+    }
+    key
 }
 
 #[cfg(test)]

@@ -111,6 +111,10 @@ pub struct BankConfig {
     /// face rate): default false.
     #[serde(default)]
     pub faces: bool,
+    /// Teachers must be faces the detector finds, too: a teacher it misses is drawn again (same θ, a
+    /// new partner drawn the same way) up to `TEACHER_TRIES` times. Default false.
+    #[serde(default)]
+    pub teacher_faces: bool,
     /// What teachers move toward (default `gaussian`).
     #[serde(default)]
     pub toward: Toward,
