@@ -47,7 +47,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("|---|---|---|");
     for (b, (t, f)) in bins.iter().enumerate().filter(|(_, (t, _))| *t > 0) {
         let lo = -1.0 + 0.2 * b as f32;
-        println!("| {lo:+.1} … {:+.1} | {t} | {:.2} |", lo + 0.2, *f as f32 / *t as f32);
+        println!(
+            "| {lo:+.1} … {:+.1} | {t} | {:.2} |",
+            lo + 0.2,
+            *f as f32 / *t as f32
+        );
     }
     let (t, f) = bins.iter().fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
     println!("| all | {t} | {:.2} |", f as f32 / t as f32);

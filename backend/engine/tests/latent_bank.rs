@@ -149,22 +149,28 @@ fn teacher_faces_draws_again_only_the_teachers_the_detector_misses() {
     let is_face = |z: &candle_core::Tensor| -> Vec<bool> {
         let x = gan.generate(z).unwrap();
         (0..z.dim(0).unwrap())
-            .map(|i| det.finds_face(&tensor_image(&x.get(i).unwrap()).unwrap()).unwrap())
+            .map(|i| {
+                det.finds_face(&tensor_image(&x.get(i).unwrap()).unwrap())
+                    .unwrap()
+            })
             .collect()
     };
     let (face_a, face_b) = (is_face(&plain.mix_z), is_face(&faces.mix_z));
-    let (za, a_rows, b_rows): (Vec<Vec<f32>>, Vec<Vec<f32>>, Vec<Vec<f32>>) = (
-        plain.anchor_z.to_vec2().unwrap(),
-        plain.mix_z.to_vec2().unwrap(),
-        faces.mix_z.to_vec2().unwrap(),
-    );
-    assert_eq!(za, faces.anchor_z.to_vec2::<f32>().unwrap(), "same anchors");
+    let rows = |t: &candle_core::Tensor| -> Vec<Vec<f32>> { t.to_vec2().unwrap() };
+    let (za, a_rows, b_rows) = (rows(&plain.anchor_z), rows(&plain.mix_z), rows(&faces.mix_z));
+    assert_eq!(za, rows(&faces.anchor_z), "same anchors");
     let missed = face_a.iter().filter(|f| !**f).count();
-    assert!(missed > 0, "this seed's plain bank has teachers the detector misses");
+    assert!(
+        missed > 0,
+        "this seed's plain bank has teachers the detector misses"
+    );
     let mut redrawn = 0;
     for r in 0..a_rows.len() {
         if face_a[r] || r % k == 0 {
-            assert_eq!(a_rows[r], b_rows[r], "teacher {r} was a face and must stay as drawn");
+            assert_eq!(
+                a_rows[r], b_rows[r],
+                "teacher {r} was a face and must stay as drawn"
+            );
             assert_eq!(plain.mix_s[r], faces.mix_s[r]);
         } else if a_rows[r] != b_rows[r] {
             redrawn += 1;
@@ -184,5 +190,8 @@ fn teacher_faces_draws_again_only_the_teachers_the_detector_misses() {
         }
     }
     let missed_b = face_b.iter().filter(|f| !**f).count();
-    assert!(redrawn > 0 && missed_b == missed - redrawn, "missed {missed}, redrawn {redrawn}, still missed {missed_b}");
+    assert!(
+        redrawn > 0 && missed_b == missed - redrawn,
+        "missed {missed}, redrawn {redrawn}, still missed {missed_b}"
+    );
 }

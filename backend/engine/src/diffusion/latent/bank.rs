@@ -176,7 +176,11 @@ impl Bank {
             (false, _) => None,
         };
         let mut rng = NoiseRng::new(NoiseRng::derive(&[cfg.train.seed, 0xBA4C]));
-        let detected = if b.teacher_faces { b.anchors * (b.mixes - 1) } else { 0 };
+        let detected = if b.teacher_faces {
+            b.anchors * (b.mixes - 1)
+        } else {
+            0
+        };
         let total = b.anchors * 2 + b.anchors * (b.mixes - 1) + detected;
         let mut done = 0;
         // Anchors.
