@@ -49,7 +49,10 @@ def main():
         print("| " + " | ".join(cells) + " |")
 
     for path, data in runs:
-        line(os.path.basename(os.path.dirname(os.path.abspath(path))), [data])
+        # runs/x/samples.json is labelled "x"; docs/…/shipped-seed2-samples.json "shipped-seed2"
+        stem = os.path.splitext(os.path.basename(path))[0]
+        label = os.path.basename(os.path.dirname(os.path.abspath(path))) if stem == "samples" else stem.removesuffix("-samples")
+        line(label, [data])
     if len(runs) > 1:
         line("pooled", [d for _, d in runs])
     for j in judges:
