@@ -29,6 +29,22 @@ fn config() -> LatentConfig {
     .unwrap()
 }
 
+/// The DCGAN, dlib and the face detector on the CPU; None when the assets are missing (and
+/// `CEMIFACE_SKIP_MISSING_ASSETS` allows it).
+fn models() -> Option<(Dcgan, DlibEncoder, FaceAligner)> {
+    let assets = common::assets_with(&[
+        "gan-face-generate/weights.tar",
+        "face-api/face_recognition_model-weights_manifest.json",
+        "face-api/tiny_face_detector_model-weights_manifest.json",
+    ])?;
+    let dev = Device::Cpu;
+    Some((
+        Dcgan::load(&assets.join("gan-face-generate/weights.tar"), &dev).unwrap(),
+        DlibEncoder::load(&assets, &dev).unwrap(),
+        FaceAligner::load(&assets, &dev).unwrap(),
+    ))
+}
+
 /// Best fit of `t` as a·z_a + b·z_o: (a, residual relative to ‖t‖).
 fn plane_fit(t: &[f32], za: &[f32], zo: &[f32]) -> (f32, f32) {
     let dot = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(a, b)| a * b).sum::<f32>();
@@ -45,18 +61,9 @@ fn plane_residual(t: &[f32], za: &[f32], zo: &[f32]) -> f32 {
 
 #[test]
 fn anchors_are_detected_faces_and_teachers_run_between_anchors() {
-    let Some(assets) = common::assets_with(&[
-        "gan-face-generate/weights.tar",
-        "face-api/face_recognition_model-weights_manifest.json",
-        "face-api/tiny_face_detector_model-weights_manifest.json",
-    ]) else {
-        return;
-    };
+    let Some((gan, enc, det)) = models() else { return };
     let dev = Device::Cpu;
     let cfg = config();
-    let gan = Dcgan::load(&assets.join("gan-face-generate/weights.tar"), &dev).unwrap();
-    let enc = DlibEncoder::load(&assets, &dev).unwrap();
-    let det = FaceAligner::load(&assets, &dev).unwrap();
     let dir = std::env::temp_dir().join(format!("cemiface-bank-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     // Without the detector the filter cannot run: a clear error, nothing built.
@@ -112,17 +119,8 @@ fn anchors_are_detected_faces_and_teachers_run_between_anchors() {
 
 #[test]
 fn teacher_faces_draws_again_only_the_teachers_the_detector_misses() {
-    let Some(assets) = common::assets_with(&[
-        "gan-face-generate/weights.tar",
-        "face-api/face_recognition_model-weights_manifest.json",
-        "face-api/tiny_face_detector_model-weights_manifest.json",
-    ]) else {
-        return;
-    };
+    let Some((gan, enc, det)) = models() else { return };
     let dev = Device::Cpu;
-    let gan = Dcgan::load(&assets.join("gan-face-generate/weights.tar"), &dev).unwrap();
-    let enc = DlibEncoder::load(&assets, &dev).unwrap();
-    let det = FaceAligner::load(&assets, &dev).unwrap();
     let k = 8;
     let build = |teacher_faces: bool| {
         let mut cfg = config();
