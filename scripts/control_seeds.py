@@ -2,7 +2,7 @@
 """One generator's control over several sets of held-out inquiries: reads the samples.json of
 report-control runs that differ only in --seed and prints, per run and pooled, each judge's Spearman
 (m against achieved similarity, ties averaged as report-control does) and the face rate by m with
-its binomial standard error. Seed-to-seed swings at 104 inquiries reach 0.012 in Spearman and 0.12
+its binomial standard error. Seed-to-seed swings at 104 inquiries reach 0.015 in Spearman and 0.09–0.12
 in face rate at one m, so bars are judged on the pool (docs/latent-generator.md §5).
 
     python3 scripts/control_seeds.py runs/rc/seed7/samples.json runs/rc/seed1/samples.json …
