@@ -79,6 +79,37 @@ pub struct LatentTrainSettings {
     /// thousands of times.
     #[serde(default)]
     pub teachers: TeacherSampling,
+    /// The similarity m = −1 stands for (default −1: m is the similarity itself). This decoder's
+    /// faces are never much less similar than strangers (teachers reach −0.6 at the lowest, and
+    /// G(−z_a) −0.15 on average), so with m_floor = −0.4 the targets m ∈ [−1, 0] spread over the
+    /// reachable s ∈ [−0.4, 0]: a teacher's label is s / |m_floor| below 0 (clamped at −1) and
+    /// SimMat's target for m < 0 is m·|m_floor|; m ≥ 0 is unchanged (docs/latent-generator.md §5).
+    #[serde(default = "default_m_floor")]
+    pub m_floor: f32,
+}
+
+fn default_m_floor() -> f32 {
+    -1.0
+}
+
+impl LatentTrainSettings {
+    /// The condition m a teacher of measured similarity `s` is trained under (before the grid).
+    pub fn label(&self, s: f32) -> f32 {
+        if s < 0.0 {
+            (s / self.m_floor.abs()).max(-1.0)
+        } else {
+            s
+        }
+    }
+
+    /// The similarity a condition m asks for: the inverse of [`Self::label`] on [−1, 1].
+    pub fn target(&self, m: f32) -> f32 {
+        if m < 0.0 {
+            m * self.m_floor.abs()
+        } else {
+            m
+        }
+    }
 }
 
 /// See [`LatentTrainSettings::teachers`].

@@ -2,12 +2,13 @@
 //! - **MSE** on `batch_size` teacher pairs drawn from the bank (uniformly, or evenly over similarity
 //!   bins with `teachers = "balanced"`): the anchor is the identity
 //!   (z_a, C_id), the teacher z0 is the data, and m is the teacher's measured similarity rounded to the
-//!   0.04 grid (exact labels, no extra E_id pass); t ~ U{0…T−1}, ε ~ N(0, I), L_mse = ‖ε̂ − ε‖²
+//!   0.04 grid (exact labels, no extra E_id pass; below 0 divided by |`m_floor`|); t ~ U{0…T−1}, ε ~ N(0, I), L_mse = ‖ε̂ − ε‖²
 //!   (or ‖x̂0 − z0‖² for the `x0_residual` prediction).
 //! - **SimMat** on `sim_mat_batch` more samples with m drawn from the paper's grid over [−1, 1]: the
-//!   teacher is the anchor's bank entry nearest to m (its similarity s_data), ẑ0 is decoded by G and
-//!   scored by the centred E_id: (1 − t/T)·|s_data − s| + (t/T)·|m − s| (`sim_mat_toward`; the paper's
-//!   |1 − s| when the teacher is the anchor). These samples count in the MSE too.
+//!   teacher is the anchor's bank entry nearest to m's target similarity m* (m itself, or m·|`m_floor`|
+//!   below 0; its similarity s_data), ẑ0 is decoded by G and scored by the centred E_id:
+//!   (1 − t/T)·|s_data − s| + (t/T)·|m* − s| (`sim_mat_toward`; the paper's |1 − s| when the teacher
+//!   is the anchor). These samples count in the MSE too.
 //!
 //! L = L_mse + λ·L_SimMat; AdamW with clipping, EMA, checkpoints that resume exactly.
 
@@ -70,9 +71,9 @@ pub struct LatentTrainer {
 }
 
 /// Teacher rows grouped by their similarity's grid value, in grid order, empty bins left out.
-fn similarity_bins(mix_s: &[f32], step: f64) -> Vec<Vec<u32>> {
+fn similarity_bins(mix_s: &[f32], step: f64, label: impl Fn(f32) -> f32) -> Vec<Vec<u32>> {
     let mut bins: std::collections::BTreeMap<i64, Vec<u32>> = Default::default();
-    for (j, &s) in mix_s.iter().enumerate() {
+    for (j, s) in mix_s.iter().map(|&s| label(s)).enumerate() {
         bins.entry((to_grid(s, step) as f64 / step).round() as i64)
             .or_default()
             .push(j as u32);
@@ -117,6 +118,12 @@ impl LatentTrainer {
                 "train.batch_size and train.checkpoint_every must be positive and denoiser.latent_dim {NZ}"
             )));
         }
+        if !(-1.0..0.0).contains(&t.m_floor) {
+            return Err(Error::Config(format!(
+                "train.m_floor is {} but must be in [-1, 0): the similarity m = -1 stands for",
+                t.m_floor
+            )));
+        }
         if cfg.denoiser.id_dim != encoder.dim() {
             return Err(Error::Config(format!(
                 "denoiser.id_dim is {} but the encoder {} gives {}-d embeddings",
@@ -133,7 +140,7 @@ impl LatentTrainer {
             t.ema_max_decay,
         )?;
         let mean = bank.mean(&encoder.name(), &cfg)?;
-        let bins = similarity_bins(&bank.mix_s, t.m_step);
+        let bins = similarity_bins(&bank.mix_s, t.m_step, |s| t.label(s));
         Ok(Self {
             schedule: NoiseSchedule::new(&cfg.schedule)?,
             grid: m_grid(t.m_step),
@@ -179,6 +186,7 @@ impl LatentTrainer {
         let mut anchors = Vec::with_capacity(bm + bs);
         let mut m = Vec::with_capacity(bm + bs);
         let mut s_data = Vec::with_capacity(bs);
+        let mut s_target = Vec::with_capacity(bs);
         for _ in 0..bm {
             let j = match self.cfg.train.teachers {
                 TeacherSampling::Uniform => self.rng.next_u32() as usize % (n * k),
@@ -191,16 +199,21 @@ impl LatentTrainer {
             };
             rows.push(j as u32);
             anchors.push((j / k) as u32);
-            m.push(to_grid(self.bank.mix_s[j], self.cfg.train.m_step));
+            m.push(to_grid(
+                self.cfg.train.label(self.bank.mix_s[j]),
+                self.cfg.train.m_step,
+            ));
         }
         for _ in 0..bs {
             let a = self.rng.next_u32() as usize % n;
             let target = self.grid[self.rng.next_u32() as usize % self.grid.len()];
-            let (j, s) = self.bank.nearest(a, target);
+            let wanted = self.cfg.train.target(target);
+            let (j, s) = self.bank.nearest(a, wanted);
             rows.push(j as u32);
             anchors.push(a as u32);
             m.push(target);
             s_data.push(s);
+            s_target.push(wanted);
         }
         let b = bm + bs;
         let t: Vec<u32> = (0..b)
@@ -234,7 +247,8 @@ impl LatentTrainer {
             let s = cosine_rows(&d.broadcast_sub(&self.mean.mean)?, &tail(&c_id)?)?;
             let gamma = self.schedule.fraction(ts, dev)?;
             let sd = Tensor::new(s_data.as_slice(), dev)?;
-            let sm = sim_mat_toward(&s, &sd, &tail(&m_tensor)?, &gamma, SimMatForm::Absolute)?;
+            let st = Tensor::new(s_target.as_slice(), dev)?;
+            let sm = sim_mat_toward(&s, &sd, &st, &gamma, SimMatForm::Absolute)?;
             (
                 (&mse + (&sm.loss * self.cfg.train.lambda)?)?,
                 sm.loss,
@@ -312,7 +326,7 @@ pub fn save_anchors(dir: &Path, z: &Tensor, c: &Tensor) -> Result<()> {
 mod tests {
     #[test]
     fn balanced_bins_group_teachers_by_grid_value() {
-        let bins = super::similarity_bins(&[1.0, 0.51, -0.59, 0.99, 0.53, 0.02], 0.04);
+        let bins = super::similarity_bins(&[1.0, 0.51, -0.59, 0.99, 0.53, 0.02], 0.04, |s| s);
         // −0.6, 0.0, 0.52 (0.51 and 0.53), 1.0 (1.0 and 0.99), in grid order.
         assert_eq!(bins, vec![vec![2], vec![5], vec![1, 4], vec![0, 3]]);
         // Weights min(size, mean size = 2): the rare bins count once, the others twice.
@@ -327,5 +341,46 @@ mod tests {
         assert_eq!(super::to_grid(0.5, 0.04), 0.52);
         assert_eq!(super::to_grid(-1.3, 0.04), -1.0);
         assert_eq!(super::to_grid(0.999, 0.04), 1.0);
+    }
+
+    #[test]
+    fn m_floor_spreads_negative_targets_over_the_reachable_similarities() {
+        let mut t = super::super::config::LatentTrainSettings {
+            batch_size: 256,
+            sim_mat_batch: 8,
+            steps: 1,
+            lambda: 0.05,
+            m_step: 0.04,
+            ema_max_decay: 0.999,
+            checkpoint_every: 1,
+            seed: 0,
+            x0_clip: 4.0,
+            teachers: Default::default(),
+            m_floor: -0.4,
+        };
+        // Below 0 the label is s / 0.4 (clamped at −1); at and above 0 it is s.
+        for (s, label) in [
+            (-0.6, -1.0),
+            (-0.4, -1.0),
+            (-0.2, -0.5),
+            (-0.02, -0.05),
+            (0.0, 0.0),
+            (0.3, 0.3),
+            (1.0, 1.0),
+        ] {
+            assert!((t.label(s) - label).abs() < 1e-6, "label({s}) = {}", t.label(s));
+        }
+        // target inverts label on [−1, 1].
+        for m in [-1.0f32, -0.5, -0.04, 0.0, 0.5, 1.0] {
+            assert!((t.label(t.target(m)) - m).abs() < 1e-6, "m = {m}");
+        }
+        assert!((t.target(-1.0) + 0.4).abs() < 1e-6);
+        // Balanced bins follow the labels: −0.2 and −0.5 are no longer neighbours of 0.
+        let bins = super::similarity_bins(&[-0.2, -0.5, -0.02, 0.5], 0.04, |s| t.label(s));
+        assert_eq!(bins, vec![vec![1], vec![0], vec![2], vec![3]]);
+        // The default leaves m as the similarity.
+        t.m_floor = -1.0;
+        assert_eq!(t.label(-0.3), -0.3);
+        assert_eq!(t.target(-0.3), -0.3);
     }
 }
