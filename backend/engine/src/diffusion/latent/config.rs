@@ -86,13 +86,62 @@ pub struct LatentTrainSettings {
     /// SimMat's target for m < 0 is m·|m_floor|; m ≥ 0 is unchanged (docs/latent-generator.md §5).
     #[serde(default = "default_m_floor")]
     pub m_floor: f32,
+    /// A second stage (`[train.fine_tune]`, off by default): from its `from_step` on, SimMat runs
+    /// with its own λ, sub-batch and lowest m, so one config trains what a resume with a changed
+    /// config would (docs/latent-generator.md §5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fine_tune: Option<FineTune>,
 }
 
 fn default_m_floor() -> f32 {
     -1.0
 }
 
+/// See [`LatentTrainSettings::fine_tune`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FineTune {
+    /// The first step (counted from 0, as `steps`) trained with these settings.
+    pub from_step: u64,
+    /// λ of L_SimMat from then on.
+    pub lambda: f64,
+    /// SimMat samples per step from then on.
+    pub sim_mat_batch: usize,
+    /// SimMat's m is drawn from the grid's values ≥ this (default −1: the whole grid), so targets
+    /// below what the decoder reaches can be left to the MSE.
+    #[serde(default = "default_fine_tune_m_min")]
+    pub m_min: f32,
+}
+
+fn default_fine_tune_m_min() -> f32 {
+    -1.0
+}
+
+/// What SimMat does at one step: the base settings, or the fine-tune stage's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SimMatStage {
+    pub batch: usize,
+    pub lambda: f64,
+    pub m_min: f32,
+}
+
 impl LatentTrainSettings {
+    /// SimMat's settings for the step that starts after `step` steps.
+    pub fn sim_mat_stage(&self, step: u64) -> SimMatStage {
+        match &self.fine_tune {
+            Some(f) if step >= f.from_step => SimMatStage {
+                batch: f.sim_mat_batch,
+                lambda: f.lambda,
+                m_min: f.m_min,
+            },
+            _ => SimMatStage {
+                batch: self.sim_mat_batch,
+                lambda: self.lambda,
+                m_min: -1.0,
+            },
+        }
+    }
+
     /// The condition m a teacher of measured similarity `s` is trained under (before the grid).
     pub fn label(&self, s: f32) -> f32 {
         if s < 0.0 {

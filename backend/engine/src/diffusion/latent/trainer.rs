@@ -96,6 +96,12 @@ fn bin_weights(bins: &[Vec<u32>]) -> Vec<usize> {
         .collect()
 }
 
+/// SimMat's m grid for a stage: the grid's values ≥ `m_min` (never empty: at least its top value).
+fn grid_from(grid: &[f32], m_min: f32) -> &[f32] {
+    let first = grid.partition_point(|&g| g < m_min - 1e-6);
+    &grid[first.min(grid.len() - 1)..]
+}
+
 /// Rounds to the nearest value of the grid with spacing `step` over [−1, 1].
 fn to_grid(v: f32, step: f64) -> f32 {
     let n = (2.0 / step).round();
@@ -123,6 +129,14 @@ impl LatentTrainer {
                 "train.m_floor is {} but must be in [-1, 0): the similarity m = -1 stands for",
                 t.m_floor
             )));
+        }
+        if let Some(f) = &t.fine_tune {
+            if !(-1.0..=1.0).contains(&f.m_min) {
+                return Err(Error::Config(format!(
+                    "train.fine_tune.m_min is {} but must be in [-1, 1]: the lowest SimMat target",
+                    f.m_min
+                )));
+            }
         }
         if cfg.denoiser.id_dim != encoder.dim() {
             return Err(Error::Config(format!(
@@ -180,7 +194,9 @@ impl LatentTrainer {
     /// One optimisation step.
     pub fn train_step(&mut self) -> Result<StepMetrics> {
         let started = Instant::now();
-        let (bm, bs) = (self.cfg.train.batch_size, self.cfg.train.sim_mat_batch);
+        let stage = self.cfg.train.sim_mat_stage(self.step);
+        let (bm, bs) = (self.cfg.train.batch_size, stage.batch);
+        let grid = grid_from(&self.grid, stage.m_min);
         let (n, k) = (self.bank.anchors(), self.bank.mixes);
         let mut rows = Vec::with_capacity(bm + bs); // teacher rows
         let mut anchors = Vec::with_capacity(bm + bs);
@@ -206,7 +222,7 @@ impl LatentTrainer {
         }
         for _ in 0..bs {
             let a = self.rng.next_u32() as usize % n;
-            let target = self.grid[self.rng.next_u32() as usize % self.grid.len()];
+            let target = grid[self.rng.next_u32() as usize % grid.len()];
             let wanted = self.cfg.train.target(target);
             let (j, s) = self.bank.nearest(a, wanted);
             rows.push(j as u32);
@@ -249,12 +265,7 @@ impl LatentTrainer {
             let sd = Tensor::new(s_data.as_slice(), dev)?;
             let st = Tensor::new(s_target.as_slice(), dev)?;
             let sm = sim_mat_toward(&s, &sd, &st, &gamma, SimMatForm::Absolute)?;
-            (
-                (&mse + (&sm.loss * self.cfg.train.lambda)?)?,
-                sm.loss,
-                sm.rec,
-                sm.sim,
-            )
+            ((&mse + (&sm.loss * stage.lambda)?)?, sm.loss, sm.rec, sm.sim)
         } else {
             let z = mse.zeros_like()?;
             (mse.clone(), z.clone(), z.clone(), z)
@@ -343,9 +354,8 @@ mod tests {
         assert_eq!(super::to_grid(0.999, 0.04), 1.0);
     }
 
-    #[test]
-    fn m_floor_spreads_negative_targets_over_the_reachable_similarities() {
-        let mut t = super::super::config::LatentTrainSettings {
+    fn settings() -> super::super::config::LatentTrainSettings {
+        super::super::config::LatentTrainSettings {
             batch_size: 256,
             sim_mat_batch: 8,
             steps: 1,
@@ -357,7 +367,50 @@ mod tests {
             x0_clip: 4.0,
             teachers: Default::default(),
             m_floor: -0.4,
+            fine_tune: None,
+        }
+    }
+
+    #[test]
+    fn the_fine_tune_stage_takes_over_sim_mat_from_its_step() {
+        use super::super::config::{FineTune, SimMatStage};
+        let mut t = settings();
+        let base = SimMatStage {
+            batch: 8,
+            lambda: 0.05,
+            m_min: -1.0,
         };
+        assert_eq!(t.sim_mat_stage(0), base);
+        assert_eq!(
+            t.sim_mat_stage(u64::MAX),
+            base,
+            "no stage: the base settings throughout"
+        );
+        t.fine_tune = Some(FineTune {
+            from_step: 8000,
+            lambda: 0.2,
+            sim_mat_batch: 16,
+            m_min: 0.0,
+        });
+        assert_eq!(t.sim_mat_stage(7999), base);
+        let late = SimMatStage {
+            batch: 16,
+            lambda: 0.2,
+            m_min: 0.0,
+        };
+        assert_eq!((t.sim_mat_stage(8000), t.sim_mat_stage(9999)), (late, late));
+        // The stage's grid: m ≥ m_min only; −1 keeps every value (the same draws as the base).
+        let grid = crate::diffusion::sim_mat::m_grid(0.04);
+        assert_eq!(super::grid_from(&grid, -1.0).len(), 51);
+        let upper = super::grid_from(&grid, 0.0);
+        assert_eq!((upper.len(), upper[0], upper[25]), (26, 0.0, 1.0));
+        assert!((super::grid_from(&grid, -0.5)[0] + 0.48).abs() < 1e-6);
+        assert_eq!(super::grid_from(&grid, 1.0), &[1.0]);
+    }
+
+    #[test]
+    fn m_floor_spreads_negative_targets_over_the_reachable_similarities() {
+        let mut t = settings();
         // Below 0 the label is s / 0.4 (clamped at −1); at and above 0 it is s.
         for (s, label) in [
             (-0.6, -1.0),
